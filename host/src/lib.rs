@@ -1,0 +1,31 @@
+//! Warden: an MCP proxy whose every message passes through sandboxed
+//! WebAssembly plugins.
+//!
+//! # Layout
+//!
+//! A message walks one road and the modules follow it:
+//!
+//! ```text
+//!  client ⇄ transport ⇄ relay ⇄ plugin chain ⇄ upstream
+//!           (framing)   (relay)  (plugin/)     (upstream/child)
+//! ```
+//!
+//! - [`wrap`]: the `warden wrap` mode, wiring stdio to a child server.
+//! - [`transport`]: reading and writing messages on the client side.
+//! - [`relay`]: one session: pending tables, the chain run both ways, host-built replies.
+//! - [`plugin`]: the wasmtime runtime, the chain snapshot, per-session instances, host imports.
+//! - [`upstream`]: the server side (a child process).
+//! - [`jsonrpc`]: the little JSON-RPC routing needs; [`config`]: plugin manifests;
+//!   [`audit`]: the audit trail.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod jsonrpc;
+pub mod plugin;
+pub mod relay;
+pub mod transport;
+pub mod upstream;
+pub mod wrap;

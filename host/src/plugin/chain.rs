@@ -1,0 +1,95 @@
+//! An ordered, immutable snapshot of loaded plugins.
+//!
+//! A `Chain` never changes once built; a reload builds a new one. Each owner
+//! (a session) runs it through its own [`super::Instances`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::bindings::InterceptorPre;
+use super::host::HostState;
+use super::state::KvStore;
+use crate::config::Manifest;
+
+/// A loaded plugin: compiled, linked and checked, ready to instantiate.
+pub struct Plugin {
+    /// The file stem, e.g. `10-tool-policy`.
+    pub name: Arc<str>,
+    /// Its validated manifest.
+    pub manifest: Manifest,
+    pub(super) pre: InterceptorPre<HostState>,
+    /// Which methods it is called for.
+    pub interests: Interests,
+    pub(super) kv: Arc<KvStore>,
+    /// sha256 of the component.
+    pub digest: String,
+}
+
+/// The plugins of a chain, in order.
+#[derive(Default)]
+pub struct Chain {
+    plugins: Vec<Arc<Plugin>>,
+}
+
+impl Chain {
+    /// A chain of these plugins, in this order.
+    pub fn new(plugins: Vec<Arc<Plugin>>) -> Chain {
+        Chain { plugins }
+    }
+
+    /// The plugins, front to back.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Whether any plugin wants to see `method`. Lets the relay skip all work
+    /// for messages nobody is interested in.
+    pub fn wants(&self, method: &str) -> bool {
+        self.plugins.iter().any(|p| p.interests.matches(method))
+    }
+}
+
+/// The methods a plugin registered for: exact names, `prefix*`, or `*`.
+#[derive(Debug, Default, Clone)]
+pub struct Interests {
+    all: bool,
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+}
+
+impl Interests {
+    /// Parses the registration's method list.
+    pub fn new(methods: &[String]) -> Interests {
+        let mut interests = Interests::default();
+        for m in methods {
+            if m == "*" {
+                interests.all = true;
+            } else if let Some(prefix) = m.strip_suffix('*') {
+                interests.prefixes.push(prefix.to_owned());
+            } else {
+                interests.exact.insert(m.clone());
+            }
+        }
+        interests
+    }
+
+    /// Whether `method` is one of them.
+    pub fn matches(&self, method: &str) -> bool {
+        self.all || self.exact.contains(method) || self.prefixes.iter().any(|p| method.starts_with(p.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interests_match_exact_prefix_and_all() {
+        let i = Interests::new(&["tools/call".into(), "notifications/*".into()]);
+        assert!(i.matches("tools/call"));
+        assert!(i.matches("notifications/progress"));
+        assert!(!i.matches("tools/list"));
+        assert!(Interests::new(&["*".into()]).matches("anything"));
+        assert!(!Interests::new(&[]).matches("tools/call"));
+    }
+}

@@ -1,0 +1,336 @@
+//! One owner's live plugin instances, and the walk of a message through them.
+//!
+//! Each owner (a session) gets its own `Store` per plugin, made on first use
+//! from the plugin's `InterceptorPre`. No store is shared and none sits behind
+//! a lock. An instance that fails is dropped and made afresh for the next message.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use wasmtime::Store;
+
+use super::bindings::warden::interceptor::types::{self as wit, Verdict};
+use super::bindings::Interceptor;
+use super::chain::{Chain, Plugin};
+use super::host::HostState;
+use super::runtime::{ticks, Runtime};
+use crate::config::FailureMode;
+use crate::jsonrpc::{self, Kind, Message};
+
+pub use wit::{Caller, Direction};
+
+/// What the session knows, the same for every message.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Session id, when the transport has one.
+    pub id: Option<Arc<str>>,
+    /// Upstream name.
+    pub upstream: Arc<str>,
+    /// Authenticated caller, if any.
+    pub caller: Option<Caller>,
+    /// Negotiated protocol version, once known.
+    pub protocol_version: Option<String>,
+}
+
+/// What the relay knows about one message beyond its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageContext<'a> {
+    /// Which way it travels.
+    pub direction: Direction,
+    /// For responses: the method of the request answered ("" if unknown).
+    pub method: &'a str,
+    /// For `tools/call` requests and their responses: the tool.
+    pub tool: Option<&'a str>,
+}
+
+/// How a message left the chain.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Pass it on: `None` unchanged (forward the original bytes), or this replacement.
+    Forward(Option<Message>),
+    /// A plugin rejected it.
+    Reject {
+        /// Who.
+        plugin: Arc<str>,
+        /// The error to answer with.
+        error: wit::RpcError,
+    },
+    /// A plugin answered it itself with this result.
+    Respond {
+        /// Who.
+        plugin: Arc<str>,
+        /// The `result` value.
+        result: Box<RawValue>,
+    },
+    /// A plugin asked for human approval.
+    Approval {
+        /// Who.
+        plugin: Arc<str>,
+        /// The prompt.
+        prompt: String,
+    },
+    /// A plugin failed and its failure mode is `closed`.
+    Failed(Fault),
+}
+
+/// A plugin that did not produce a verdict: a host-side problem, kept apart from
+/// rejections (the plugin's decision) and upstream failures (transport problems).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Which plugin.
+    pub plugin: Arc<str>,
+    /// What went wrong.
+    pub kind: FaultKind,
+}
+
+/// The ways a plugin can fail.
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// It ran past its deadline.
+    Timeout(Duration),
+    /// It tried to grow its memory past the cap.
+    MemoryCap(usize),
+    /// It trapped.
+    Trap(String),
+    /// A fresh instance could not be made or initialised.
+    Instantiate(String),
+    /// Its verdict was unusable (invalid JSON, a changed id or kind).
+    BadVerdict(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin \"{}\" failed: ", self.plugin)?;
+        match &self.kind {
+            FaultKind::Timeout(d) => write!(f, "ran past its {} ms deadline", d.as_millis()),
+            FaultKind::MemoryCap(cap) => write!(f, "exceeded its {} MiB memory cap", cap >> 20),
+            FaultKind::Trap(m) => write!(f, "trapped: {m}"),
+            FaultKind::Instantiate(m) => write!(f, "could not start: {m}"),
+            FaultKind::BadVerdict(m) => write!(f, "returned an unusable verdict: {m}"),
+        }
+    }
+}
+
+impl FaultKind {
+    /// A short tag for logs and audit records.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            FaultKind::Timeout(_) => "timeout",
+            FaultKind::MemoryCap(_) => "memory-cap",
+            FaultKind::Trap(_) => "trap",
+            FaultKind::Instantiate(_) => "instantiate",
+            FaultKind::BadVerdict(_) => "bad-verdict",
+        }
+    }
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: Interceptor,
+}
+
+/// One owner's instances of a chain.
+pub struct Instances {
+    runtime: Arc<Runtime>,
+    chain: Arc<Chain>,
+    slots: Vec<Option<Live>>,
+    session: Session,
+}
+
+#[derive(Clone, Copy)]
+enum Hook {
+    Request,
+    Response,
+}
+
+impl Instances {
+    /// Instances of `chain` for one owner; each is made on first use.
+    pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, session: Session) -> Instances {
+        let slots = chain.plugins().iter().map(|_| None).collect();
+        Instances { runtime, chain, slots, session }
+    }
+
+    /// The chain these instances run.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    /// Session facts, e.g. to record the negotiated protocol version.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Session facts.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Runs a request or notification front to back through the interested plugins.
+    pub async fn on_request(&mut self, cx: MessageContext<'_>, message: &Message) -> Outcome {
+        let order: Vec<usize> = (0..self.slots.len()).collect();
+        self.walk(Hook::Request, cx, message, order).await
+    }
+
+    /// Runs a response or error back to front through the interested plugins.
+    pub async fn on_response(&mut self, cx: MessageContext<'_>, message: &Message) -> Outcome {
+        let order: Vec<usize> = (0..self.slots.len()).rev().collect();
+        self.walk(Hook::Response, cx, message, order).await
+    }
+
+    async fn walk(&mut self, hook: Hook, cx: MessageContext<'_>, original: &Message, order: Vec<usize>) -> Outcome {
+        let mut current: Option<Message> = None;
+        let mut context: Option<wit::Context> = None;
+        for index in order {
+            let plugin = self.chain.plugins()[index].clone();
+            if !plugin.interests.matches(cx.method) {
+                continue;
+            }
+            let message = current.as_ref().unwrap_or(original);
+            let context = context.get_or_insert_with(|| self.context(cx, &original.head));
+            let verdict = match self.call(index, &plugin, hook, context, message).await {
+                Ok(verdict) => verdict,
+                Err(kind) => match self.fail(&plugin, kind) {
+                    Some(outcome) => return outcome,
+                    None => continue,
+                },
+            };
+            match verdict {
+                Verdict::Forward => {}
+                Verdict::Modify(text) => match replacement(original, text) {
+                    Ok(next) => current = Some(next),
+                    Err(why) => match self.fail(&plugin, FaultKind::BadVerdict(why)) {
+                        Some(outcome) => return outcome,
+                        None => continue,
+                    },
+                },
+                Verdict::Reject(error) => return Outcome::Reject { plugin: plugin.name.clone(), error },
+                Verdict::Respond(text) => match RawValue::from_string(text) {
+                    Ok(result) => return Outcome::Respond { plugin: plugin.name.clone(), result },
+                    Err(e) => match self.fail(&plugin, FaultKind::BadVerdict(format!("respond: {e}"))) {
+                        Some(outcome) => return outcome,
+                        None => continue,
+                    },
+                },
+                Verdict::RequireApproval(prompt) => {
+                    return Outcome::Approval { plugin: plugin.name.clone(), prompt };
+                }
+            }
+        }
+        Outcome::Forward(current)
+    }
+
+    /// Applies the plugin's failure mode: `closed` stops the message, `open` lets it pass.
+    fn fail(&self, plugin: &Plugin, kind: FaultKind) -> Option<Outcome> {
+        let fault = Fault { plugin: plugin.name.clone(), kind };
+        match plugin.manifest.failure {
+            FailureMode::Closed => {
+                tracing::warn!(session = self.session.id.as_deref().unwrap_or("-"), "{fault}; message rejected (failure = closed)");
+                Some(Outcome::Failed(fault))
+            }
+            FailureMode::Open => {
+                tracing::warn!(session = self.session.id.as_deref().unwrap_or("-"), "{fault}; message passed (failure = open)");
+                None
+            }
+        }
+    }
+
+    async fn call(
+        &mut self,
+        index: usize,
+        plugin: &Plugin,
+        hook: Hook,
+        context: &wit::Context,
+        message: &Message,
+    ) -> Result<Verdict, FaultKind> {
+        let text = std::str::from_utf8(&message.raw).map_err(|e| FaultKind::BadVerdict(e.to_string()))?;
+        if self.slots[index].is_none() {
+            self.slots[index] = Some(self.instantiate(plugin).await?);
+        }
+        let Some(live) = self.slots[index].as_mut() else {
+            return Err(FaultKind::Instantiate("no instance".into()));
+        };
+        live.store.set_epoch_deadline(ticks(plugin.manifest.deadline));
+        let result = match hook {
+            Hook::Request => live.bindings.call_on_request(&mut live.store, context, text).await,
+            Hook::Response => live.bindings.call_on_response(&mut live.store, context, text).await,
+        };
+        match result {
+            Ok(verdict) => Ok(verdict),
+            Err(e) => {
+                let kind = classify(&e, &live.store, plugin);
+                // A failed instance may be in any state: never call it again.
+                self.slots[index] = None;
+                Err(kind)
+            }
+        }
+    }
+
+    async fn instantiate(&self, plugin: &Plugin) -> Result<Live, FaultKind> {
+        let state = HostState::new(
+            plugin.name.clone(),
+            &plugin.manifest,
+            self.session.id.clone(),
+            plugin.kv.clone(),
+            self.runtime.audit().clone(),
+        );
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|s| s.limiter());
+        store.set_epoch_deadline(ticks(plugin.manifest.deadline));
+        let bindings = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(classify(&e, &store, plugin)),
+        };
+        store.set_epoch_deadline(ticks(plugin.manifest.deadline));
+        match bindings.call_init(&mut store, &plugin.manifest.config_json).await {
+            Ok(Ok(_)) => Ok(Live { store, bindings }),
+            Ok(Err(message)) => Err(FaultKind::Instantiate(format!("init: {message}"))),
+            Err(e) => Err(classify(&e, &store, plugin)),
+        }
+    }
+
+    fn context(&self, cx: MessageContext<'_>, head: &jsonrpc::Head) -> wit::Context {
+        wit::Context {
+            direction: cx.direction,
+            kind: match head.kind {
+                Kind::Request => wit::MessageKind::Request,
+                Kind::Notification => wit::MessageKind::Notification,
+                Kind::Response => wit::MessageKind::Response,
+                Kind::Error => wit::MessageKind::Error,
+            },
+            id: head.id.clone(),
+            method: cx.method.to_owned(),
+            tool: cx.tool.map(str::to_owned),
+            session_id: self.session.id.as_deref().map(str::to_owned),
+            upstream: self.session.upstream.to_string(),
+            caller: self.session.caller.clone(),
+            protocol_version: self.session.protocol_version.clone(),
+        }
+    }
+}
+
+fn classify(error: &wasmtime::Error, store: &Store<HostState>, plugin: &Plugin) -> FaultKind {
+    if store.data().hit_memory_cap() {
+        return FaultKind::MemoryCap(plugin.manifest.memory_bytes);
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => FaultKind::Timeout(plugin.manifest.deadline),
+        Some(trap) => FaultKind::Trap(trap.to_string()),
+        None => FaultKind::Trap(format!("{error:#}")),
+    }
+}
+
+/// Checks a `modify` verdict: valid JSON-RPC of the same kind with the same id.
+fn replacement(original: &Message, text: String) -> Result<Message, String> {
+    let message = Message::parse(text.into()).map_err(|e| e.to_string())?;
+    let same_shape = message.head.kind.is_call() == original.head.kind.is_call()
+        && (message.head.kind == Kind::Notification) == (original.head.kind == Kind::Notification);
+    if !same_shape {
+        return Err(format!("kind changed from {:?} to {:?}", original.head.kind, message.head.kind));
+    }
+    if message.head.id != original.head.id {
+        return Err("id changed".into());
+    }
+    Ok(message)
+}

@@ -1,0 +1,28 @@
+//! The plugin chain: loading components, sandboxing them and running their hooks.
+//!
+//! - [`runtime`]: one wasmtime `Engine` (pooling allocator, epoch ticker) and the
+//!   on-disk cache of precompiled components.
+//! - [`chain`]: an immutable, ordered snapshot of loaded plugins.
+//! - [`instances`]: one owner's live instances of a chain and the hook calls.
+//! - [`host`]: what a plugin may call back into (log, audit, state).
+
+pub mod cache;
+pub mod chain;
+pub mod host;
+pub mod instances;
+pub mod runtime;
+pub mod state;
+
+pub use chain::{Chain, Plugin};
+pub use instances::{Fault, FaultKind, Instances, MessageContext, Outcome};
+pub use runtime::{LoadError, Runtime, RuntimeOptions};
+
+/// Host bindings generated from `wit/` (documented there).
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        world: "interceptor",
+        path: "../wit",
+        exports: { default: async },
+    });
+}

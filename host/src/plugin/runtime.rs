@@ -1,0 +1,224 @@
+//! The wasmtime engine Warden runs every plugin on, and plugin loading.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::bindings::{Interceptor, InterceptorPre};
+use super::cache::{self, Cache};
+use super::chain::{Chain, Interests, Plugin};
+use super::host::HostState;
+use super::state::KvStore;
+use crate::audit::AuditSink;
+use crate::config::{ConfigError, Manifest};
+
+/// One epoch tick; deadlines are counted in ticks.
+pub const TICK: Duration = Duration::from_millis(1);
+/// Largest memory any plugin may be granted; the pooling allocator reserves slots of this size.
+const MAX_PLUGIN_MEMORY: usize = 4096 << 20;
+/// Concurrent instances the pooling allocator has room for.
+const POOL_INSTANCES: u32 = 1000;
+
+/// How the runtime is set up.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Where precompiled components are kept; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Where audit events go.
+    pub audit: AuditSink,
+}
+
+/// Why a plugin could not be loaded. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The plugins folder or a file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Its `.toml` is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Not a component, or not one of the `interceptor` world.
+    #[error("{path}: not a warden:interceptor component: {message}")]
+    Component {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// Its `init` refused the configuration or failed.
+    #[error("{path}: init failed: {message}")]
+    Init {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's or wasmtime's explanation.
+        message: String,
+    },
+}
+
+/// The engine, the linker with the host imports, and the compile cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<Cache>,
+    audit: AuditSink,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator where the machine allows it) and starts the epoch ticker.
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Arc<Runtime>> {
+        let engine = match Engine::new(&engine_config(true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable, allocating on demand: {e:#}");
+                Engine::new(&engine_config(false))?
+            }
+        };
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Interceptor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let cache = options.cache_dir.map(|dir| Cache::new(dir, &engine));
+        let ticker = Arc::new(AtomicBool::new(true));
+        spawn_ticker(engine.clone(), ticker.clone())?;
+        Ok(Arc::new(Runtime { engine, linker, cache, audit: options.audit, ticker }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The audit sink plugin instances write to.
+    pub fn audit(&self) -> &AuditSink {
+        &self.audit
+    }
+
+    /// Loads every `*.wasm` in `dir` (with its optional `.toml`) into a chain,
+    /// ordered by `order` and then by file name. Any bad file refuses the whole chain.
+    pub async fn load_dir(self: &Arc<Self>, dir: &Path) -> Result<Chain, LoadError> {
+        let io = |source| LoadError::Io { path: dir.to_owned(), source };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut plugins = Vec::with_capacity(files.len());
+        for path in files {
+            plugins.push(Arc::new(self.load_plugin(&path).await?));
+        }
+        plugins.sort_by_key(|p| (p.manifest.order.is_none(), p.manifest.order));
+        Ok(Chain::new(plugins))
+    }
+
+    /// Loads one plugin: compile (or read from the cache), link, and run its
+    /// `init` once to check the configuration and learn which methods it wants.
+    pub async fn load_plugin(self: &Arc<Self>, wasm: &Path) -> Result<Plugin, LoadError> {
+        let manifest = Manifest::load(&wasm.with_extension("toml"))?;
+        let name: Arc<str> = wasm.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
+        let bytes = tokio::fs::read(wasm).await.map_err(|source| LoadError::Io { path: wasm.to_owned(), source })?;
+        let digest = cache::digest(&bytes);
+
+        let started = Instant::now();
+        let this = self.clone();
+        let digest2 = digest.clone();
+        // Compiling is CPU work for milliseconds to seconds: keep it off the async workers.
+        let compiled = tokio::task::spawn_blocking(move || this.compile(&bytes, &digest2)).await;
+        let (component, source) = match compiled {
+            Ok(result) => result,
+            Err(join) => Err(join.to_string()),
+        }
+        .map_err(|message| LoadError::Component { path: wasm.to_owned(), message })?;
+
+        let component_err = |e: wasmtime::Error| LoadError::Component { path: wasm.to_owned(), message: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(component_err)?;
+        let pre = InterceptorPre::new(instance_pre).map_err(component_err)?;
+
+        let kv = Arc::new(KvStore::default());
+        let registration = {
+            let state = HostState::new(name.clone(), &manifest, None, kv.clone(), self.audit.clone());
+            let mut store = Store::new(&self.engine, state);
+            store.limiter(|s| s.limiter());
+            store.set_epoch_deadline(ticks(manifest.deadline));
+            let init_err = |message: String| LoadError::Init { path: wasm.to_owned(), message };
+            let bindings = pre.instantiate_async(&mut store).await.map_err(|e| init_err(format!("{e:#}")))?;
+            store.set_epoch_deadline(ticks(manifest.deadline));
+            bindings
+                .call_init(&mut store, &manifest.config_json)
+                .await
+                .map_err(|e| init_err(format!("{e:#}")))?
+                .map_err(init_err)?
+        };
+        let interests = Interests::new(&registration.methods);
+        tracing::info!(
+            plugin = %name,
+            digest = &digest[..12],
+            methods = ?registration.methods,
+            cached = source == cache::Source::Cached,
+            "loaded in {:?}",
+            started.elapsed()
+        );
+        Ok(Plugin { name, manifest, pre, interests, kv, digest })
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &str) -> Result<(Component, cache::Source), String> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+            return Ok((component, cache::Source::Cached));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        if let Some(cache) = &self.cache {
+            cache.store(digest, &component);
+        }
+        Ok((component, cache::Source::Compiled))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A deadline in epoch ticks, never zero.
+pub fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_micros() / TICK.as_micros()).max(1) as u64
+}
+
+fn engine_config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(MAX_PLUGIN_MEMORY);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advances the engine's epoch every [`TICK`] until the runtime is dropped.
+fn spawn_ticker(engine: Engine, running: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("warden-epoch".into()).spawn(move || {
+        while running.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            engine.increment_epoch();
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The session relay: every message, both ways, through the plugin chain.
+//!
+//! The relay is transport-agnostic. It is fed frames from the client side and
+//! from the upstream side, keeps the two pending tables (requests each way that
+//! await an answer, keyed by id), runs the chain and sends the results on
+//! through two queues. It never waits for an answer, so requests stay pipelined.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::audit::{AuditSink, Source};
+use crate::jsonrpc::{self, code, Kind, Message};
+use crate::plugin::instances::Direction;
+use crate::plugin::{Instances, MessageContext, Outcome};
+use crate::transport::framing::Frame;
+
+/// Requests one side may have in flight before new ones are refused.
+const MAX_PENDING: usize = 16_384;
+
+/// What is remembered about a request until its answer passes.
+#[derive(Debug)]
+struct Pending {
+    method: String,
+    tool: Option<String>,
+}
+
+/// One session's relay state.
+pub struct Relay {
+    instances: Instances,
+    /// Client→server requests awaiting the server's answer.
+    upstream_pending: HashMap<String, Pending>,
+    /// Server→client requests awaiting the client's answer.
+    client_pending: HashMap<String, Pending>,
+    to_client: mpsc::Sender<Bytes>,
+    to_upstream: Option<mpsc::Sender<Bytes>>,
+    audit: AuditSink,
+    max_message_bytes: usize,
+}
+
+impl Relay {
+    /// A relay that sends to the client and the upstream through these queues.
+    pub fn new(
+        instances: Instances,
+        to_client: mpsc::Sender<Bytes>,
+        to_upstream: mpsc::Sender<Bytes>,
+        audit: AuditSink,
+        max_message_bytes: usize,
+    ) -> Relay {
+        Relay {
+            instances,
+            upstream_pending: HashMap::new(),
+            client_pending: HashMap::new(),
+            to_client,
+            to_upstream: Some(to_upstream),
+            audit,
+            max_message_bytes,
+        }
+    }
+
+    /// Handles one frame read from the client.
+    pub async fn from_client(&mut self, frame: Frame) {
+        self.frame(Direction::ClientToServer, frame).await;
+    }
+
+    /// Handles one frame read from the upstream.
+    pub async fn from_upstream(&mut self, frame: Frame) {
+        self.frame(Direction::ServerToClient, frame).await;
+    }
+
+    /// The client will send nothing more: close the upstream's input so it can finish.
+    pub fn close_upstream(&mut self) {
+        self.to_upstream = None;
+    }
+
+    /// Requests still awaiting the upstream.
+    pub fn pending_upstream(&self) -> usize {
+        self.upstream_pending.len()
+    }
+
+    /// The upstream is gone: answer everything it still owed the client.
+    pub async fn upstream_gone(&mut self, why: &str) {
+        let upstream = self.instances.session().upstream.clone();
+        for (id, pending) in self.upstream_pending.drain() {
+            let message = format!("upstream \"{upstream}\" {why} before answering {}", pending.method);
+            let reply = jsonrpc::error_response(Some(&id), code::UPSTREAM_FAILED, &message, None);
+            let _ = self.to_client.send(reply).await;
+        }
+    }
+
+    async fn frame(&mut self, from: Direction, frame: Frame) {
+        match frame {
+            Frame::Line(raw) => match Message::parse(raw) {
+                Ok(message) => self.message(from, message).await,
+                Err(e) => {
+                    tracing::warn!(from = side(from), "{e}");
+                    // Only the client gets told: a server must not be sent errors it
+                    // cannot match, and the client is who waits for an answer.
+                    if from == Direction::ClientToServer {
+                        let reply = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
+                        self.send_back(from, reply).await;
+                    }
+                }
+            },
+            Frame::TooLarge { len, id } => {
+                let limit = self.max_message_bytes;
+                let text = format!("message of {len} bytes exceeds the {limit}-byte limit");
+                tracing::warn!(from = side(from), id = id.as_deref().unwrap_or("-"), "{text}");
+                match (from, id) {
+                    (Direction::ClientToServer, id) => {
+                        let reply = jsonrpc::error_response(id.as_deref(), code::MESSAGE_TOO_LARGE, &text, None);
+                        self.send_back(from, reply).await;
+                    }
+                    // An oversized answer from the server: the client still gets an answer.
+                    (Direction::ServerToClient, Some(id)) if self.upstream_pending.remove(&id).is_some() => {
+                        let text = format!("upstream answer dropped: {text}");
+                        let reply = jsonrpc::error_response(Some(&id), code::MESSAGE_TOO_LARGE, &text, None);
+                        self.send_on(from, reply).await;
+                    }
+                    (Direction::ServerToClient, _) => {}
+                }
+            }
+        }
+    }
+
+    async fn message(&mut self, from: Direction, message: Message) {
+        if message.head.kind.is_call() {
+            self.call(from, message).await;
+        } else {
+            self.answer(from, message).await;
+        }
+    }
+
+    /// A request or notification travelling `from` one side to the other.
+    async fn call(&mut self, from: Direction, message: Message) {
+        let head = &message.head;
+        let method = head.method.as_deref().unwrap_or_default();
+        if head.kind == Kind::Request && self.pending(from).len() >= MAX_PENDING {
+            let text = format!("too many requests in flight (limit {MAX_PENDING})");
+            let reply = jsonrpc::error_response(head.id.as_deref(), code::INVALID_REQUEST, &text, None);
+            return self.send_back(from, reply).await;
+        }
+        if method == "notifications/cancelled" {
+            self.forget_cancelled(from, &message);
+        }
+        let outcome = if self.instances.chain().wants(method) {
+            let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
+            self.instances.on_request(cx, &message).await
+        } else {
+            Outcome::Forward(None)
+        };
+        let id = head.id.clone();
+        let reply = match outcome {
+            Outcome::Forward(replacement) => {
+                let message = replacement.unwrap_or(message);
+                if let Some(id) = &message.head.id {
+                    let pending = Pending { method: message.head.method.clone().unwrap_or_default(), tool: message.head.tool.clone() };
+                    self.pending(from).insert(id.clone(), pending);
+                }
+                return self.send_on(from, message.raw).await;
+            }
+            Outcome::Respond { plugin, result } => {
+                self.decision(&plugin, "respond", &message, None);
+                id.map(|id| jsonrpc::result_response(&id, &result))
+            }
+            other => {
+                let (code, text, data) = self.refusal(other, &message);
+                id.map(|id| jsonrpc::error_response(Some(&id), code, &text, data.as_deref()))
+            }
+        };
+        // Notifications that were stopped are simply dropped; there is nobody to answer.
+        if let Some(reply) = reply {
+            self.send_back(from, reply).await;
+        }
+    }
+
+    /// A response or error travelling `from` one side, answering a request that went the other way.
+    async fn answer(&mut self, from: Direction, message: Message) {
+        let pending = message.head.id.as_ref().and_then(|id| self.answered(from).remove(id));
+        let (method, tool) = pending.map(|p| (p.method, p.tool)).unwrap_or_default();
+        if method == "initialize" && from == Direction::ServerToClient {
+            self.note_protocol_version(&message);
+        }
+        if !self.instances.chain().wants(&method) {
+            return self.send_on(from, message.raw).await;
+        }
+        let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
+        let outcome = self.instances.on_response(cx, &message).await;
+        let id = message.head.id.as_deref();
+        let onward = match outcome {
+            Outcome::Forward(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
+            Outcome::Respond { plugin, result } => {
+                self.decision(&plugin, "respond", &message, Some(&method));
+                match id {
+                    Some(id) => jsonrpc::result_response(id, &result),
+                    None => message.raw.clone(),
+                }
+            }
+            other => {
+                let (code, text, data) = self.refusal(other, &message);
+                jsonrpc::error_response(id, code, &text, data.as_deref())
+            }
+        };
+        self.send_on(from, onward).await;
+    }
+
+    /// The error for a message the chain stopped, recorded in the audit trail.
+    fn refusal(&self, outcome: Outcome, message: &Message) -> (i32, String, Option<String>) {
+        match outcome {
+            Outcome::Reject { plugin, error } => {
+                self.decision(&plugin, "reject", message, None);
+                (error.code, error.message, error.data)
+            }
+            Outcome::Approval { plugin, prompt } => {
+                self.decision(&plugin, "require-approval", message, None);
+                let text = format!(
+                    "plugin \"{plugin}\" requires human approval ({prompt}), but approval is not available in this Warden"
+                );
+                (code::APPROVAL_UNAVAILABLE, text, None)
+            }
+            Outcome::Failed(fault) => {
+                self.decision(&fault.plugin, fault.kind.tag(), message, None);
+                (code::PLUGIN_FAILED, fault.to_string(), None)
+            }
+            Outcome::Forward(_) | Outcome::Respond { .. } => {
+                (code::PLUGIN_FAILED, "internal: not a refusal".to_owned(), None)
+            }
+        }
+    }
+
+    /// One audit record per decision that was not "forward". Never the message body:
+    /// it may hold secrets.
+    fn decision(&self, plugin: &str, verdict: &str, message: &Message, answered: Option<&str>) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let head = &message.head;
+        let event = json!({
+            "type": "decision",
+            "verdict": verdict,
+            "plugin": plugin,
+            "method": answered.or(head.method.as_deref()),
+            "tool": head.tool,
+            "id": head.id,
+        });
+        let session = self.instances.session().id.clone();
+        self.audit.record(Source::Host, session.as_deref(), event);
+    }
+
+    fn note_protocol_version(&mut self, message: &Message) {
+        #[derive(serde::Deserialize)]
+        struct Init {
+            result: Option<InitResult>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitResult {
+            protocol_version: Option<String>,
+        }
+        if let Ok(Init { result: Some(InitResult { protocol_version: Some(v) }) }) = serde_json::from_slice(&message.raw) {
+            self.instances.session_mut().protocol_version = Some(v);
+        }
+    }
+
+    /// A cancelled request may never be answered; stop waiting for it.
+    fn forget_cancelled(&mut self, from: Direction, message: &Message) {
+        #[derive(serde::Deserialize)]
+        struct Cancelled {
+            params: Option<Params>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params {
+            request_id: Option<serde_json::Value>,
+        }
+        if let Ok(Cancelled { params: Some(Params { request_id: Some(id) }) }) = serde_json::from_slice(&message.raw) {
+            self.pending(from).remove(&id.to_string());
+        }
+    }
+
+    /// The table of requests sent `from` this side.
+    fn pending(&mut self, from: Direction) -> &mut HashMap<String, Pending> {
+        match from {
+            Direction::ClientToServer => &mut self.upstream_pending,
+            Direction::ServerToClient => &mut self.client_pending,
+        }
+    }
+
+    /// The table an answer coming `from` this side settles.
+    fn answered(&mut self, from: Direction) -> &mut HashMap<String, Pending> {
+        match from {
+            Direction::ClientToServer => &mut self.client_pending,
+            Direction::ServerToClient => &mut self.upstream_pending,
+        }
+    }
+
+    /// Sends towards the other side.
+    async fn send_on(&self, from: Direction, bytes: Bytes) {
+        match from {
+            Direction::ClientToServer => match &self.to_upstream {
+                Some(tx) => {
+                    let _ = tx.send(bytes).await;
+                }
+                None => tracing::debug!("upstream input closed; message dropped"),
+            },
+            Direction::ServerToClient => {
+                let _ = self.to_client.send(bytes).await;
+            }
+        }
+    }
+
+    /// Sends back to the side a message came from.
+    async fn send_back(&self, from: Direction, bytes: Bytes) {
+        let to = match from {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        };
+        self.send_on(to, bytes).await;
+    }
+}
+
+fn side(direction: Direction) -> &'static str {
+    match direction {
+        Direction::ClientToServer => "client",
+        Direction::ServerToClient => "upstream",
+    }
+}
+
+/// The upstream name used when none is given.
+pub fn default_upstream_name(command: &[String]) -> Arc<str> {
+    command
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upstream".to_owned())
+        .into()
+}

@@ -1,0 +1,5 @@
+//! How messages reach Warden from the client side.
+//!
+//! - [`framing`]: newline-delimited JSON-RPC with a size limit, for any byte stream.
+
+pub mod framing;

@@ -1,0 +1,67 @@
+//! A stdio MCP server run as Warden's child process.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// How long a child may take to exit after its stdin is closed before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the child could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// No command was given.
+    #[error("no upstream command given (put it after `--`)")]
+    Empty,
+    /// The OS refused.
+    #[error("upstream {program:?}: spawn failed: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running child: its protocol pipes and the process.
+pub struct ChildServer {
+    /// The process.
+    pub process: Child,
+    /// Its stdin: where requests go.
+    pub stdin: ChildStdin,
+    /// Its stdout: where answers come from.
+    pub stdout: ChildStdout,
+}
+
+/// Starts `command` with piped stdin/stdout; its stderr is Warden's stderr.
+pub fn spawn(command: &[String]) -> Result<ChildServer, SpawnError> {
+    let (program, args) = command.split_first().ok_or(SpawnError::Empty)?;
+    let mut process = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SpawnError::Spawn { program: program.clone(), source })?;
+    let (Some(stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take()) else {
+        return Err(SpawnError::Spawn {
+            program: program.clone(),
+            source: std::io::Error::other("pipes were not created"),
+        });
+    };
+    Ok(ChildServer { process, stdin, stdout })
+}
+
+/// Waits for the child to exit, killing it if it outlives the grace period.
+pub async fn reap(process: &mut Child) -> std::io::Result<ExitStatus> {
+    match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            tracing::warn!("upstream did not exit within {EXIT_GRACE:?} of its stdin closing; killing it");
+            process.kill().await?;
+            process.wait().await
+        }
+    }
+}
