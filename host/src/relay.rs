@@ -146,11 +146,11 @@ impl Relay {
         if method == "notifications/cancelled" {
             self.forget_cancelled(from, &message);
         }
-        let outcome = if self.instances.chain().wants(method) {
+        let (outcome, stopped_at) = if self.instances.chain().wants(method) {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             self.instances.on_request(cx, &message).await
         } else {
-            Outcome::Forward(None)
+            (Outcome::Forward(None), 0)
         };
         let id = head.id.clone();
         let reply = match outcome {
@@ -173,7 +173,28 @@ impl Relay {
         };
         // Notifications that were stopped are simply dropped; there is nobody to answer.
         if let Some(reply) = reply {
+            let reply = self.unwind(from, stopped_at, &message, reply).await;
             self.send_back(from, reply).await;
+        }
+    }
+
+    /// Passes an answer the chain made (at position `stop`) back through the
+    /// plugins in front of `stop`, as if it had come from the peer.
+    async fn unwind(&mut self, from: Direction, stop: usize, request: &Message, reply: Bytes) -> Bytes {
+        let Ok(answer) = Message::parse(reply.clone()) else { return reply };
+        let method = request.head.method.as_deref().unwrap_or_default();
+        let cx = MessageContext { direction: opposite(from), method, tool: request.head.tool.as_deref() };
+        match self.instances.on_response_before(stop, cx, &answer).await {
+            Outcome::Forward(None) => reply,
+            Outcome::Forward(Some(replacement)) => replacement.raw,
+            Outcome::Respond { plugin, result } => {
+                self.decision(&plugin, "respond", request, None);
+                request.head.id.as_deref().map_or(reply, |id| jsonrpc::result_response(id, &result))
+            }
+            other => {
+                let (code, text, data) = self.refusal(other, request);
+                jsonrpc::error_response(request.head.id.as_deref(), code, &text, data.as_deref())
+            }
         }
     }
 
@@ -314,11 +335,14 @@ impl Relay {
 
     /// Sends back to the side a message came from.
     async fn send_back(&self, from: Direction, bytes: Bytes) {
-        let to = match from {
-            Direction::ClientToServer => Direction::ServerToClient,
-            Direction::ServerToClient => Direction::ClientToServer,
-        };
-        self.send_on(to, bytes).await;
+        self.send_on(opposite(from), bytes).await;
+    }
+}
+
+fn opposite(direction: Direction) -> Direction {
+    match direction {
+        Direction::ClientToServer => Direction::ServerToClient,
+        Direction::ServerToClient => Direction::ClientToServer,
     }
 }
 

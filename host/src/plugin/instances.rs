@@ -168,18 +168,39 @@ impl Instances {
     }
 
     /// Runs a request or notification front to back through the interested plugins.
-    pub async fn on_request(&mut self, cx: MessageContext<'_>, message: &Message) -> Outcome {
-        let order: Vec<usize> = (0..self.slots.len()).collect();
-        self.walk(Hook::Request, cx, message, order).await
+    /// Returns how it left the chain and the position of the plugin that stopped it
+    /// (the chain's length when none did).
+    pub async fn on_request(&mut self, cx: MessageContext<'_>, message: &Message) -> (Outcome, usize) {
+        self.walk(Hook::Request, cx, message, 0..self.slots.len(), false).await
     }
 
     /// Runs a response or error back to front through the interested plugins.
     pub async fn on_response(&mut self, cx: MessageContext<'_>, message: &Message) -> Outcome {
-        let order: Vec<usize> = (0..self.slots.len()).rev().collect();
-        self.walk(Hook::Response, cx, message, order).await
+        self.walk(Hook::Response, cx, message, 0..self.slots.len(), true).await.0
     }
 
-    async fn walk(&mut self, hook: Hook, cx: MessageContext<'_>, original: &Message, order: Vec<usize>) -> Outcome {
+    /// Runs an answer the chain made itself (a plugin at position `stop` rejected
+    /// or answered a request) back through the plugins before `stop`, which saw
+    /// the request: an audit plugin in front sees every decision.
+    pub async fn on_response_before(&mut self, stop: usize, cx: MessageContext<'_>, message: &Message) -> Outcome {
+        let wanted = self.chain.plugins()[..stop.min(self.slots.len())].iter().any(|p| p.interests.matches(cx.method));
+        if !wanted {
+            return Outcome::Forward(None);
+        }
+        self.walk(Hook::Response, cx, message, 0..stop.min(self.slots.len()), true).await.0
+    }
+
+    async fn walk(
+        &mut self,
+        hook: Hook,
+        cx: MessageContext<'_>,
+        original: &Message,
+        range: std::ops::Range<usize>,
+        backwards: bool,
+    ) -> (Outcome, usize) {
+        let end = self.slots.len();
+        let order: Box<dyn Iterator<Item = usize> + Send> =
+            if backwards { Box::new(range.rev()) } else { Box::new(range) };
         let mut current: Option<Message> = None;
         let mut context: Option<wit::Context> = None;
         for index in order {
@@ -192,7 +213,7 @@ impl Instances {
             let verdict = match self.call(index, &plugin, hook, context, message).await {
                 Ok(verdict) => verdict,
                 Err(kind) => match self.fail(&plugin, kind) {
-                    Some(outcome) => return outcome,
+                    Some(outcome) => return (outcome, index),
                     None => continue,
                 },
             };
@@ -201,24 +222,24 @@ impl Instances {
                 Verdict::Modify(text) => match replacement(original, text) {
                     Ok(next) => current = Some(next),
                     Err(why) => match self.fail(&plugin, FaultKind::BadVerdict(why)) {
-                        Some(outcome) => return outcome,
+                        Some(outcome) => return (outcome, index),
                         None => continue,
                     },
                 },
-                Verdict::Reject(error) => return Outcome::Reject { plugin: plugin.name.clone(), error },
+                Verdict::Reject(error) => return (Outcome::Reject { plugin: plugin.name.clone(), error }, index),
                 Verdict::Respond(text) => match RawValue::from_string(text) {
-                    Ok(result) => return Outcome::Respond { plugin: plugin.name.clone(), result },
+                    Ok(result) => return (Outcome::Respond { plugin: plugin.name.clone(), result }, index),
                     Err(e) => match self.fail(&plugin, FaultKind::BadVerdict(format!("respond: {e}"))) {
-                        Some(outcome) => return outcome,
+                        Some(outcome) => return (outcome, index),
                         None => continue,
                     },
                 },
                 Verdict::RequireApproval(prompt) => {
-                    return Outcome::Approval { plugin: plugin.name.clone(), prompt };
+                    return (Outcome::Approval { plugin: plugin.name.clone(), prompt }, index);
                 }
             }
         }
-        Outcome::Forward(current)
+        (Outcome::Forward(current), end)
     }
 
     /// Applies the plugin's failure mode: `closed` stops the message, `open` lets it pass.

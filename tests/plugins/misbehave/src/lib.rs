@@ -1,0 +1,86 @@
+//! Misbehaves on demand, for tests of the sandbox and the verdicts.
+//!
+//! Config: `action` (what to do), `tool` (only `tools/call` requests to this
+//! tool trigger it; every other message is forwarded), `methods` (what to
+//! register for; default `["tools/call"]`).
+
+use serde::Deserialize;
+use serde_json::json;
+use warden_sdk::{export_plugin, log, mcp, Config, Context, Plugin, Verdict};
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum Action {
+    Trap,
+    Loop,
+    Hog,
+    Approve,
+    Respond,
+    BadModify,
+    Shout,
+    Print,
+    Nothing,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Misbehave {
+    action: Action,
+    #[serde(default)]
+    tool: String,
+    #[serde(default = "calls")]
+    methods: Vec<String>,
+    #[serde(skip)]
+    hoard: Vec<Vec<u8>>,
+}
+
+fn calls() -> Vec<String> {
+    vec!["tools/call".into()]
+}
+
+impl Plugin for Misbehave {
+    fn init(config: Config) -> Result<Self, String> {
+        config.parse()
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.methods.clone()
+    }
+
+    fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
+        if ctx.tool.as_deref() != Some(self.tool.as_str()) {
+            return Verdict::Forward;
+        }
+        match self.action {
+            Action::Trap => panic!("misbehave: trapping as asked"),
+            Action::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Action::Hog => loop {
+                self.hoard.push(vec![1u8; 1 << 20]);
+            },
+            Action::Approve => Verdict::RequireApproval(format!("call {} with these arguments?", self.tool)),
+            Action::Respond => mcp::respond(&json!({"content": [{"type": "text", "text": "answered by plugin"}]})),
+            Action::BadModify => Verdict::Modify("{not json".into()),
+            Action::Shout => match mcp::tool_call(message) {
+                Some(call) => {
+                    let text = call.arguments["text"].as_str().unwrap_or_default().to_uppercase();
+                    mcp::set_arguments(message, json!({ "text": text }))
+                }
+                None => Verdict::Forward,
+            },
+            Action::Print => {
+                println!("misbehave: printing to stdout");
+                eprintln!("misbehave: printing to stderr");
+                log::info("misbehave: logging through the host");
+                Verdict::Forward
+            }
+            Action::Nothing => Verdict::Forward,
+        }
+    }
+}
+
+export_plugin!(Misbehave);
