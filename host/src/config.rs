@@ -93,12 +93,12 @@ pub struct Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The TOML did not parse or had unknown keys.
     #[error("{path}: {message}")]
@@ -138,7 +138,7 @@ impl Manifest {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
-            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+            Err(error) => return Err(ConfigError::Read { path: path.to_owned(), error }),
         };
         Manifest::parse(&text, path)
     }
@@ -214,6 +214,20 @@ mod tests {
         let e = Manifest::parse("fialure = \"open\"", Path::new("p/10-x.toml")).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("p/10-x.toml") && text.contains("fialure"), "{text}");
+    }
+
+    #[test]
+    fn every_sample_config_in_the_repository_loads() {
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(plugins).unwrap() {
+            let sample = entry.unwrap().path().join("sample.toml");
+            if sample.exists() {
+                Manifest::load(&sample).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3);
     }
 
     #[test]

@@ -66,6 +66,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
     };
+    // A read of a terminal stdin may still be parked on a blocking thread: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -17,6 +17,7 @@ use crate::plugin::instances::Session;
 use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
 use crate::relay::{self, Relay};
 use crate::transport::framing::{self, LineCodec};
+use crate::transport::stdio;
 use crate::upstream::child;
 
 /// Queue length between the relay and each writer.
@@ -59,7 +60,7 @@ pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> an
         None => Chain::default(),
     };
     tracing::info!(plugins = chain.plugins().len(), "chain ready");
-    run_with(runtime, Arc::new(chain), options, tokio::io::stdin(), tokio::io::stdout(), shutdown).await
+    run_with(runtime, Arc::new(chain), options, stdio::stdin(), stdio::stdout(), shutdown).await
 }
 
 /// [`run`] over any client streams, with a loaded chain.

@@ -36,12 +36,12 @@ pub struct RuntimeOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The plugins folder or a file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// What went wrong.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Its `.toml` is wrong.
     #[error(transparent)]
@@ -105,7 +105,7 @@ impl Runtime {
     /// Loads every `*.wasm` in `dir` (with its optional `.toml`) into a chain,
     /// ordered by `order` and then by file name. Any bad file refuses the whole chain.
     pub async fn load_dir(self: &Arc<Self>, dir: &Path) -> Result<Chain, LoadError> {
-        let io = |source| LoadError::Io { path: dir.to_owned(), source };
+        let io = |error| LoadError::Io { path: dir.to_owned(), error };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
@@ -127,7 +127,7 @@ impl Runtime {
     pub async fn load_plugin(self: &Arc<Self>, wasm: &Path) -> Result<Plugin, LoadError> {
         let manifest = Manifest::load(&wasm.with_extension("toml"))?;
         let name: Arc<str> = wasm.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
-        let bytes = tokio::fs::read(wasm).await.map_err(|source| LoadError::Io { path: wasm.to_owned(), source })?;
+        let bytes = tokio::fs::read(wasm).await.map_err(|error| LoadError::Io { path: wasm.to_owned(), error })?;
         let digest = cache::digest(&bytes);
 
         let started = Instant::now();

@@ -15,12 +15,12 @@ pub enum SpawnError {
     #[error("no upstream command given (put it after `--`)")]
     Empty,
     /// The OS refused.
-    #[error("upstream {program:?}: spawn failed: {source}")]
+    #[error("upstream {program:?}: spawn failed: {error}")]
     Spawn {
         /// The program.
         program: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -44,11 +44,11 @@ pub fn spawn(command: &[String]) -> Result<ChildServer, SpawnError> {
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| SpawnError::Spawn { program: program.clone(), source })?;
+        .map_err(|error| SpawnError::Spawn { program: program.clone(), error })?;
     let (Some(stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take()) else {
         return Err(SpawnError::Spawn {
             program: program.clone(),
-            source: std::io::Error::other("pipes were not created"),
+            error: std::io::Error::other("pipes were not created"),
         });
     };
     Ok(ChildServer { process, stdin, stdout })

@@ -1,0 +1,86 @@
+//! The example plugins and the verdicts, end to end.
+
+use serde_json::json;
+
+use crate::common::{error_of, examples, text_of, PluginDir, Warden};
+
+#[test]
+fn tools_list_hides_denied_tools() {
+    let plugins = examples();
+    let mut w = Warden::start(&plugins);
+    let init = w.initialize();
+    assert_eq!(init["result"]["serverInfo"]["name"], "warden-fixture");
+    let list = w.request("tools/list", json!({}));
+    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"echo") && names.contains(&"write_file"), "{names:?}");
+    assert!(!names.contains(&"delete_everything"), "denied tool is hidden: {names:?}");
+}
+
+#[test]
+fn allowed_denied_and_redacted_calls() {
+    let plugins = examples();
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+
+    let allowed = w.call_tool("write_file", json!({"path": "/tmp/notes.txt", "content": "hi"}));
+    assert_eq!(text_of(&allowed), "wrote 2 bytes to /tmp/notes.txt");
+
+    let by_name = w.call_tool("delete_everything", json!({}));
+    let (code, message) = error_of(&by_name);
+    assert_eq!(code, -32001);
+    assert!(message.contains("delete_*"), "names the rule: {message}");
+
+    let by_argument = w.call_tool("write_file", json!({"path": "/etc/passwd", "content": "x"}));
+    let (code, message) = error_of(&by_argument);
+    assert_eq!(code, -32001);
+    assert!(message.contains("no-system-writes"), "names the rule: {message}");
+    assert_eq!(by_argument["error"]["data"]["rule"], "no-system-writes");
+
+    let redacted = w.call_tool("get_config", json!({}));
+    let text = text_of(&redacted);
+    assert!(!text.contains("sk-proj-") && !text.contains("AKIA"), "{text}");
+    assert_eq!(text.matches("[REDACTED]").count(), 2, "{text}");
+
+    let resource = w.request("resources/read", json!({"uri": "mem://config"}));
+    let text = resource["result"]["contents"][0]["text"].as_str().unwrap();
+    assert!(text.contains("[REDACTED]") && !text.contains("sk-proj-"), "{text}");
+    let prompt = w.request("prompts/get", json!({"name": "p"}));
+    let text = prompt["result"]["messages"][0]["content"]["text"].as_str().unwrap();
+    assert!(text.contains("[REDACTED]") && !text.contains("AKIA"), "{text}");
+
+    let audit = w.finish();
+    let decisions: Vec<_> = audit.iter().filter(|e| e["event"]["type"] == "decision").collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert!(decisions.iter().all(|d| d["event"]["plugin"] == "10-tool-policy" && d["event"]["verdict"] == "reject"));
+    // The audit plugin in front saw the rejections come back.
+    assert!(audit.iter().any(|e| e["plugin"] == "00-audit-log" && e["event"]["outcome"] == "error" && e["event"]["error"]["code"] == -32001));
+    assert!(audit.iter().any(|e| e["plugin"] == "20-secret-redact" && e["event"]["type"] == "redaction" && e["event"]["count"] == 2));
+    let trail = serde_json::to_string(&audit).unwrap();
+    assert!(!trail.contains("sk-proj-") && !trail.contains("AKIA"), "no secret in the audit trail");
+}
+
+#[test]
+fn modify_feeds_the_next_plugin_and_respond_stops_the_chain() {
+    let plugins = PluginDir::new()
+        .add("10-shout", "misbehave", "[config]\naction = \"shout\"\ntool = \"echo\"\n")
+        .add("20-answer", "misbehave", "[config]\naction = \"respond\"\ntool = \"add\"\n");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "quiet"}))), "QUIET");
+    assert_eq!(text_of(&w.call_tool("add", json!({"a": 1, "b": 2}))), "answered by plugin");
+    let audit = w.finish();
+    assert!(audit.iter().any(|e| e["event"]["verdict"] == "respond" && e["event"]["plugin"] == "20-answer"));
+}
+
+#[test]
+fn approval_verdicts_get_a_clear_error() {
+    let plugins = PluginDir::new().add("10-approve", "misbehave", "[config]\naction = \"approve\"\ntool = \"write_file\"\n");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let answer = w.call_tool("write_file", json!({"path": "/tmp/x", "content": ""}));
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32051);
+    assert!(message.contains("requires human approval") && message.contains("not available"), "{message}");
+    assert!(message.contains("10-approve"), "{message}");
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "ok"}))), "ok");
+}

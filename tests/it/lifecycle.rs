@@ -1,0 +1,72 @@
+//! Start-up and shutdown: bad plugins refused clearly, the client leaving,
+//! the upstream dying mid-call.
+
+use serde_json::json;
+
+use crate::common::{error_of, paths, text_of, PluginDir, Warden};
+
+#[test]
+fn an_upstream_crash_answers_pending_requests_and_exits_nonzero() {
+    let plugins = PluginDir::new();
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    // A second request pipelined behind the crash: both must be answered.
+    let crash = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call", "params": {"name": "crash", "arguments": {}}});
+    let behind = json!({"jsonrpc": "2.0", "id": "c2", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}});
+    w.send_raw(&format!("{crash}\n{behind}"));
+    for id in ["c1", "c2"] {
+        let answer = w.answer_to(&json!(id));
+        let (code, message) = error_of(&answer);
+        assert_eq!(code, -32052);
+        assert!(message.contains("exited") && message.contains("tools/call"), "{message}");
+    }
+    let status = w.wait();
+    assert_eq!(status.code(), Some(2), "stderr:\n{}", w.stderr());
+    assert!(w.stderr().contains("upstream server exited"), "{}", w.stderr());
+}
+
+#[test]
+fn the_client_leaving_shuts_down_cleanly() {
+    let plugins = PluginDir::new();
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "bye"}))), "bye");
+    w.close_stdin();
+    assert!(w.wait().success(), "stderr:\n{}", w.stderr());
+}
+
+#[test]
+fn a_bad_plugin_file_is_refused_with_its_name() {
+    let plugins = PluginDir::new();
+    std::fs::write(plugins.path().join("10-broken.wasm"), b"\0asm not really").unwrap();
+    let mut w = Warden::start(&plugins);
+    let status = w.wait();
+    assert!(!status.success());
+    assert!(w.stderr().contains("10-broken.wasm"), "{}", w.stderr());
+}
+
+#[test]
+fn a_bad_manifest_is_refused_with_its_key() {
+    let plugins = PluginDir::new().add("10-policy", "tool_policy", "fialure = \"open\"\n");
+    let mut w = Warden::start(&plugins);
+    assert!(!w.wait().success());
+    let log = w.stderr();
+    assert!(log.contains("10-policy.toml") && log.contains("fialure"), "{log}");
+}
+
+#[test]
+fn a_config_the_plugin_rejects_is_refused() {
+    let plugins = PluginDir::new().add("10-policy", "tool_policy", "[config]\nallow = [\"[\"]\n");
+    let mut w = Warden::start(&plugins);
+    assert!(!w.wait().success());
+    let log = w.stderr();
+    assert!(log.contains("init failed") && log.contains("allow"), "{log}");
+}
+
+#[test]
+fn a_missing_upstream_is_a_clear_error() {
+    let mut w = Warden::start_with(None, &[], &["/nonexistent/mcp-server"]);
+    assert!(!w.wait().success());
+    assert!(w.stderr().contains("spawn failed"), "{}", w.stderr());
+    let _ = paths();
+}

@@ -1,0 +1,9 @@
+//! Warden's integration tests: one binary, one harness (`common`).
+
+mod common;
+
+mod chain;
+mod lifecycle;
+mod relay;
+mod sandbox;
+mod server_everything;

@@ -1,0 +1,82 @@
+//! The sandbox: traps, endless loops and memory hogs are contained by each
+//! plugin's failure mode, and the proxy keeps serving.
+
+use serde_json::json;
+
+use crate::common::{error_of, text_of, PluginDir, Warden};
+
+fn misbehaving(action: &str, failure: &str) -> PluginDir {
+    let manifest = format!(
+        "failure = \"{failure}\"\n[limits]\ndeadline-ms = 100\nmemory-mib = 16\n[config]\naction = \"{action}\"\ntool = \"echo\"\n"
+    );
+    PluginDir::new().add("10-misbehave", "misbehave", &manifest)
+}
+
+/// The failing call is answered per the failure mode; the next calls still work
+/// (on a fresh instance), and so does a call the plugin does not touch.
+fn contained(action: &str, expect_in_message: &str) {
+    let plugins = misbehaving(action, "closed");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    for _ in 0..2 {
+        let answer = w.call_tool("echo", json!({"text": "x"}));
+        let (code, message) = error_of(&answer);
+        assert_eq!(code, -32050, "{answer}");
+        assert!(message.contains("10-misbehave") && message.contains(expect_in_message), "{message}");
+        assert_eq!(text_of(&w.call_tool("add", json!({"a": 2, "b": 2}))), "4");
+    }
+    let audit = w.finish();
+    assert!(audit.iter().any(|e| e["event"]["type"] == "decision" && e["event"]["plugin"] == "10-misbehave"));
+}
+
+#[test]
+fn a_trapping_plugin_fails_closed() {
+    contained("trap", "trapped");
+}
+
+#[test]
+fn an_endless_loop_hits_the_deadline() {
+    contained("loop", "100 ms deadline");
+}
+
+#[test]
+fn a_memory_hog_hits_the_cap() {
+    contained("hog", "16 MiB memory cap");
+}
+
+#[test]
+fn fail_open_lets_the_message_pass() {
+    for action in ["trap", "loop", "hog", "bad-modify"] {
+        let plugins = misbehaving(action, "open");
+        let mut w = Warden::start(&plugins);
+        w.initialize();
+        assert_eq!(text_of(&w.call_tool("echo", json!({"text": "through"}))), "through", "{action}");
+        assert!(w.stderr().contains("failure = open"), "{action}: {}", w.stderr());
+    }
+}
+
+#[test]
+fn an_unusable_modify_is_a_plugin_failure() {
+    let plugins = misbehaving("bad-modify", "closed");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let answer = w.call_tool("echo", json!({"text": "x"}));
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32050);
+    assert!(message.contains("unusable verdict"), "{message}");
+}
+
+#[test]
+fn plugin_output_goes_to_the_log_not_the_protocol() {
+    let plugins = misbehaving("print", "closed");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    // Every stdout line is parsed as JSON by the harness: a stray print would fail here.
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "quiet"}))), "quiet");
+    w.close_stdin();
+    w.wait();
+    let log = w.stderr();
+    for line in ["misbehave: printing to stdout", "misbehave: printing to stderr", "misbehave: logging through the host"] {
+        assert!(log.contains(line), "{line} missing from the log:\n{log}");
+    }
+}
