@@ -145,8 +145,8 @@ impl Manifest {
 
     /// Parses and validates manifest text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ConfigError> {
-        let raw: RawManifest = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
 
         let deadline_ms = raw.limits.deadline_ms.unwrap_or(defaults::DEADLINE_MS);
@@ -158,12 +158,7 @@ impl Manifest {
             return Err(invalid(format!("limits.memory-mib must be 1..=4096, got {memory_mib}")));
         }
         // Only the granted variables are read, and only if Warden has them.
-        let env = raw
-            .grant
-            .env
-            .iter()
-            .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
-            .collect();
+        let env = raw.grant.env.iter().filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v))).collect();
         for dir in &raw.grant.read_dirs {
             if !dir.is_absolute() {
                 return Err(invalid(format!("grant.read-dirs: {} must be an absolute path", dir.display())));

@@ -174,9 +174,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
     };
     let tool = match (&probe.method, probe.params) {
         (Some(m), Some(params)) if m == "tools/call" && kind == Kind::Request => {
-            serde_json::from_str::<ToolParams<'_>>(params.get())
-                .ok()
-                .and_then(|p| p.name.map(|n| n.into_owned()))
+            serde_json::from_str::<ToolParams<'_>>(params.get()).ok().and_then(|p| p.name.map(|n| n.into_owned()))
         }
         _ => None,
     };
@@ -192,9 +190,9 @@ pub fn error_response(id: Option<&str>, code: i32, message: &str, data: Option<&
     let id = id.unwrap_or("null");
     let message = serde_json::Value::from(message);
     let text = match data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) {
-        Some(data) => format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message},"data":{data}}}}}"#
-        ),
+        Some(data) => {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message},"data":{data}}}}}"#)
+        }
         None => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#),
     };
     Bytes::from(text)
@@ -236,7 +234,10 @@ mod tests {
 
     #[test]
     fn reads_a_tool_call() {
-        let h = parse_head(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}"#).unwrap();
+        let h = parse_head(
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}"#,
+        )
+        .unwrap();
         assert_eq!(h.kind, Kind::Request);
         assert_eq!(h.id.as_deref(), Some("7"));
         assert_eq!(h.tool.as_deref(), Some("echo"));

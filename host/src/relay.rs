@@ -157,7 +157,10 @@ impl Relay {
             Outcome::Forward(replacement) => {
                 let message = replacement.unwrap_or(message);
                 if let Some(id) = &message.head.id {
-                    let pending = Pending { method: message.head.method.clone().unwrap_or_default(), tool: message.head.tool.clone() };
+                    let pending = Pending {
+                        method: message.head.method.clone().unwrap_or_default(),
+                        tool: message.head.tool.clone(),
+                    };
                     self.pending(from).insert(id.clone(), pending);
                 }
                 return self.send_on(from, message.raw).await;
@@ -281,7 +284,9 @@ impl Relay {
         struct InitResult {
             protocol_version: Option<String>,
         }
-        if let Ok(Init { result: Some(InitResult { protocol_version: Some(v) }) }) = serde_json::from_slice(&message.raw) {
+        if let Ok(Init { result: Some(InitResult { protocol_version: Some(v) }) }) =
+            serde_json::from_slice(&message.raw)
+        {
             self.instances.session_mut().protocol_version = Some(v);
         }
     }

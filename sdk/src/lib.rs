@@ -57,7 +57,9 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
-pub use bindings::warden::interceptor::types::{Caller, Context, Direction, MessageKind, Registration, RpcError, Verdict};
+pub use bindings::warden::interceptor::types::{
+    Caller, Context, Direction, MessageKind, Registration, RpcError, Verdict,
+};
 
 /// A plugin's configuration: the `[config]` table of its `.toml`, as JSON.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +103,8 @@ pub trait Plugin: Sized + 'static {
 }
 
 /// Exports a [`Plugin`] type as the component's `interceptor` world.
+// rustfmt mangles the nested braces of this macro body.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -120,7 +124,9 @@ macro_rules! export_plugin {
             }
 
             impl $crate::bindings::Guest for WardenGuest {
-                fn init(config: ::std::string::String) -> ::std::result::Result<$crate::Registration, ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<$crate::Registration, ::std::string::String> {
                     let config = $crate::Config::from_text(&config)?;
                     let plugin = <$plugin as $crate::Plugin>::init(config)?;
                     let methods = $crate::Plugin::methods(&plugin);

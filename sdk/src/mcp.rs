@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn reads_tool_calls() {
-        let call = tool_call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1}}}"#);
+        let call =
+            tool_call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1}}}"#);
         assert_eq!(call, Some(ToolCall { name: "x".into(), arguments: json!({"a": 1}) }));
     }
 

@@ -11,7 +11,8 @@ fn tools_list_hides_denied_tools() {
     let init = w.initialize();
     assert_eq!(init["result"]["serverInfo"]["name"], "warden-fixture");
     let list = w.request("tools/list", json!({}));
-    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"echo") && names.contains(&"write_file"), "{names:?}");
     assert!(!names.contains(&"delete_everything"), "denied tool is hidden: {names:?}");
 }
@@ -53,17 +54,23 @@ fn allowed_denied_and_redacted_calls() {
     assert_eq!(decisions.len(), 2, "{decisions:?}");
     assert!(decisions.iter().all(|d| d["event"]["plugin"] == "10-tool-policy" && d["event"]["verdict"] == "reject"));
     // The audit plugin in front saw the rejections come back.
-    assert!(audit.iter().any(|e| e["plugin"] == "00-audit-log" && e["event"]["outcome"] == "error" && e["event"]["error"]["code"] == -32001));
-    assert!(audit.iter().any(|e| e["plugin"] == "20-secret-redact" && e["event"]["type"] == "redaction" && e["event"]["count"] == 2));
+    assert!(audit.iter().any(|e| e["plugin"] == "00-audit-log"
+        && e["event"]["outcome"] == "error"
+        && e["event"]["error"]["code"] == -32001));
+    assert!(audit
+        .iter()
+        .any(|e| e["plugin"] == "20-secret-redact" && e["event"]["type"] == "redaction" && e["event"]["count"] == 2));
     let trail = serde_json::to_string(&audit).unwrap();
     assert!(!trail.contains("sk-proj-") && !trail.contains("AKIA"), "no secret in the audit trail");
 }
 
 #[test]
 fn modify_feeds_the_next_plugin_and_respond_stops_the_chain() {
-    let plugins = PluginDir::new()
-        .add("10-shout", "misbehave", "[config]\naction = \"shout\"\ntool = \"echo\"\n")
-        .add("20-answer", "misbehave", "[config]\naction = \"respond\"\ntool = \"add\"\n");
+    let plugins = PluginDir::new().add("10-shout", "misbehave", "[config]\naction = \"shout\"\ntool = \"echo\"\n").add(
+        "20-answer",
+        "misbehave",
+        "[config]\naction = \"respond\"\ntool = \"add\"\n",
+    );
     let mut w = Warden::start(&plugins);
     w.initialize();
     assert_eq!(text_of(&w.call_tool("echo", json!({"text": "quiet"}))), "QUIET");
@@ -74,7 +81,8 @@ fn modify_feeds_the_next_plugin_and_respond_stops_the_chain() {
 
 #[test]
 fn approval_verdicts_get_a_clear_error() {
-    let plugins = PluginDir::new().add("10-approve", "misbehave", "[config]\naction = \"approve\"\ntool = \"write_file\"\n");
+    let plugins =
+        PluginDir::new().add("10-approve", "misbehave", "[config]\naction = \"approve\"\ntool = \"write_file\"\n");
     let mut w = Warden::start(&plugins);
     w.initialize();
     let answer = w.call_tool("write_file", json!({"path": "/tmp/x", "content": ""}));

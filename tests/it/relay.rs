@@ -50,8 +50,13 @@ fn notifications_pass_both_ways() {
     let answer = w.call_tool("client_notifications", json!({}));
     assert_eq!(text_of(&answer), "notifications/initialized,notifications/roots/list_changed");
     let audit = w.finish();
-    assert!(audit.iter().any(|e| e["event"]["method"] == "notifications/message" && e["event"]["direction"] == "server-to-client"));
-    assert!(audit.iter().any(|e| e["event"]["method"] == "notifications/roots/list_changed" && e["event"]["direction"] == "client-to-server"));
+    assert!(audit
+        .iter()
+        .any(|e| e["event"]["method"] == "notifications/message" && e["event"]["direction"] == "server-to-client"));
+    assert!(audit
+        .iter()
+        .any(|e| e["event"]["method"] == "notifications/roots/list_changed"
+            && e["event"]["direction"] == "client-to-server"));
 }
 
 #[test]
@@ -60,15 +65,23 @@ fn server_to_client_requests_pass_the_hooks_and_their_answers_return() {
     let mut w = Warden::start(&plugins);
     w.initialize();
     let id = w.fresh_id();
-    w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}));
+    w.send(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}),
+    );
     let ask = w.wait_for(|m| m["method"] == "sampling/createMessage");
     w.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "test"}}));
     let answer = w.answer_to(&id);
     assert_eq!(text_of(&answer), "client said: hi");
     let audit = w.finish();
     let sampling: Vec<&Value> = audit.iter().filter(|e| e["event"]["method"] == "sampling/createMessage").collect();
-    assert!(sampling.iter().any(|e| e["event"]["type"] == "request" && e["event"]["direction"] == "server-to-client"), "{sampling:?}");
-    assert!(sampling.iter().any(|e| e["event"]["type"] == "response" && e["event"]["direction"] == "client-to-server"), "{sampling:?}");
+    assert!(
+        sampling.iter().any(|e| e["event"]["type"] == "request" && e["event"]["direction"] == "server-to-client"),
+        "{sampling:?}"
+    );
+    assert!(
+        sampling.iter().any(|e| e["event"]["type"] == "response" && e["event"]["direction"] == "client-to-server"),
+        "{sampling:?}"
+    );
 }
 
 #[test]
@@ -121,9 +134,12 @@ fn megabyte_payloads_pass_through_the_plugins() {
 fn unchanged_messages_are_forwarded_byte_for_byte() {
     let p = paths();
     let input = concat!(
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#, "\n",
-        r#"{ "method" : "tools/call" , "jsonrpc":"2.0", "id":"two", "params":{"name":"echo","arguments":{"text":"é\u00e9 \"q\""},"_meta":{"x-unknown":[1,2]}}}"#, "\n",
-        r#"{"jsonrpc":"2.0","id":3,"method":"vendor/unknown","params":{"z":1}}"#, "\n",
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#,
+        "\n",
+        r#"{ "method" : "tools/call" , "jsonrpc":"2.0", "id":"two", "params":{"name":"echo","arguments":{"text":"é\u00e9 \"q\""},"_meta":{"x-unknown":[1,2]}}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":3,"method":"vendor/unknown","params":{"z":1}}"#,
+        "\n",
     );
     let run = |cmd: &mut Command| -> Vec<u8> {
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
@@ -131,8 +147,15 @@ fn unchanged_messages_are_forwarded_byte_for_byte() {
         child.wait_with_output().expect("output").stdout
     };
     let direct = run(&mut Command::new(&p.fixture));
-    let idle = PluginDir::new().add("50-idle", "misbehave", "[config]\naction = \"nothing\"\nmethods = [\"never/this\"]\n");
-    let proxied = run(Command::new(&p.warden).args(["wrap", "--plugins"]).arg(idle.path()).arg("--cache-dir").arg(&p.cache).arg("--").arg(&p.fixture));
+    let idle =
+        PluginDir::new().add("50-idle", "misbehave", "[config]\naction = \"nothing\"\nmethods = [\"never/this\"]\n");
+    let proxied = run(Command::new(&p.warden)
+        .args(["wrap", "--plugins"])
+        .arg(idle.path())
+        .arg("--cache-dir")
+        .arg(&p.cache)
+        .arg("--")
+        .arg(&p.fixture));
     assert_eq!(String::from_utf8_lossy(&proxied), String::from_utf8_lossy(&direct));
     assert_eq!(proxied.iter().filter(|&&b| b == b'\n').count(), 3);
 }

@@ -76,7 +76,9 @@ fn plugin_output_goes_to_the_log_not_the_protocol() {
     w.close_stdin();
     w.wait();
     let log = w.stderr();
-    for line in ["misbehave: printing to stdout", "misbehave: printing to stderr", "misbehave: logging through the host"] {
+    for line in
+        ["misbehave: printing to stdout", "misbehave: printing to stderr", "misbehave: logging through the host"]
+    {
         assert!(log.contains(line), "{line} missing from the log:\n{log}");
     }
 }

@@ -18,7 +18,8 @@ fn the_reference_server_works_through_the_example_plugins() {
         return;
     }
     let plugins = examples();
-    let mut w = Warden::start_with(Some(plugins.path()), &["--name", "everything"], &[&bin.display().to_string(), "stdio"]);
+    let mut w =
+        Warden::start_with(Some(plugins.path()), &["--name", "everything"], &[&bin.display().to_string(), "stdio"]);
     let init = w.initialize();
     assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
     let list = w.request("tools/list", json!({}));

@@ -44,9 +44,7 @@ impl HostState {
         wasi.envs(&manifest.env);
         for dir in &manifest.read_dirs {
             let path = dir.to_string_lossy();
-            if let Err(e) = wasi.preopened_dir(
-                dir,
-&*path, wasmtime_wasi::FsPerms::ReadOnly) {
+            if let Err(e) = wasi.preopened_dir(dir, &*path, wasmtime_wasi::FsPerms::ReadOnly) {
                 tracing::warn!(plugin = %plugin, "grant.read-dirs: {}: {e}", dir.display());
             }
         }

@@ -247,11 +247,17 @@ impl Instances {
         let fault = Fault { plugin: plugin.name.clone(), kind };
         match plugin.manifest.failure {
             FailureMode::Closed => {
-                tracing::warn!(session = self.session.id.as_deref().unwrap_or("-"), "{fault}; message rejected (failure = closed)");
+                tracing::warn!(
+                    session = self.session.id.as_deref().unwrap_or("-"),
+                    "{fault}; message rejected (failure = closed)"
+                );
                 Some(Outcome::Failed(fault))
             }
             FailureMode::Open => {
-                tracing::warn!(session = self.session.id.as_deref().unwrap_or("-"), "{fault}; message passed (failure = open)");
+                tracing::warn!(
+                    session = self.session.id.as_deref().unwrap_or("-"),
+                    "{fault}; message passed (failure = open)"
+                );
                 None
             }
         }

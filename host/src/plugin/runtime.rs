@@ -141,7 +141,8 @@ impl Runtime {
         }
         .map_err(|message| LoadError::Component { path: wasm.to_owned(), message })?;
 
-        let component_err = |e: wasmtime::Error| LoadError::Component { path: wasm.to_owned(), message: format!("{e:#}") };
+        let component_err =
+            |e: wasmtime::Error| LoadError::Component { path: wasm.to_owned(), message: format!("{e:#}") };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(component_err)?;
         let pre = InterceptorPre::new(instance_pre).map_err(component_err)?;
 

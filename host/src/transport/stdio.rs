@@ -12,10 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Warden's stdin.
 pub fn stdin() -> Pin<Box<dyn AsyncRead + Send>> {
-    let pipe = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd);
+    let pipe = std::io::stdin().as_fd().try_clone_to_owned().and_then(tokio::net::unix::pipe::Receiver::from_owned_fd);
     match pipe {
         Ok(pipe) => Box::pin(pipe),
         Err(_) => Box::pin(tokio::io::stdin()),
@@ -24,10 +21,7 @@ pub fn stdin() -> Pin<Box<dyn AsyncRead + Send>> {
 
 /// Warden's stdout: the protocol stream, and nothing else.
 pub fn stdout() -> Pin<Box<dyn AsyncWrite + Send>> {
-    let pipe = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(tokio::net::unix::pipe::Sender::from_owned_fd);
+    let pipe = std::io::stdout().as_fd().try_clone_to_owned().and_then(tokio::net::unix::pipe::Sender::from_owned_fd);
     match pipe {
         Ok(pipe) => Box::pin(pipe),
         Err(_) => Box::pin(tokio::io::stdout()),

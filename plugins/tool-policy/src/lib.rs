@@ -186,7 +186,8 @@ mod tests {
 
     #[test]
     fn argument_rules_use_pointers_and_path_globs() {
-        let p = policy(json!({"rules": [{"name": "no-etc", "tool": "write_file", "pointer": "/path", "glob": "/etc/**"}]}));
+        let p =
+            policy(json!({"rules": [{"name": "no-etc", "tool": "write_file", "pointer": "/path", "glob": "/etc/**"}]}));
         assert!(p.broken_rule("write_file", &json!({"path": "/etc/passwd"})).is_some());
         assert!(p.broken_rule("write_file", &json!({"path": "/tmp/etc/x"})).is_none());
         assert!(p.broken_rule("read_file", &json!({"path": "/etc/passwd"})).is_none());

@@ -148,7 +148,11 @@ impl Warden {
 
     pub fn send_raw(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush()).expect("write to warden");
+        stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| stdin.write_all(b"\n"))
+            .and_then(|()| stdin.flush())
+            .expect("write to warden");
     }
 
     pub fn send(&mut self, message: &Value) {
@@ -187,7 +191,8 @@ impl Warden {
         loop {
             assert!(Instant::now() < deadline, "no answer to {id}; stderr:\n{}", self.stderr());
             let line = self.recv_line();
-            let message: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line}"));
+            let message: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line}"));
             if message.get("id") == Some(id) && message.get("method").is_none() {
                 return message;
             }
@@ -202,7 +207,8 @@ impl Warden {
         }
         loop {
             let line = self.recv_line();
-            let message: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line}"));
+            let message: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line}"));
             if pred(&message) {
                 return message;
             }
