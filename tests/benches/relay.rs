@@ -1,0 +1,226 @@
+//! Relay benchmark: the same MCP client workload, side by side, against
+//!
+//! - `direct`: the fixture server itself,
+//! - `byte-relay`: a plain process that copies bytes both ways (the floor for any proxy),
+//! - `warden`: `warden wrap` with no plugins,
+//! - `warden+idle`: three plugins that are not interested in `tools/call`,
+//! - `warden+examples`: audit-log, tool-policy and secret-redact with their sample configs,
+//!
+//! with 100-byte and 1 MiB `tools/call` payloads, one at a time (round-trip
+//! latency) and pipelined (throughput). Run with `scripts/bench.sh`.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+struct Setup {
+    name: &'static str,
+    command: Vec<String>,
+}
+
+struct Peer {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    fn start(command: &[String]) -> Peer {
+        let mut child = Command::new(&command[0])
+            .args(&command[1..])
+            .env("WARDEN_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdin = BufWriter::new(child.stdin.take().expect("stdin"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut peer = Peer { child, stdin, stdout };
+        peer.round_trip(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}).to_string());
+        peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
+        peer
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).expect("write");
+        self.stdin.write_all(b"\n").expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn read(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        assert!(!line.is_empty(), "peer closed");
+        line
+    }
+
+    fn round_trip(&mut self, line: &str) -> Duration {
+        let started = Instant::now();
+        self.send(line);
+        let answer = self.read();
+        let elapsed = started.elapsed();
+        assert!(answer.contains("\"result\""), "not a result: {}", &answer[..answer.len().min(200)]);
+        elapsed
+    }
+
+    fn stop(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+fn call(id: u64, text: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}})
+        .to_string()
+}
+
+/// Sequential round trips: (median, p99) in microseconds.
+fn latency(peer: &mut Peer, text: &str, count: usize) -> (f64, f64) {
+    for i in 0..count / 10 {
+        peer.round_trip(&call(i as u64, text));
+    }
+    let mut samples: Vec<Duration> = (0..count).map(|i| peer.round_trip(&call(i as u64, text))).collect();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+/// Pipelined with `window` requests in flight: requests per second.
+fn throughput(peer: &mut Peer, text: &str, count: usize, window: usize) -> f64 {
+    let requests: Vec<String> = (0..count).map(|i| call(i as u64, text)).collect();
+    let (credit_tx, credit_rx) = mpsc::channel::<()>();
+    for _ in 0..window {
+        credit_tx.send(()).expect("credit");
+    }
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let stdin = &mut peer.stdin;
+        s.spawn(move || {
+            for request in &requests {
+                credit_rx.recv().expect("credit");
+                stdin.write_all(request.as_bytes()).expect("write");
+                stdin.write_all(b"\n").expect("write");
+                stdin.flush().expect("flush");
+            }
+        });
+        let stdout = &mut peer.stdout;
+        let mut line = String::new();
+        for _ in 0..count {
+            line.clear();
+            stdout.read_line(&mut line).expect("read");
+            let _ = credit_tx.send(());
+        }
+    });
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `bench relay -- CMD...`: the plain byte relay, two threads copying.
+fn byte_relay(command: &[String]) {
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child_in = child.stdin.take().expect("stdin");
+    let mut child_out = child.stdout.take().expect("stdout");
+    let up = std::thread::spawn(move || {
+        let _ = copy_flushing(&mut std::io::stdin().lock(), &mut child_in);
+    });
+    let _ = copy_flushing(&mut child_out, &mut std::io::stdout().lock());
+    let _ = up.join();
+    let _ = child.wait();
+}
+
+fn copy_flushing(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
+fn plugin_dir(name: &str, plugins: &[(&str, &str, String)], wasm: &Path) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warden-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (file, artifact, manifest) in plugins {
+        std::fs::copy(wasm.join(format!("{artifact}.wasm")), dir.join(format!("{file}.wasm"))).expect("copy");
+        std::fs::write(dir.join(format!("{file}.toml")), manifest).expect("toml");
+    }
+    dir
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "relay") {
+        return byte_relay(&args[pos + 2..]);
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_owned();
+    let target = repo.join("target");
+    let warden = target.join("release/warden").display().to_string();
+    let fixture = env!("CARGO_BIN_EXE_mcp-fixture").to_owned();
+    let me = std::env::current_exe().expect("exe").display().to_string();
+    let wasm = target.join("wasm32-wasip2/plugin");
+    let sample =
+        |name: &str| std::fs::read_to_string(repo.join("plugins").join(name).join("sample.toml")).expect("sample");
+    let idle = |i: usize| {
+        (format!("{i}0-idle"), "misbehave", "[config]\naction = \"nothing\"\nmethods = [\"never/this\"]\n".to_owned())
+    };
+    let idle_plugins: Vec<(String, &str, String)> = (1..=3).map(idle).collect();
+    let idle_refs: Vec<(&str, &str, String)> =
+        idle_plugins.iter().map(|(f, a, m)| (f.as_str(), *a, m.clone())).collect();
+    let idle_dir = plugin_dir("idle", &idle_refs, &wasm);
+    let examples_dir = plugin_dir(
+        "examples",
+        &[
+            ("00-audit-log", "audit_log", sample("audit-log")),
+            ("10-tool-policy", "tool_policy", sample("tool-policy")),
+            ("20-secret-redact", "secret_redact", sample("secret-redact")),
+        ],
+        &wasm,
+    );
+    let audit = std::env::temp_dir().join(format!("warden-bench-{}.audit", std::process::id()));
+    let cache = target.join("warden-bench-cache").display().to_string();
+    let wrap = |extra: &[&str]| -> Vec<String> {
+        let mut c = vec![warden.clone(), "wrap".into(), "--cache-dir".into(), cache.clone()];
+        c.extend(extra.iter().map(|s| s.to_string()));
+        c.push("--".into());
+        c.push(fixture.clone());
+        c
+    };
+    let setups = [
+        Setup { name: "direct", command: vec![fixture.clone()] },
+        Setup { name: "byte-relay", command: vec![me.clone(), "relay".into(), "--".into(), fixture.clone()] },
+        Setup { name: "warden", command: wrap(&[]) },
+        Setup { name: "warden+idle", command: wrap(&["--plugins", &idle_dir.display().to_string()]) },
+        Setup {
+            name: "warden+examples",
+            command: wrap(&["--plugins", &examples_dir.display().to_string(), "--audit", &audit.display().to_string()]),
+        },
+    ];
+    let small = "a".repeat(100);
+    let large = "b".repeat(1 << 20);
+    println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for setup in &setups {
+        let mut peer = Peer::start(&setup.command);
+        let (p50, p99) = latency(&mut peer, &small, 5000);
+        let rps = throughput(&mut peer, &small, 20_000, 64);
+        let (big_p50, _) = latency(&mut peer, &large, 40);
+        let big_rps = throughput(&mut peer, &large, 100, 8);
+        peer.stop();
+        println!("| {} | {p50:.1} | {p99:.1} | {rps:.0} | {big_p50:.0} | {big_rps:.1} |", setup.name);
+    }
+    let _ = std::fs::remove_dir_all(idle_dir);
+    let _ = std::fs::remove_dir_all(examples_dir);
+    let _ = std::fs::remove_file(audit);
+}
