@@ -92,3 +92,17 @@ fn approval_verdicts_get_a_clear_error() {
     assert!(message.contains("10-approve"), "{message}");
     assert_eq!(text_of(&w.call_tool("echo", json!({"text": "ok"}))), "ok");
 }
+
+#[test]
+fn plugins_keep_state_in_the_host() {
+    let plugins = PluginDir::new().add("10-limit", "misbehave", "[config]\naction = \"limit\"\ntool = \"echo\"\n");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    for _ in 0..2 {
+        assert_eq!(text_of(&w.call_tool("echo", json!({"text": "ok"}))), "ok");
+    }
+    let answer = w.call_tool("echo", json!({"text": "one too many"}));
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32001);
+    assert!(message.contains("call 3 of 2"), "{message}");
+}

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use warden_sdk::{export_plugin, log, mcp, Config, Context, Plugin, Verdict};
+use warden_sdk::{export_plugin, log, mcp, state, Config, Context, Plugin, Verdict};
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -19,6 +19,7 @@ enum Action {
     BadModify,
     Shout,
     Print,
+    Limit,
     Nothing,
 }
 
@@ -76,6 +77,16 @@ impl Plugin for Misbehave {
                 println!("misbehave: printing to stdout");
                 eprintln!("misbehave: printing to stderr");
                 log::info("misbehave: logging through the host");
+                Verdict::Forward
+            }
+            // A rate limit through the host's key-value state: two calls a minute.
+            Action::Limit => {
+                let key = format!("calls:{}", self.tool);
+                let calls = state::increment(&key, 1, Some(60_000));
+                if calls > 2 {
+                    return mcp::deny(format!("rate limit: call {calls} of 2 allowed per minute"));
+                }
+                state::set("last-tool", &self.tool, None);
                 Verdict::Forward
             }
             Action::Nothing => Verdict::Forward,
