@@ -23,7 +23,7 @@ fn an_upstream_crash_answers_pending_requests_and_exits_nonzero() {
     }
     let status = w.wait();
     assert_eq!(status.code(), Some(2), "stderr:\n{}", w.stderr());
-    assert!(w.stderr().contains("upstream server exited"), "{}", w.stderr());
+    assert!(w.log_contains("upstream server exited"), "{}", w.stderr());
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn a_bad_plugin_file_is_refused_with_its_name() {
     let mut w = Warden::start(&plugins);
     let status = w.wait();
     assert!(!status.success());
-    assert!(w.stderr().contains("10-broken.wasm"), "{}", w.stderr());
+    assert!(w.log_contains("10-broken.wasm"), "{}", w.stderr());
 }
 
 #[test]
@@ -51,8 +51,7 @@ fn a_bad_manifest_is_refused_with_its_key() {
     let plugins = PluginDir::new().add("10-policy", "tool_policy", "fialure = \"open\"\n");
     let mut w = Warden::start(&plugins);
     assert!(!w.wait().success());
-    let log = w.stderr();
-    assert!(log.contains("10-policy.toml") && log.contains("fialure"), "{log}");
+    assert!(w.log_contains("10-policy.toml") && w.log_contains("fialure"), "{}", w.stderr());
 }
 
 #[test]
@@ -60,14 +59,13 @@ fn a_config_the_plugin_rejects_is_refused() {
     let plugins = PluginDir::new().add("10-policy", "tool_policy", "[config]\nallow = [\"[\"]\n");
     let mut w = Warden::start(&plugins);
     assert!(!w.wait().success());
-    let log = w.stderr();
-    assert!(log.contains("init failed") && log.contains("allow"), "{log}");
+    assert!(w.log_contains("init failed") && w.log_contains("allow"), "{}", w.stderr());
 }
 
 #[test]
 fn a_missing_upstream_is_a_clear_error() {
     let mut w = Warden::start_with(None, &[], &["/nonexistent/mcp-server"]);
     assert!(!w.wait().success());
-    assert!(w.stderr().contains("spawn failed"), "{}", w.stderr());
+    assert!(w.log_contains("spawn failed"), "{}", w.stderr());
     let _ = paths();
 }

@@ -51,7 +51,7 @@ fn fail_open_lets_the_message_pass() {
         let mut w = Warden::start(&plugins);
         w.initialize();
         assert_eq!(text_of(&w.call_tool("echo", json!({"text": "through"}))), "through", "{action}");
-        assert!(w.stderr().contains("failure = open"), "{action}: {}", w.stderr());
+        assert!(w.log_contains("failure = open"), "{action}: {}", w.stderr());
     }
 }
 
@@ -75,10 +75,35 @@ fn plugin_output_goes_to_the_log_not_the_protocol() {
     assert_eq!(text_of(&w.call_tool("echo", json!({"text": "quiet"}))), "quiet");
     w.close_stdin();
     w.wait();
-    let log = w.stderr();
     for line in
         ["misbehave: printing to stdout", "misbehave: printing to stderr", "misbehave: logging through the host"]
     {
-        assert!(log.contains(line), "{line} missing from the log:\n{log}");
+        assert!(w.log_contains(line), "{line} missing from the log:\n{}", w.stderr());
     }
+}
+
+#[test]
+fn plugins_get_no_ambient_capabilities() {
+    let plugins = misbehaving("probe", "closed");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let answer = w.call_tool("echo", json!({"text": "x"}));
+    let seen: serde_json::Value = serde_json::from_str(text_of(&answer)).expect("probe report");
+    assert_eq!(seen["env"], 0, "{seen}");
+    assert_eq!(seen["read_root"], false, "{seen}");
+    assert_eq!(seen["read_etc"], false, "{seen}");
+    assert_eq!(seen["write_tmp"], false, "{seen}");
+    assert_eq!(seen["tcp"], false, "{seen}");
+    assert_eq!(seen["clock"], true, "clocks are the basics a plugin keeps: {seen}");
+}
+
+#[test]
+fn granted_environment_variables_are_visible() {
+    let manifest = "[grant]\nenv = [\"PATH\"]\n[config]\naction = \"probe\"\ntool = \"echo\"\n";
+    let plugins = PluginDir::new().add("10-probe", "misbehave", manifest);
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let answer = w.call_tool("echo", json!({"text": "x"}));
+    let seen: serde_json::Value = serde_json::from_str(text_of(&answer)).expect("probe report");
+    assert_eq!(seen["env"], 1, "{seen}");
 }

@@ -41,6 +41,8 @@ impl HostState {
         // stdin stays empty; stdout and stderr become log lines.
         wasi.stdout(LogStream { plugin: plugin.clone(), stream: "stdout" });
         wasi.stderr(LogStream { plugin: plugin.clone(), stream: "stderr" });
+        // Sockets and name lookups are denied by wasmtime-wasi's defaults too; say it here.
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         wasi.envs(&manifest.env);
         for dir in &manifest.read_dirs {
             let path = dir.to_string_lossy();

@@ -258,6 +258,18 @@ impl Warden {
         }
     }
 
+    /// Waits until Warden's log contains `needle` (logs arrive on their own pipe).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

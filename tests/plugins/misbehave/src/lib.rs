@@ -20,6 +20,7 @@ enum Action {
     Shout,
     Print,
     Limit,
+    Probe,
     Nothing,
 }
 
@@ -89,6 +90,16 @@ impl Plugin for Misbehave {
                 state::set("last-tool", &self.tool, None);
                 Verdict::Forward
             }
+            // Reports which ambient capabilities it can reach; the sandbox should grant none.
+            Action::Probe => mcp::respond(&json!({"content": [{"type": "text", "text": json!({
+                "env": std::env::vars().count(),
+                "args": std::env::args().count(),
+                "read_root": std::fs::read_dir("/").is_ok(),
+                "read_etc": std::fs::read("/etc/hostname").is_ok(),
+                "write_tmp": std::fs::write("/tmp/warden-probe", b"x").is_ok(),
+                "tcp": std::net::TcpStream::connect("127.0.0.1:9").map(|_| true).unwrap_or_else(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+                "clock": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).is_ok(),
+            }).to_string()}]})),
             Action::Nothing => Verdict::Forward,
         }
     }
