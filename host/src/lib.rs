@@ -11,7 +11,9 @@
 //! ```
 //!
 //! - [`wrap`]: the `warden wrap` mode, wiring stdio to a child server.
+//! - [`serve`]: the `warden serve` gateway: Streamable HTTP sessions, each with its own child server.
 //! - [`transport`]: reading and writing messages on the client side.
+//! - [`session`]: the loop that feeds one relay from a client and a stdio upstream.
 //! - [`relay`]: one session: pending tables, the chain run both ways, host-built replies.
 //! - [`plugin`]: the wasmtime runtime, the chain snapshot, per-session instances, host imports.
 //! - [`upstream`]: the server side (a child process).
@@ -26,6 +28,8 @@ pub mod config;
 pub mod jsonrpc;
 pub mod plugin;
 pub mod relay;
+pub mod serve;
+pub mod session;
 pub mod transport;
 pub mod upstream;
 pub mod wrap;

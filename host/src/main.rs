@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use warden::audit::AuditSink;
+use warden::audit::{AuditSink, AuditWriter};
 use warden::config::defaults;
-use warden::wrap::{self, WrapExit, WrapOptions};
+use warden::serve::{self, ServeOptions};
+use warden::session::SessionEnd;
+use warden::wrap::{self, WrapOptions};
 
 #[derive(Parser)]
 #[command(name = "warden", version, about = "An MCP proxy with sandboxed WebAssembly plugins")]
@@ -20,10 +22,13 @@ struct Cli {
 enum Command {
     /// Run a stdio MCP server behind Warden: `warden wrap --plugins DIR -- CMD ARGS...`
     Wrap(WrapArgs),
+    /// Serve a stdio MCP server over Streamable HTTP: `warden serve --listen ADDR --plugins DIR -- CMD ARGS...`
+    Serve(ServeArgs),
 }
 
+/// Options both modes share.
 #[derive(clap::Args)]
-struct WrapArgs {
+struct Common {
     /// Folder of plugins (`*.wasm`, each with an optional `.toml`).
     #[arg(long)]
     plugins: Option<PathBuf>,
@@ -42,6 +47,39 @@ struct WrapArgs {
     /// Name of the upstream in plugin contexts and audit records (default: the program name).
     #[arg(long)]
     name: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on. Loopback by default: exposing Warden is a decision.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Path of the MCP endpoint.
+    #[arg(long, default_value = "/mcp")]
+    path: String,
+    /// An origin allowed besides loopback ones (repeatable; `*` allows any).
+    #[arg(long = "allow-origin")]
+    allowed_origins: Vec<String>,
+    /// Largest HTTP request body, in bytes.
+    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
+    max_body_bytes: usize,
+    /// Seconds a session may stay idle before it is closed and its server stopped.
+    #[arg(long, default_value_t = 1800)]
+    session_idle_secs: u64,
+    /// Most sessions (each with its own server process) open at once.
+    #[arg(long, default_value_t = 256)]
+    max_sessions: usize,
+    /// The upstream server command, started once per session.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct WrapArgs {
+    #[command(flatten)]
+    common: Common,
     /// The upstream server command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -65,6 +103,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
+        Command::Serve(args) => runtime.block_on(serve_main(args)),
     };
     // A read of a terminal stdin may still be parked on a blocking thread: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
@@ -77,39 +116,76 @@ fn main() -> ExitCode {
     }
 }
 
-async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
-    let (audit, writer) = match &args.audit {
+/// Opens the audit file, if one is asked for.
+fn open_audit(common: &Common) -> anyhow::Result<(AuditSink, Option<AuditWriter>)> {
+    match &common.audit {
         Some(path) => {
             let (sink, writer) = AuditSink::open(path).with_context(|| format!("--audit {}", path.display()))?;
-            (sink, Some(writer))
+            Ok((sink, Some(writer)))
         }
-        None => (AuditSink::disabled(), None),
-    };
-    let cache_dir = if args.no_cache { None } else { args.cache_dir.or_else(default_cache_dir) };
-    let options = WrapOptions {
-        plugins: args.plugins,
-        command: args.command,
-        upstream_name: args.name,
-        max_message_bytes: args.max_message_bytes,
-        cache_dir,
-        audit,
-    };
-    let exit = wrap::run(options, shutdown_signal()).await;
-    // Every sink clone lived in the run; once it returns the writer can drain.
+        None => Ok((AuditSink::disabled(), None)),
+    }
+}
+
+/// Waits for the audit writer to drain; every sink clone lived in the run that just returned.
+async fn close_audit(writer: Option<AuditWriter>) {
     if let Some(writer) = writer {
         tokio::task::spawn_blocking(move || writer.finish()).await.ok();
     }
+}
+
+fn cache_dir(common: &Common) -> Option<PathBuf> {
+    if common.no_cache {
+        None
+    } else {
+        common.cache_dir.clone().or_else(default_cache_dir)
+    }
+}
+
+async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
+    let (audit, writer) = open_audit(&args.common)?;
+    let options = WrapOptions {
+        plugins: args.common.plugins.clone(),
+        command: args.command,
+        upstream_name: args.common.name.clone(),
+        max_message_bytes: args.common.max_message_bytes,
+        cache_dir: cache_dir(&args.common),
+        audit,
+    };
+    let exit = wrap::run(options, shutdown_signal()).await;
+    close_audit(writer).await;
     Ok(match exit? {
-        WrapExit::Clean => ExitCode::SUCCESS,
-        WrapExit::UpstreamFailedOnShutdown(status) => {
+        SessionEnd::Clean => ExitCode::SUCCESS,
+        SessionEnd::UpstreamFailedOnShutdown(status) => {
             tracing::warn!("upstream exited with {status} after the client left");
             ExitCode::FAILURE
         }
-        WrapExit::UpstreamDied(status) => {
+        SessionEnd::UpstreamDied(status) => {
             tracing::error!("exiting: the upstream server exited ({status}) while the client was connected");
             ExitCode::from(2)
         }
     })
+}
+
+async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (audit, writer) = open_audit(&args.common)?;
+    let options = ServeOptions {
+        listen: args.listen,
+        path: args.path,
+        plugins: args.common.plugins.clone(),
+        command: args.command,
+        upstream_name: args.common.name.clone(),
+        max_message_bytes: args.common.max_message_bytes,
+        max_body_bytes: args.max_body_bytes,
+        allowed_origins: args.allowed_origins,
+        session_idle: std::time::Duration::from_secs(args.session_idle_secs),
+        max_sessions: args.max_sessions,
+        cache_dir: cache_dir(&args.common),
+        audit,
+    };
+    let result = serve::run(options, shutdown_signal()).await;
+    close_audit(writer).await;
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

@@ -324,7 +324,7 @@ impl Relay {
     }
 
     /// Sends towards the other side.
-    async fn send_on(&self, from: Direction, bytes: Bytes) {
+    async fn send_on(&mut self, from: Direction, bytes: Bytes) {
         match from {
             Direction::ClientToServer => match &self.to_upstream {
                 Some(tx) => {
@@ -339,7 +339,7 @@ impl Relay {
     }
 
     /// Sends back to the side a message came from.
-    async fn send_back(&self, from: Direction, bytes: Bytes) {
+    async fn send_back(&mut self, from: Direction, bytes: Bytes) {
         self.send_on(opposite(from), bytes).await;
     }
 }

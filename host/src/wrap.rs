@@ -8,7 +8,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
@@ -16,12 +15,9 @@ use crate::audit::AuditSink;
 use crate::plugin::instances::Session;
 use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
 use crate::relay::{self, Relay};
+use crate::session::{self, SessionEnd, Upstream, QUEUE};
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
-use crate::upstream::child;
-
-/// Queue length between the relay and each writer.
-const QUEUE: usize = 1024;
 
 /// Everything `warden wrap` needs.
 #[derive(Debug, Clone)]
@@ -40,20 +36,9 @@ pub struct WrapOptions {
     pub audit: AuditSink,
 }
 
-/// How a `wrap` run ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WrapExit {
-    /// The client closed its input and the upstream exited cleanly.
-    Clean,
-    /// The client closed its input; the upstream then exited with this failure.
-    UpstreamFailedOnShutdown(String),
-    /// The upstream went away while the client was still connected.
-    UpstreamDied(String),
-}
-
 /// Runs `warden wrap` on this process's stdin/stdout until the client leaves,
 /// the upstream dies or `shutdown` resolves.
-pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<WrapExit> {
+pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<SessionEnd> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
     let chain = match &options.plugins {
         Some(dir) => runtime.load_dir(dir).await?,
@@ -71,7 +56,7 @@ pub async fn run_with<R, W>(
     client_in: R,
     client_out: W,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<WrapExit>
+) -> anyhow::Result<SessionEnd>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -80,79 +65,21 @@ where
         Some(name) => Arc::from(name.as_str()),
         None => relay::default_upstream_name(&options.command),
     };
-    let mut server = child::spawn(&options.command)?;
-    tracing::info!(upstream = %upstream_name, pid = server.process.id(), "upstream started");
-
+    let (upstream, to_upstream) = Upstream::start(upstream_name.clone(), &options.command, options.max_message_bytes)?;
     let (to_client, client_rx) = mpsc::channel(QUEUE);
-    let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
-    let upstream_writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
 
-    let session = Session { id: None, upstream: upstream_name.clone(), caller: None, protocol_version: None };
+    let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
     let instances = Instances::new(runtime, chain, session);
-    let mut relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes);
+    let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes);
+    let from_client = FramedRead::new(client_in, LineCodec::new(options.max_message_bytes));
+    let exit = session::drive(relay, upstream, from_client, shutdown).await;
 
-    let mut from_client = FramedRead::new(client_in, LineCodec::new(options.max_message_bytes));
-    let mut from_upstream = FramedRead::new(server.stdout, LineCodec::new(options.max_message_bytes));
-    let mut client_open = true;
-    let mut shutdown = std::pin::pin!(shutdown);
-
-    loop {
-        tokio::select! {
-            frame = from_client.next(), if client_open => match frame {
-                Some(Ok(frame)) => relay.from_client(frame).await,
-                Some(Err(e)) => {
-                    tracing::warn!("client input failed: {e}; closing upstream input");
-                    client_open = false;
-                    relay.close_upstream();
-                }
-                None => {
-                    tracing::info!("client closed its input; closing upstream input");
-                    client_open = false;
-                    relay.close_upstream();
-                }
-            },
-            frame = from_upstream.next() => match frame {
-                Some(Ok(frame)) => relay.from_upstream(frame).await,
-                Some(Err(e)) => {
-                    tracing::warn!("upstream output failed: {e}");
-                    break;
-                }
-                None => break,
-            },
-            () = &mut shutdown, if client_open => {
-                tracing::info!("shutting down; closing upstream input");
-                client_open = false;
-                relay.close_upstream();
-            }
-        }
-    }
-
-    // The upstream's output has ended: it exited or is about to.
-    let status = child::reap(&mut server.process).await;
-    let status_text = match &status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("could not be waited for ({e})"),
-    };
-    let exit = if client_open {
-        let pending = relay.pending_upstream();
-        relay.upstream_gone(&format!("exited ({status_text})")).await;
-        tracing::error!(upstream = %upstream_name, "upstream exited ({status_text}) while the client was connected; {pending} pending request(s) answered with errors");
-        WrapExit::UpstreamDied(status_text)
-    } else if matches!(&status, Ok(s) if s.success()) {
-        WrapExit::Clean
-    } else {
-        WrapExit::UpstreamFailedOnShutdown(status_text)
-    };
-
-    // Dropping the relay closes both queues; the writers flush and finish.
-    drop(relay);
-    for (name, writer) in [("client", client_writer), ("upstream", upstream_writer)] {
-        match writer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!("{name} writer: {e}"),
-            Err(e) => tracing::error!("{name} writer: {e}"),
-        }
+    // The relay is gone, so the client queue is closed: the writer flushes and finishes.
+    match client_writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("client writer: {e}"),
+        Err(e) => tracing::error!("client writer: {e}"),
     }
     Ok(exit)
 }

@@ -294,7 +294,7 @@ impl Instances {
         }
     }
 
-    async fn instantiate(&self, plugin: &Plugin) -> Result<Live, FaultKind> {
+    async fn instantiate(&mut self, plugin: &Plugin) -> Result<Live, FaultKind> {
         let state = HostState::new(
             plugin.name.clone(),
             &plugin.manifest,

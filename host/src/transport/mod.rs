@@ -2,6 +2,8 @@
 //!
 //! - [`framing`]: newline-delimited JSON-RPC with a size limit, for any byte stream.
 //! - [`stdio`]: Warden's own stdin and stdout.
+//! - [`http`]: the Streamable HTTP listener of `warden serve`.
 
 pub mod framing;
+pub mod http;
 pub mod stdio;

@@ -1,0 +1,361 @@
+//! `warden serve`: a Streamable HTTP endpoint in front of a stdio MCP server.
+//!
+//! Each legacy session (opened by `initialize`) gets its own child process,
+//! its own plugin instances and its own relay. HTTP requests feed the relay as
+//! client frames; what the relay sends to the client is routed back to the
+//! HTTP request it answers, or to the session's GET stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::audit::AuditSink;
+use crate::jsonrpc::{self, Kind};
+use crate::plugin::instances::Session;
+use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
+use crate::relay::{self, Relay};
+use crate::session::{self, Upstream, QUEUE};
+use crate::transport::framing::Frame;
+use crate::transport::http;
+
+/// Server→client messages kept for a session with no open stream to carry them.
+const BACKLOG: usize = 1024;
+
+/// Everything `warden serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (127.0.0.1 unless told otherwise).
+    pub listen: SocketAddr,
+    /// The MCP endpoint's path.
+    pub path: String,
+    /// The plugins folder; `None` runs with an empty chain.
+    pub plugins: Option<PathBuf>,
+    /// The stdio upstream command, started once per session.
+    pub command: Vec<String>,
+    /// The upstream's name in plugin contexts and audit records.
+    pub upstream_name: Option<String>,
+    /// Largest JSON-RPC message accepted from the upstream.
+    pub max_message_bytes: usize,
+    /// Largest HTTP request body accepted.
+    pub max_body_bytes: usize,
+    /// Origins allowed besides loopback ones; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Sessions idle this long are closed and their upstream stopped.
+    pub session_idle: Duration,
+    /// Most sessions open at once.
+    pub max_sessions: usize,
+    /// Precompiled-component cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Audit events sink.
+    pub audit: AuditSink,
+}
+
+/// The shared state of the gateway.
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+    chain: Arc<Chain>,
+    options: ServeOptions,
+    upstream_name: Arc<str>,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+}
+
+/// One message on its way to an HTTP response stream.
+#[derive(Debug)]
+pub struct Routed {
+    /// The JSON-RPC message.
+    pub message: Bytes,
+    /// Whether it is the answer that ends the stream it is on.
+    pub last: bool,
+}
+
+/// One legacy session.
+pub struct HttpSession {
+    /// The `Mcp-Session-Id`.
+    pub id: String,
+    input: Mutex<Option<mpsc::Sender<Bytes>>>,
+    routes: Mutex<Routes>,
+    last_seen: Mutex<Instant>,
+}
+
+#[derive(Default)]
+struct Routes {
+    /// Requests awaiting their answer: id → the stream of the POST that carried them.
+    waiting: HashMap<String, mpsc::UnboundedSender<Routed>>,
+    /// The most recent POST stream still open, for server messages unrelated to a request.
+    latest: Option<String>,
+    /// The GET stream, if one is open.
+    listener: Option<mpsc::UnboundedSender<Routed>>,
+    backlog: VecDeque<Bytes>,
+    ended: bool,
+}
+
+/// Why a message could not be handed to a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session has ended (upstream gone, deleted or expired).
+    #[error("session has ended")]
+    Ended,
+    /// The upstream could not be started.
+    #[error(transparent)]
+    Spawn(#[from] crate::upstream::child::SpawnError),
+    /// Too many sessions are open.
+    #[error("too many sessions (limit {0})")]
+    Full(usize),
+    /// No session id could be minted.
+    #[error("no OS random source for a session id: {0}")]
+    Random(String),
+}
+
+/// Runs the gateway until `shutdown` resolves.
+pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
+    let chain = match &options.plugins {
+        Some(dir) => runtime.load_dir(dir).await?,
+        None => Chain::default(),
+    };
+    tracing::info!(plugins = chain.plugins().len(), "chain ready");
+    let listener = TcpListener::bind(options.listen).await?;
+    let address = listener.local_addr()?;
+    tracing::info!("listening on http://{address}{}", options.path);
+    let gateway = Gateway::new(runtime, Arc::new(chain), options);
+    let reaper = tokio::spawn(reap_idle(gateway.clone()));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(http::serve_connection(stream, peer, gateway.clone()));
+                }
+                Err(e) => tracing::warn!("accept failed: {e}"),
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: closing every session");
+    reaper.abort();
+    gateway.close_all();
+    Ok(())
+}
+
+impl Gateway {
+    /// A gateway serving `chain` with these options.
+    pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, options: ServeOptions) -> Arc<Gateway> {
+        let upstream_name = match &options.upstream_name {
+            Some(name) => Arc::from(name.as_str()),
+            None => relay::default_upstream_name(&options.command),
+        };
+        Arc::new(Gateway { runtime, chain, options, upstream_name, sessions: Mutex::new(HashMap::new()) })
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &ServeOptions {
+        &self.options
+    }
+
+    /// The live session with this id.
+    pub fn session(&self, id: &str) -> Option<Arc<HttpSession>> {
+        let session = lock(&self.sessions).get(id).cloned()?;
+        session.touch();
+        Some(session)
+    }
+
+    /// Opens a session: a fresh upstream process, plugin instances and relay.
+    pub fn open_session(&self) -> Result<Arc<HttpSession>, SessionError> {
+        if lock(&self.sessions).len() >= self.options.max_sessions {
+            return Err(SessionError::Full(self.options.max_sessions));
+        }
+        let id = new_session_id()?;
+        let (upstream, to_upstream) =
+            Upstream::start(self.upstream_name.clone(), &self.options.command, self.options.max_message_bytes)?;
+        let (to_client, client_rx) = mpsc::channel(QUEUE);
+        let (input, mut input_rx) = mpsc::channel::<Bytes>(QUEUE);
+        let facts = Session {
+            id: Some(Arc::from(id.as_str())),
+            upstream: self.upstream_name.clone(),
+            caller: None,
+            protocol_version: None,
+        };
+        let instances = Instances::new(self.runtime.clone(), self.chain.clone(), facts);
+        let relay =
+            Relay::new(instances, to_client, to_upstream, self.options.audit.clone(), self.options.max_message_bytes);
+        let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::Line(b)))));
+        let session = Arc::new(HttpSession {
+            id: id.clone(),
+            input: Mutex::new(Some(input)),
+            routes: Mutex::new(Routes::default()),
+            last_seen: Mutex::new(Instant::now()),
+        });
+        let log_id = id.clone();
+        tokio::spawn(async move {
+            let end = session::drive(relay, upstream, client, std::future::pending()).await;
+            tracing::info!(session = %log_id, "session ended: {end:?}");
+        });
+        tokio::spawn(route(session.clone(), client_rx));
+        lock(&self.sessions).insert(id, session.clone());
+        tracing::info!(session = %session.id, "session opened");
+        Ok(session)
+    }
+
+    /// Ends a session: its upstream's input is closed and it is forgotten.
+    pub fn close_session(&self, id: &str) -> bool {
+        let Some(session) = lock(&self.sessions).remove(id) else { return false };
+        session.close();
+        true
+    }
+
+    fn close_all(&self) {
+        let sessions: Vec<_> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
+        for session in sessions {
+            session.close();
+        }
+    }
+}
+
+impl HttpSession {
+    fn touch(&self) {
+        *lock(&self.last_seen) = Instant::now();
+    }
+
+    /// Hands a client message to the relay. For a request, `answer` receives
+    /// its answer (and any server messages sent meanwhile).
+    pub async fn submit(
+        &self,
+        message: Bytes,
+        answer: Option<(String, mpsc::UnboundedSender<Routed>)>,
+    ) -> Result<(), SessionError> {
+        if let Some((id, tx)) = answer {
+            let mut routes = lock(&self.routes);
+            if routes.ended {
+                return Err(SessionError::Ended);
+            }
+            routes.latest = Some(id.clone());
+            routes.waiting.insert(id, tx);
+        }
+        let input = lock(&self.input).clone().ok_or(SessionError::Ended)?;
+        input.send(message).await.map_err(|_| SessionError::Ended)
+    }
+
+    /// Opens the GET stream for server messages unrelated to a request,
+    /// replacing any previous one; messages kept meanwhile come first.
+    pub fn listen(&self) -> Result<mpsc::UnboundedReceiver<Routed>, SessionError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut routes = lock(&self.routes);
+        if routes.ended {
+            return Err(SessionError::Ended);
+        }
+        for message in routes.backlog.drain(..) {
+            let _ = tx.send(Routed { message, last: false });
+        }
+        routes.listener = Some(tx);
+        Ok(rx)
+    }
+
+    fn close(&self) {
+        lock(&self.input).take();
+    }
+
+    fn idle_for(&self) -> Duration {
+        lock(&self.last_seen).elapsed()
+    }
+
+    fn has_open_streams(&self) -> bool {
+        let routes = lock(&self.routes);
+        !routes.waiting.is_empty() || routes.listener.as_ref().is_some_and(|l| !l.is_closed())
+    }
+}
+
+/// Routes what the relay sends to the client onto the session's HTTP streams.
+async fn route(session: Arc<HttpSession>, mut from_relay: mpsc::Receiver<Bytes>) {
+    while let Some(message) = from_relay.recv().await {
+        let head = match jsonrpc::parse_head(&message) {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(session = %session.id, "unroutable message to the client dropped: {e}");
+                continue;
+            }
+        };
+        let mut routes = lock(&session.routes);
+        match head.kind {
+            Kind::Response | Kind::Error => {
+                let waiter = head.id.as_ref().and_then(|id| routes.waiting.remove(id));
+                if routes.latest.is_some() && routes.latest == head.id {
+                    routes.latest = None;
+                }
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(Routed { message, last: true });
+                    }
+                    None => {
+                        tracing::debug!(session = %session.id, id = ?head.id, "answer with no waiting request dropped")
+                    }
+                }
+            }
+            Kind::Request | Kind::Notification => {
+                let mut routed = Routed { message, last: false };
+                if let Some(listener) = &routes.listener {
+                    match listener.send(routed) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::SendError(back)) => {
+                            routes.listener = None;
+                            routed = back;
+                        }
+                    }
+                }
+                let latest = routes.latest.clone();
+                if let Some(stream) = latest.as_ref().and_then(|id| routes.waiting.get(id)) {
+                    match stream.send(routed) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::SendError(back)) => routed = back,
+                    }
+                }
+                let message = routed.message;
+                if routes.backlog.len() >= BACKLOG {
+                    tracing::warn!(session = %session.id, "no open stream for server messages; dropping the oldest kept one");
+                    routes.backlog.pop_front();
+                }
+                routes.backlog.push_back(message);
+            }
+        }
+    }
+    // The relay is gone: the session has ended. Streams still waiting close empty.
+    let mut routes = lock(&session.routes);
+    routes.ended = true;
+    routes.waiting.clear();
+    routes.listener = None;
+}
+
+/// Closes sessions idle for longer than the configured time.
+async fn reap_idle(gateway: Arc<Gateway>) {
+    let idle = gateway.options.session_idle;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    loop {
+        tick.tick().await;
+        let expired: Vec<String> = lock(&gateway.sessions)
+            .values()
+            .filter(|s| s.idle_for() > idle && !s.has_open_streams())
+            .map(|s| s.id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(session = %id, "session expired after {idle:?} idle");
+            gateway.close_session(&id);
+        }
+    }
+}
+
+/// 128 random bits as hex: visible ASCII, unguessable.
+fn new_session_id() -> Result<String, SessionError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| SessionError::Random(e.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

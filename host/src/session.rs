@@ -1,0 +1,128 @@
+//! One client session in front of one stdio upstream: the loop that feeds the relay.
+//!
+//! The same loop serves `warden wrap` (the client is Warden's stdin) and each
+//! session of `warden serve` (the client is a queue fed by HTTP requests).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::process::{Child, ChildStdout};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::FramedRead;
+
+use crate::relay::Relay;
+use crate::transport::framing::{self, Frame, LineCodec};
+use crate::upstream::child::{self, SpawnError};
+
+/// Queue length between the relay and each writer.
+pub const QUEUE: usize = 1024;
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The client left and the upstream exited cleanly.
+    Clean,
+    /// The client left; the upstream then exited with this failure.
+    UpstreamFailedOnShutdown(String),
+    /// The upstream went away while the client was still there.
+    UpstreamDied(String),
+}
+
+/// A started stdio upstream: the process, its output as frames, and the task writing its input.
+pub struct Upstream {
+    name: Arc<str>,
+    process: Child,
+    output: FramedRead<ChildStdout, LineCodec>,
+    writer: JoinHandle<std::io::Result<()>>,
+}
+
+impl Upstream {
+    /// Starts `command`; returns the upstream and the queue that feeds its stdin.
+    pub fn start(
+        name: Arc<str>,
+        command: &[String],
+        max_message_bytes: usize,
+    ) -> Result<(Upstream, mpsc::Sender<Bytes>), SpawnError> {
+        let server = child::spawn(command)?;
+        tracing::info!(upstream = %name, pid = server.process.id(), "upstream started");
+        let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
+        let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
+        let output = FramedRead::new(server.stdout, LineCodec::new(max_message_bytes));
+        Ok((Upstream { name, process: server.process, output, writer }, to_upstream))
+    }
+}
+
+/// Feeds the relay from `client` and the upstream until the upstream's output
+/// ends. The client ending (or `shutdown`) closes the upstream's input; the
+/// upstream then drains and exits. If the upstream dies first, every request
+/// it still owed is answered with an error.
+pub async fn drive<S>(
+    mut relay: Relay,
+    mut upstream: Upstream,
+    mut client: S,
+    shutdown: impl Future<Output = ()>,
+) -> SessionEnd
+where
+    S: Stream<Item = std::io::Result<Frame>> + Unpin,
+{
+    let mut client_open = true;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            frame = client.next(), if client_open => match frame {
+                Some(Ok(frame)) => relay.from_client(frame).await,
+                Some(Err(e)) => {
+                    tracing::warn!("client input failed: {e}; closing upstream input");
+                    client_open = false;
+                    relay.close_upstream();
+                }
+                None => {
+                    tracing::info!("client closed its input; closing upstream input");
+                    client_open = false;
+                    relay.close_upstream();
+                }
+            },
+            frame = upstream.output.next() => match frame {
+                Some(Ok(frame)) => relay.from_upstream(frame).await,
+                Some(Err(e)) => {
+                    tracing::warn!("upstream output failed: {e}");
+                    break;
+                }
+                None => break,
+            },
+            () = &mut shutdown, if client_open => {
+                tracing::info!("shutting down; closing upstream input");
+                client_open = false;
+                relay.close_upstream();
+            }
+        }
+    }
+
+    // The upstream's output has ended: it exited or is about to.
+    let status = child::reap(&mut upstream.process).await;
+    let status_text = match &status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("could not be waited for ({e})"),
+    };
+    let end = if client_open {
+        let pending = relay.pending_upstream();
+        relay.upstream_gone(&format!("exited ({status_text})")).await;
+        tracing::error!(upstream = %upstream.name, "upstream exited ({status_text}) while the client was connected; {pending} pending request(s) answered with errors");
+        SessionEnd::UpstreamDied(status_text)
+    } else if matches!(&status, Ok(s) if s.success()) {
+        SessionEnd::Clean
+    } else {
+        SessionEnd::UpstreamFailedOnShutdown(status_text)
+    };
+    // Dropping the relay closes its queues; the upstream writer finishes.
+    drop(relay);
+    match upstream.writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("upstream writer: {e}"),
+        Err(e) => tracing::error!("upstream writer: {e}"),
+    }
+    end
+}

@@ -1,0 +1,309 @@
+//! The Streamable HTTP listener (legacy era, 2025-03-26 to 2025-11-25), on hyper.
+//!
+//! Checks come first and in this order: `Origin` (403), method and path
+//! (405/404), body size (413), content type (415), `Accept` (406),
+//! `MCP-Protocol-Version` (400), the session (400/404). Only then does a
+//! message reach its session.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame as BodyFrame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, ORIGIN};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::jsonrpc::{self, code, Kind, Message};
+use crate::serve::{Gateway, Routed, SessionError};
+
+/// The session header (names are case-insensitive).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The protocol-version header.
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Protocol versions this listener serves.
+pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Serves one TCP connection until the client closes it.
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gateway: Arc<Gateway>) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper::service::service_fn(move |request| {
+        let gateway = gateway.clone();
+        async move { Ok::<_, Infallible>(handle(&gateway, request).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+    let headers = request.headers();
+    if let Some(origin) = headers.get(ORIGIN) {
+        if !origin_allowed(origin, &gateway.options().allowed_origins) {
+            tracing::warn!(origin = ?origin, "request from a foreign origin refused");
+            return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "origin not allowed");
+        }
+    }
+    if request.uri().path() != gateway.options().path {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    match *request.method() {
+        Method::POST => post(gateway, request).await,
+        Method::GET => get(gateway, request.headers()),
+        Method::DELETE => delete(gateway, request.headers()),
+        _ => plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE"),
+    }
+}
+
+async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let limit = gateway.options().max_body_bytes;
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            let text = format!("request body exceeds the {limit}-byte limit");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, code::MESSAGE_TOO_LARGE, &text);
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("unreadable body: {e}")),
+    };
+    let headers = &parts.headers;
+    if !header_has(headers, CONTENT_TYPE, "application/json") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    let accepts_json = accepts(headers, "application/json");
+    let accepts_sse = accepts(headers, "text/event-stream");
+    if !accepts_json && !accepts_sse {
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Accept must list application/json and text/event-stream",
+        );
+    }
+    if let Some(response) = check_version(headers) {
+        return response;
+    }
+    let message = match Message::parse(body) {
+        Ok(message) => message,
+        Err(e) => {
+            let body = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
+            return json(StatusCode::BAD_REQUEST, body);
+        }
+    };
+    let is_initialize = message.head.method.as_deref() == Some("initialize");
+    let session = match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(id) => match gateway.session(id) {
+            Some(session) => session,
+            None => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session"),
+        },
+        None if is_initialize => match gateway.open_session() {
+            Ok(session) => session,
+            Err(e @ SessionError::Full(_)) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
+            }
+            Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
+        },
+        None => return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing Mcp-Session-Id header"),
+    };
+
+    let Some(id) = message.head.id.clone().filter(|_| message.head.kind == Kind::Request) else {
+        // Notifications and responses: accepted once the session has them.
+        return match session.submit(message.raw, None).await {
+            Ok(()) => empty(StatusCode::ACCEPTED),
+            Err(e) => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
+        };
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    if let Err(e) = session.submit(message.raw, Some((id, tx))).await {
+        return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string());
+    }
+    let Some(first) = rx.recv().await else {
+        return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering");
+    };
+    let mut response = if first.last && accepts_json {
+        // Only the answer: plain JSON.
+        json(StatusCode::OK, first.message)
+    } else if accepts_sse {
+        sse(first, rx)
+    } else {
+        // A JSON-only client: wait for the answer; other messages go to the GET stream next time.
+        let mut routed = first;
+        while !routed.last {
+            match rx.recv().await {
+                Some(next) => routed = next,
+                None => {
+                    return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering")
+                }
+            }
+        }
+        json(StatusCode::OK, routed.message)
+    };
+    if is_initialize {
+        if let Ok(value) = HeaderValue::from_str(&session.id) {
+            response.headers_mut().insert(SESSION_HEADER, value);
+        }
+    }
+    response
+}
+
+fn get(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    if !accepts(headers, "text/event-stream") {
+        return error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Accept must list text/event-stream");
+    }
+    if let Some(response) = check_version(headers) {
+        return response;
+    }
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing Mcp-Session-Id header");
+    };
+    let Some(session) = gateway.session(id) else {
+        return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session");
+    };
+    match session.listen() {
+        Ok(rx) => sse_stream(rx),
+        Err(e) => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
+    }
+}
+
+fn delete(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing Mcp-Session-Id header");
+    };
+    if gateway.close_session(id) {
+        tracing::info!(session = %id, "session deleted by the client");
+        empty(StatusCode::OK)
+    } else {
+        error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session")
+    }
+}
+
+/// A version header, when present, must name a version this listener serves.
+fn check_version(headers: &HeaderMap) -> Option<Response<Body>> {
+    let version = headers.get(VERSION_HEADER)?;
+    let known = version.to_str().ok().is_some_and(|v| LEGACY_VERSIONS.contains(&v));
+    (!known).then(|| {
+        let text = format!("unsupported MCP-Protocol-Version {version:?}; supported: {}", LEGACY_VERSIONS.join(", "));
+        error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &text)
+    })
+}
+
+/// Loopback origins are always allowed (a local client); others only when listed.
+fn origin_allowed(origin: &HeaderValue, allowed: &[String]) -> bool {
+    let Ok(origin) = origin.to_str() else { return false };
+    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+fn header_has(headers: &HeaderMap, name: hyper::header::HeaderName, value: &str) -> bool {
+    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains(value))
+}
+
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    match headers.get(ACCEPT).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(accept) => {
+            let accept = accept.to_ascii_lowercase();
+            accept.contains(media) || accept.contains("*/*")
+        }
+    }
+}
+
+/// An SSE response that starts with `first` and ends after the answer.
+fn sse(first: Routed, rx: mpsc::UnboundedReceiver<Routed>) -> Response<Body> {
+    let done = first.last;
+    let head = futures::stream::iter([first]);
+    let rest = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        let routed = rx.recv().await?;
+        let done = routed.last;
+        Some((routed, (rx, done)))
+    });
+    sse_body(head.chain(rest))
+}
+
+/// An SSE response carrying everything sent on `rx` until it closes.
+fn sse_stream(rx: mpsc::UnboundedReceiver<Routed>) -> Response<Body> {
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    sse_body(stream)
+}
+
+fn sse_body(stream: impl futures::Stream<Item = Routed> + Send + Sync + 'static) -> Response<Body> {
+    let frames = stream.map(|routed| {
+        let mut event = Vec::with_capacity(routed.message.len() + 24);
+        event.extend_from_slice(b"event: message\ndata: ");
+        event.extend_from_slice(&routed.message);
+        event.extend_from_slice(b"\n\n");
+        Ok::<_, Infallible>(BodyFrame::data(Bytes::from(event)))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// An HTTP error whose body is an id-less JSON-RPC error.
+fn error(status: StatusCode, code: i32, message: &str) -> Response<Body> {
+    json(status, jsonrpc::error_response(None, code, message, None))
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_origins_pass_and_foreign_ones_do_not() {
+        let ok = |o: &str, allowed: &[&str]| {
+            let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+            origin_allowed(&HeaderValue::from_str(o).unwrap(), &allowed)
+        };
+        assert!(ok("http://localhost:3000", &[]));
+        assert!(ok("http://127.0.0.1", &[]));
+        assert!(ok("http://[::1]:8080", &[]));
+        assert!(!ok("http://evil.example", &[]));
+        assert!(!ok("http://localhost.evil.example", &[]));
+        assert!(!ok("null", &[]));
+        assert!(ok("https://app.example.com", &["https://app.example.com"]));
+    }
+}
