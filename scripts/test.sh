@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: builds the plugins and the proxy, installs the official
-# reference server from npm (when npm is present), then `cargo test`.
+# reference server from npm and the official Python SDK from PyPI (when npm and
+# python3 are present), then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-plugins.sh
@@ -14,5 +15,13 @@ if command -v npm >/dev/null 2>&1; then
     fi
 else
     echo "npm not found: the test against @modelcontextprotocol/server-everything is skipped" >&2
+fi
+if command -v python3 >/dev/null 2>&1; then
+    if [ ! -x target/py/bin/python ] || ! target/py/bin/python -c 'import mcp' 2>/dev/null; then
+        python3 -m venv target/py
+        target/py/bin/pip install --quiet --disable-pip-version-check 'mcp==2.3.0' >&2
+    fi
+else
+    echo "python3 not found: the tests with the official Python SDK client are skipped" >&2
 fi
 cargo test --locked --workspace --exclude misbehave "$@"

@@ -3,6 +3,7 @@
 mod common;
 
 mod chain;
+mod gateway;
 mod lifecycle;
 mod relay;
 mod sandbox;

@@ -1,0 +1,154 @@
+//! A running `warden serve` and a small HTTP client for it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{paths, PATIENCE};
+
+/// `warden serve` in front of the fixture server.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub session: Option<String>,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The JSON-RPC messages in the body: one JSON document, or SSE `data:` lines.
+    pub fn messages(&self) -> Vec<Value> {
+        if self.content_type.starts_with("text/event-stream") {
+            self.body
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).expect("SSE data is JSON"))
+                .collect()
+        } else if self.body.is_empty() {
+            Vec::new()
+        } else {
+            vec![serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))]
+        }
+    }
+
+    /// The last message: the answer to the request.
+    pub fn answer(&self) -> Value {
+        self.messages().pop().unwrap_or_else(|| panic!("no message in {self:?}"))
+    }
+}
+
+impl Gateway {
+    pub fn start(plugins: Option<&Path>, flags: &[&str]) -> Gateway {
+        let p = paths();
+        let mut cmd = Command::new(&p.warden);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(&p.cache);
+        if let Some(dir) = plugins {
+            cmd.arg("--plugins").arg(dir);
+        }
+        cmd.args(flags).arg("--").arg(&p.fixture);
+        cmd.env("WARDEN_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn warden serve");
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("listening on ") {
+                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let url = rx
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("warden serve did not start: {}", stderr.lock().unwrap()));
+        Gateway { child, url, stderr }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// POSTs a body with the usual MCP headers plus `extra`.
+    pub fn post(&self, session: Option<&str>, body: &str, extra: &[(&str, &str)]) -> Answer {
+        let mut request = ureq::post(&self.url)
+            .timeout(PATIENCE)
+            .set("content-type", "application/json")
+            .set("accept", "application/json, text/event-stream");
+        if let Some(id) = session {
+            request = request.set("mcp-session-id", id);
+        }
+        for (name, value) in extra {
+            request = request.set(name, value);
+        }
+        answer(request.send_string(body))
+    }
+
+    pub fn delete(&self, session: &str) -> Answer {
+        answer(ureq::delete(&self.url).timeout(PATIENCE).set("mcp-session-id", session).call())
+    }
+
+    /// `initialize` + `notifications/initialized`; returns the session id.
+    pub fn open(&self) -> String {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+        let answer = self.post(None, &init.to_string(), &[]);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let session = answer.session.clone().expect("Mcp-Session-Id on the initialize answer");
+        let note = self.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &[]);
+        assert_eq!(note.status, 202);
+        session
+    }
+
+    pub fn call(&self, session: &str, id: u64, tool: &str, arguments: Value) -> Answer {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}});
+        self.post(Some(session), &body.to_string(), &[("mcp-protocol-version", "2025-06-18")])
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("HTTP request failed: {e}"),
+    };
+    Answer {
+        status: response.status(),
+        session: response.header("mcp-session-id").map(str::to_owned),
+        content_type: response.content_type().to_owned(),
+        body: response.into_string().expect("body"),
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

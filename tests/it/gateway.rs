@@ -1,0 +1,122 @@
+//! `warden serve`: Streamable HTTP sessions in front of a stdio server.
+
+use serde_json::{json, Value};
+
+use crate::common::http::Gateway;
+use crate::common::{examples, paths, text_of};
+
+#[test]
+fn a_session_carries_calls_denials_and_redactions() {
+    let plugins = examples();
+    let gw = Gateway::start(Some(plugins.path()), &[]);
+    let session = gw.open();
+    let list = gw.post(Some(&session), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, &[]);
+    let names: Vec<String> = list.answer()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"echo".to_owned()) && !names.contains(&"delete_everything".to_owned()), "{names:?}");
+    assert_eq!(text_of(&gw.call(&session, 2, "echo", json!({"text": "over http"})).answer()), "over http");
+    let denied = gw.call(&session, 3, "delete_everything", json!({})).answer();
+    assert_eq!(denied["error"]["code"], -32001);
+    let redacted = gw.call(&session, 4, "get_config", json!({})).answer();
+    assert!(text_of(&redacted).contains("[REDACTED]") && !text_of(&redacted).contains("sk-proj-"));
+}
+
+#[test]
+fn server_messages_during_a_request_arrive_on_its_stream() {
+    let gw = Gateway::start(None, &[]);
+    let session = gw.open();
+    let answer = gw.call(&session, 1, "notify", json!({}));
+    assert!(answer.content_type.starts_with("text/event-stream"), "{answer:?}");
+    let messages = answer.messages();
+    assert_eq!(messages[0]["method"], "notifications/message");
+    assert_eq!(text_of(&messages[1]), "notified");
+}
+
+#[test]
+fn sessions_are_isolated_and_end_cleanly() {
+    let gw = Gateway::start(None, &[]);
+    let a = gw.open();
+    let b = gw.open();
+    assert_ne!(a, b);
+    let note = gw.post(Some(&a), r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#, &[]);
+    assert_eq!(note.status, 202);
+    let seen_by = |s: &str, id| text_of(&gw.call(s, id, "client_notifications", json!({})).answer()).to_owned();
+    assert_eq!(seen_by(&a, 1), "notifications/initialized,notifications/roots/list_changed");
+    assert_eq!(seen_by(&b, 1), "notifications/initialized", "each session has its own server");
+    assert_eq!(gw.delete(&a).status, 200);
+    assert_eq!(gw.call(&a, 2, "echo", json!({"text": "x"})).status, 404);
+    assert_eq!(text_of(&gw.call(&b, 2, "echo", json!({"text": "still"})).answer()), "still");
+}
+
+#[test]
+fn an_upstream_dying_mid_call_ends_only_its_session() {
+    let gw = Gateway::start(None, &[]);
+    let doomed = gw.open();
+    let other = gw.open();
+    let answer = gw.call(&doomed, 1, "crash", json!({}));
+    assert_eq!(answer.answer()["error"]["code"], -32052, "{answer:?}");
+    assert!(gw.log_contains("session ended"), "{}", gw.stderr());
+    assert_eq!(text_of(&gw.call(&other, 1, "echo", json!({"text": "alive"})).answer()), "alive");
+}
+
+#[test]
+fn bad_requests_are_refused_clearly() {
+    let gw = Gateway::start(None, &["--max-body-bytes", "4096"]);
+    let session = gw.open();
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let foreign = gw.post(Some(&session), list, &[("origin", "http://evil.example")]);
+    assert_eq!(foreign.status, 403);
+    assert_eq!(gw.post(Some(&session), list, &[("origin", "http://localhost:5173")]).status, 200);
+    let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x".repeat(10_000)}}});
+    let too_big = gw.post(Some(&session), &huge.to_string(), &[]);
+    assert_eq!(too_big.status, 413);
+    assert_eq!(too_big.answer()["error"]["code"], -32053);
+    assert_eq!(gw.post(Some("no-such-session"), list, &[]).status, 404);
+    assert_eq!(gw.post(None, list, &[]).status, 400, "a session is needed after initialize");
+    assert_eq!(gw.post(Some(&session), list, &[("mcp-protocol-version", "1999-01-01")]).status, 400);
+    let garbage = gw.post(Some(&session), "{nope", &[]);
+    assert_eq!(garbage.status, 400);
+    assert_eq!(garbage.answer()["error"]["code"], -32700);
+    // The session still serves.
+    assert_eq!(text_of(&gw.call(&session, 3, "echo", json!({"text": "ok"})).answer()), "ok");
+}
+
+/// The official Python SDK (`mcp` from PyPI, installed by scripts/test.sh into target/py)
+/// in its legacy and auto (modern-first) modes.
+#[test]
+fn the_python_sdk_client_works_through_the_gateway() {
+    let python = paths().repo.join("target/py/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("WARDEN_REQUIRE_PY").is_none(),
+            "{} is missing and WARDEN_REQUIRE_PY is set",
+            python.display()
+        );
+        eprintln!("skipped: {} not installed (scripts/test.sh installs it)", python.display());
+        return;
+    }
+    let plugins = examples();
+    let gw = Gateway::start(Some(plugins.path()), &[]);
+    let script = paths().repo.join("tests/python/client.py");
+    for mode in ["legacy", "auto"] {
+        let out = std::process::Command::new(&python).arg(&script).arg(&gw.url).arg(mode).output().expect("run python");
+        assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
+        assert_eq!(seen["echo"], "hello", "{mode}");
+        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
+        assert!(!seen["tools"].as_array().unwrap().contains(&json!("delete_everything")), "{mode}");
+        for key in ["redacted", "resource", "prompt"] {
+            let text = seen[key].as_str().unwrap_or_default();
+            assert!(text.contains("[REDACTED]") && !text.contains("sk-proj-"), "{mode} {key}: {text}");
+        }
+        assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
+        assert_eq!(seen["log"], json!(["hello from the fixture"]), "{mode}");
+        assert_eq!(seen["big"], 1 << 20, "{mode}");
+        let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
+        assert_eq!(seen["concurrent"], json!(sums), "{mode}");
+    }
+}

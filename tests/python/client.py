@@ -1,0 +1,52 @@
+"""Drives Warden with the official Python MCP SDK (`mcp` on PyPI) and prints what it saw as JSON.
+
+Usage: python client.py URL MODE   (MODE: legacy | auto)
+"""
+
+import asyncio
+import json
+import sys
+
+import mcp_types as types
+from mcp import Client
+
+
+async def main(url: str, mode: str) -> None:
+    seen: dict = {"log": []}
+
+    async def sampling(context, params):
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="hi from python"), model="test"
+        )
+
+    async def logging(params):
+        seen["log"].append(params.data)
+
+    def text(result) -> str:
+        return result.content[0].text
+
+    async with Client(url, mode=mode, sampling_callback=sampling, logging_callback=logging) as client:
+        tools = await client.list_tools()
+        seen["tools"] = sorted(t.name for t in tools.tools)
+        seen["echo"] = text(await client.call_tool("echo", {"text": "hello"}))
+        try:
+            await client.call_tool("delete_everything", {})
+            seen["denied"] = None
+        except Exception as e:  # the SDK raises on a JSON-RPC error
+            seen["denied"] = str(e)
+        seen["redacted"] = text(await client.call_tool("get_config", {}))
+        seen["sampling"] = text(await client.call_tool("ask_client", {}))
+        seen["notify"] = text(await client.call_tool("notify", {}))
+        resource = await client.read_resource("mem://config")
+        seen["resource"] = resource.contents[0].text
+        prompt = await client.get_prompt("p", {})
+        seen["prompt"] = prompt.messages[0].content.text
+        big = await client.call_tool("big", {"bytes": 1 << 20})
+        seen["big"] = len(text(big))
+        sums = await asyncio.gather(*(client.call_tool("add", {"a": i, "b": 1}) for i in range(24)))
+        seen["concurrent"] = [text(r) for r in sums]
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
