@@ -1,29 +1,44 @@
 //! The audit trail: JSON lines appended to the file given by `--audit`.
 //!
 //! Events come from plugins (through the `audit` import) and from the host
-//! (every decision that is not "forward"). A dedicated thread does the file
-//! I/O so that a hook call never waits on the disk; it flushes whenever its
-//! queue runs dry and once more when the last sender goes away.
+//! (every decision that is not "forward"). Records are buffered in memory as
+//! they happen and written out once per message, when the relay has finished
+//! with it, by a task that runs after the message itself has been sent on: one
+//! `write` per message instead of one per event, and none on the hot path.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::Notify;
 
 /// Where audit events go. Cheap to clone; a sink without a file drops events.
 #[derive(Clone, Debug, Default)]
 pub struct AuditSink {
-    tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    file: Option<Arc<Shared>>,
 }
 
-/// Owns the writer thread; [`AuditWriter::finish`] waits until every event is on disk.
+#[derive(Debug)]
+struct Shared {
+    trail: Mutex<Trail>,
+    /// Wakes the flushing task; `None` outside a runtime (flushes happen inline).
+    kick: Option<Arc<Notify>>,
+}
+
+#[derive(Debug)]
+struct Trail {
+    out: BufWriter<File>,
+    path: String,
+}
+
+/// Flushes what is buffered when the run is over.
 #[derive(Debug)]
 pub struct AuditWriter {
-    thread: JoinHandle<()>,
+    sink: AuditSink,
 }
 
 /// Who produced an event.
@@ -36,83 +51,120 @@ pub enum Source<'a> {
 }
 
 impl AuditSink {
-    /// Opens (appends to) `path` and starts the writer thread.
+    /// Opens (appends to) `path`.
     pub fn open(path: &Path) -> std::io::Result<(AuditSink, AuditWriter)> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let file_name = path.display().to_string();
-        let thread = std::thread::Builder::new().name("warden-audit".into()).spawn(move || {
-            let mut out = BufWriter::new(file);
-            while let Some(line) = rx.blocking_recv() {
-                let mut result = out.write_all(&line);
-                while let Ok(line) = rx.try_recv() {
-                    result = result.and_then(|()| out.write_all(&line));
+        let trail = Trail { out: BufWriter::with_capacity(64 * 1024, file), path: path.display().to_string() };
+        let kick = tokio::runtime::Handle::try_current().ok().map(|_| Arc::new(Notify::new()));
+        let shared = Arc::new(Shared { trail: Mutex::new(trail), kick: kick.clone() });
+        if let Some(kick) = kick {
+            let weak = Arc::downgrade(&shared);
+            tokio::spawn(async move {
+                loop {
+                    kick.notified().await;
+                    let Some(shared) = weak.upgrade() else { break };
+                    flush(&shared.trail);
                 }
-                if let Err(e) = result.and_then(|()| out.flush()) {
-                    tracing::error!(file = %file_name, "audit: write failed: {e}");
-                }
-            }
-        })?;
-        Ok((AuditSink { tx: Some(tx) }, AuditWriter { thread }))
+            });
+        }
+        let sink = AuditSink { file: Some(shared) };
+        Ok((sink.clone(), AuditWriter { sink }))
     }
 
     /// A sink that drops everything (no `--audit`).
     pub fn disabled() -> AuditSink {
-        AuditSink { tx: None }
+        AuditSink { file: None }
     }
 
     /// Whether events are written anywhere.
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.file.is_some()
     }
 
     /// Records one event with the time, its source and the session.
-    pub fn record(&self, source: Source<'_>, session: Option<&str>, event: Value) {
-        let Some(tx) = &self.tx else { return };
-        let (source, plugin) = match source {
-            Source::Host => ("host", None),
-            Source::Plugin(name) => ("plugin", Some(name)),
-        };
-        let record = json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            "source": source,
-            "plugin": plugin,
-            "session": session,
-            "event": event,
-        });
-        let mut line = record.to_string().into_bytes();
-        line.push(b'\n');
-        // The writer only stops once every sender is gone, so this cannot fail
-        // while `self` exists.
-        let _ = tx.send(line);
+    pub fn record(&self, source: Source<'_>, session: Option<&str>, event: &Value) {
+        if let Some(shared) = &self.file {
+            write_record(&shared.trail, source, session, &event.to_string());
+        }
+    }
+
+    /// Records an event given as JSON text (as plugins hand it over); text that
+    /// is not JSON is recorded as a string.
+    pub fn record_text(&self, source: Source<'_>, session: Option<&str>, event: &str) {
+        let Some(shared) = &self.file else { return };
+        match serde_json::from_str::<&RawValue>(event) {
+            Ok(raw) => write_record(&shared.trail, source, session, raw.get()),
+            Err(_) => write_record(&shared.trail, source, session, &Value::String(event.to_owned()).to_string()),
+        }
+    }
+
+    /// Has buffered records written soon, after the current message has gone
+    /// on its way. The relay calls this after each message.
+    pub fn schedule_flush(&self) {
+        let Some(shared) = &self.file else { return };
+        match &shared.kick {
+            Some(kick) => kick.notify_one(),
+            None => flush(&shared.trail),
+        }
+    }
+
+    /// Writes buffered records to the file now.
+    pub fn flush(&self) {
+        if let Some(shared) = &self.file {
+            flush(&shared.trail);
+        }
+    }
+}
+
+fn flush(trail: &Mutex<Trail>) {
+    let mut trail = trail.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = trail.out.flush() {
+        tracing::error!(file = %trail.path, "audit: write failed: {e}");
+    }
+}
+
+fn write_record(file: &Mutex<Trail>, source: Source<'_>, session: Option<&str>, event: &str) {
+    let (source, plugin) = match source {
+        Source::Host => ("host", Value::Null),
+        Source::Plugin(name) => ("plugin", Value::from(name)),
+    };
+    let time = humantime::format_rfc3339_millis(SystemTime::now());
+    let session = session.map_or(Value::Null, Value::from);
+    let line = format!(
+        "{{\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"event\":{event}}}\n"
+    );
+    let mut trail = file.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = trail.out.write_all(line.as_bytes()) {
+        tracing::error!(file = %trail.path, "audit: write failed: {e}");
     }
 }
 
 impl AuditWriter {
-    /// Waits for the writer to drain. Call after every [`AuditSink`] clone is dropped.
+    /// Writes out whatever is still buffered.
     pub fn finish(self) {
-        if self.thread.join().is_err() {
-            tracing::error!("audit: writer thread panicked");
-        }
+        self.sink.flush();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn writes_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (sink, writer) = AuditSink::open(&path).unwrap();
-        sink.record(Source::Plugin("p"), Some("s1"), json!({"type": "x"}));
-        sink.record(Source::Host, None, json!({"type": "y"}));
+        sink.record(Source::Plugin("p"), Some("s1"), &json!({"type": "x"}));
+        sink.record(Source::Host, None, &json!({"type": "y"}));
+        sink.record_text(Source::Plugin("p"), None, "not json");
         drop(sink);
         writer.finish();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["event"], "not json");
         assert_eq!(lines[0]["plugin"], "p");
         assert_eq!(lines[0]["session"], "s1");
         assert_eq!(lines[1]["source"], "host");

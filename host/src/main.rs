@@ -94,7 +94,14 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One session needs one thread: in `wrap` every hop between the two pipes
+    // stays on it, with no cross-thread wake-ups on the hot path. The gateway
+    // serves many sessions and uses every core.
+    let mut builder = match cli.command {
+        Command::Wrap(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warden: cannot start the async runtime: {e}");
@@ -130,7 +137,7 @@ fn open_audit(common: &Common) -> anyhow::Result<(AuditSink, Option<AuditWriter>
 /// Waits for the audit writer to drain; every sink clone lived in the run that just returned.
 async fn close_audit(writer: Option<AuditWriter>) {
     if let Some(writer) = writer {
-        tokio::task::spawn_blocking(move || writer.finish()).await.ok();
+        writer.finish();
     }
 }
 

@@ -76,6 +76,35 @@ impl Relay {
         self.to_upstream = None;
     }
 
+    /// Whether a client frame can be handled without waiting on a full queue:
+    /// it sends at most one message, to either side.
+    pub fn client_ready(&self) -> bool {
+        self.to_client.capacity() > 0 && self.to_upstream.as_ref().is_none_or(|tx| tx.capacity() > 0)
+    }
+
+    /// Whether an upstream frame can be handled without waiting: it sends at
+    /// most one message to the client (its rare replies to the upstream never
+    /// wait, see `send_on`). Reading the upstream must not depend on room in
+    /// the upstream's own queue, or a server blocked writing its answers and
+    /// Warden blocked writing it requests would wait for each other forever.
+    pub fn upstream_ready(&self) -> bool {
+        self.to_client.capacity() > 0
+    }
+
+    /// Resolves once [`Relay::client_ready`] holds, or a queue closes.
+    pub fn until_ready(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let client = self.to_client.clone();
+        let upstream = self.to_upstream.clone();
+        async move {
+            if client.capacity() == 0 {
+                drop(client.reserve().await);
+            }
+            if let Some(tx) = upstream.filter(|tx| tx.capacity() == 0) {
+                drop(tx.reserve().await);
+            }
+        }
+    }
+
     /// Requests still awaiting the upstream.
     pub fn pending_upstream(&self) -> usize {
         self.upstream_pending.len()
@@ -92,6 +121,12 @@ impl Relay {
     }
 
     async fn frame(&mut self, from: Direction, frame: Frame) {
+        self.route(from, frame).await;
+        // Whatever the message produced in the audit trail goes out after it.
+        self.audit.schedule_flush();
+    }
+
+    async fn route(&mut self, from: Direction, frame: Frame) {
         match frame {
             Frame::Line(raw) => match Message::parse(raw) {
                 Ok(message) => self.message(from, message).await,
@@ -271,7 +306,7 @@ impl Relay {
             "id": head.id,
         });
         let session = self.instances.session().id.clone();
-        self.audit.record(Source::Host, session.as_deref(), event);
+        self.audit.record(Source::Host, session.as_deref(), &event);
     }
 
     fn note_protocol_version(&mut self, message: &Message) {
@@ -327,9 +362,21 @@ impl Relay {
     async fn send_on(&mut self, from: Direction, bytes: Bytes) {
         match from {
             Direction::ClientToServer => match &self.to_upstream {
-                Some(tx) => {
-                    let _ = tx.send(bytes).await;
-                }
+                // Client frames are only taken when there is room, so this waits only
+                // for answers the chain made to the upstream's own requests: those go
+                // on without holding up the reading of the upstream.
+                Some(tx) => match tx.try_send(bytes) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(bytes)) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx.send(bytes).await;
+                        });
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        tracing::debug!("upstream input closed; message dropped")
+                    }
+                },
                 None => tracing::debug!("upstream input closed; message dropped"),
             },
             Direction::ServerToClient => {

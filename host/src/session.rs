@@ -71,8 +71,10 @@ where
     let mut client_open = true;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let client_ready = relay.client_ready();
         tokio::select! {
-            frame = client.next(), if client_open => match frame {
+            () = relay.until_ready(), if !client_ready => {}
+            frame = client.next(), if client_open && client_ready => match frame {
                 Some(Ok(frame)) => relay.from_client(frame).await,
                 Some(Err(e)) => {
                     tracing::warn!("client input failed: {e}; closing upstream input");
@@ -85,7 +87,7 @@ where
                     relay.close_upstream();
                 }
             },
-            frame = upstream.output.next() => match frame {
+            frame = upstream.output.next(), if relay.upstream_ready() => match frame {
                 Some(Ok(frame)) => relay.from_upstream(frame).await,
                 Some(Err(e)) => {
                     tracing::warn!("upstream output failed: {e}");

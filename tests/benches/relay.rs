@@ -4,7 +4,9 @@
 //! - `byte-relay`: a plain process that copies bytes both ways (the floor for any proxy),
 //! - `warden`: `warden wrap` with no plugins,
 //! - `warden+idle`: three plugins that are not interested in `tools/call`,
+//! - `warden+noop`: one plugin that sees every message and forwards it (the cost of a hook call),
 //! - `warden+examples`: audit-log, tool-policy and secret-redact with their sample configs,
+//! - `warden+<plugin>`: each example plugin alone,
 //!
 //! with 100-byte and 1 MiB `tools/call` payloads, one at a time (round-trip
 //! latency) and pipelined (throughput). Run with `scripts/bench.sh`.
@@ -179,6 +181,11 @@ fn main() {
     let idle_refs: Vec<(&str, &str, String)> =
         idle_plugins.iter().map(|(f, a, m)| (f.as_str(), *a, m.clone())).collect();
     let idle_dir = plugin_dir("idle", &idle_refs, &wasm);
+    let noop_dir = plugin_dir(
+        "noop",
+        &[("10-noop", "misbehave", "[config]\naction = \"nothing\"\nmethods = [\"*\"]\n".to_owned())],
+        &wasm,
+    );
     let examples_dir = plugin_dir(
         "examples",
         &[
@@ -188,6 +195,11 @@ fn main() {
         ],
         &wasm,
     );
+    let single: Vec<(&'static str, PathBuf)> =
+        [("audit-log", "audit_log"), ("tool-policy", "tool_policy"), ("secret-redact", "secret_redact")]
+            .iter()
+            .map(|&(name, artifact)| (name, plugin_dir(name, &[("10-plugin", artifact, sample(name))], &wasm)))
+            .collect();
     let audit = std::env::temp_dir().join(format!("warden-bench-{}.audit", std::process::id()));
     let cache = target.join("warden-bench-cache").display().to_string();
     let wrap = |extra: &[&str]| -> Vec<String> {
@@ -197,11 +209,12 @@ fn main() {
         c.push(fixture.clone());
         c
     };
-    let setups = [
+    let mut setups = vec![
         Setup { name: "direct", command: vec![fixture.clone()] },
         Setup { name: "byte-relay", command: vec![me.clone(), "relay".into(), "--".into(), fixture.clone()] },
         Setup { name: "warden", command: wrap(&[]) },
         Setup { name: "warden+idle", command: wrap(&["--plugins", &idle_dir.display().to_string()]) },
+        Setup { name: "warden+noop", command: wrap(&["--plugins", &noop_dir.display().to_string()]) },
         Setup {
             name: "warden+examples",
             command: wrap(&["--plugins", &examples_dir.display().to_string(), "--audit", &audit.display().to_string()]),
@@ -211,7 +224,22 @@ fn main() {
     let large = "b".repeat(1 << 20);
     println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for setup in &setups {
+    for (name, dir) in &single {
+        let label: &'static str = match *name {
+            "audit-log" => "warden+audit-log",
+            "tool-policy" => "warden+tool-policy",
+            _ => "warden+secret-redact",
+        };
+        let mut flags = vec!["--plugins".to_owned(), dir.display().to_string()];
+        if *name == "audit-log" {
+            flags.extend(["--audit".to_owned(), audit.display().to_string()]);
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        setups.push(Setup { name: label, command: wrap(&flags) });
+    }
+    // `cargo bench --bench relay -- NAME...` runs only the named setups.
+    let only: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
+    for setup in setups.iter().filter(|s| only.is_empty() || only.iter().any(|o| *o == s.name)) {
         let mut peer = Peer::start(&setup.command);
         let (p50, p99) = latency(&mut peer, &small, 5000);
         let rps = throughput(&mut peer, &small, 20_000, 64);
@@ -222,5 +250,9 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(idle_dir);
     let _ = std::fs::remove_dir_all(examples_dir);
+    let _ = std::fs::remove_dir_all(noop_dir);
+    for (_, dir) in single {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let _ = std::fs::remove_file(audit);
 }

@@ -35,6 +35,30 @@ fn two_hundred_pipelined_requests_are_each_answered_once() {
     assert!(w.stdout_closed(), "nothing more after the 200 answers");
 }
 
+/// A client that writes far more than the pipes hold before reading anything:
+/// Warden must keep reading the server's answers while its requests queue up.
+#[test]
+fn a_flood_of_requests_neither_deadlocks_nor_loses_any() {
+    let plugins = examples();
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let count = 20_000;
+    let mut flood = String::new();
+    for i in 0..count {
+        let request = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x".repeat(100)}}});
+        flood.push_str(&request.to_string());
+        flood.push('\n');
+    }
+    let writer = w.send_in_background(flood);
+    let mut seen = vec![0u8; count];
+    for _ in 0..count {
+        let answer = w.recv();
+        seen[answer["id"].as_u64().expect("numeric id") as usize] += 1;
+    }
+    writer.join().expect("writer");
+    assert!(seen.iter().all(|&n| n == 1), "every request answered exactly once");
+}
+
 #[test]
 fn notifications_pass_both_ways() {
     let plugins = examples();

@@ -96,8 +96,7 @@ impl log::Host for HostState {
 
 impl audit::Host for HostState {
     fn emit(&mut self, event: String) {
-        let event = serde_json::from_str(&event).unwrap_or(serde_json::Value::String(event));
-        self.audit.record(Source::Plugin(&self.plugin), self.session.as_deref(), event);
+        self.audit.record_text(Source::Plugin(&self.plugin), self.session.as_deref(), &event);
     }
 }
 

@@ -157,6 +157,14 @@ impl Warden {
             .expect("write to warden");
     }
 
+    /// Writes `data` from another thread, so that the test can read while it writes.
+    pub fn send_in_background(&mut self, data: String) -> std::thread::JoinHandle<()> {
+        use std::os::fd::AsFd;
+        let stdin = self.stdin.as_ref().expect("stdin open");
+        let mut file = std::fs::File::from(stdin.as_fd().try_clone_to_owned().expect("dup stdin"));
+        std::thread::spawn(move || file.write_all(data.as_bytes()).expect("write to warden"))
+    }
+
     pub fn send(&mut self, message: &Value) {
         self.send_raw(&message.to_string());
     }
