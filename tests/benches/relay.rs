@@ -222,8 +222,6 @@ fn main() {
     ];
     let small = "a".repeat(100);
     let large = "b".repeat(1 << 20);
-    println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s |");
-    println!("|---|---:|---:|---:|---:|---:|");
     for (name, dir) in &single {
         let label: &'static str = match *name {
             "audit-log" => "warden+audit-log",
@@ -239,14 +237,39 @@ fn main() {
     }
     // `cargo bench --bench relay -- NAME...` runs only the named setups.
     let only: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
-    for setup in setups.iter().filter(|s| only.is_empty() || only.iter().any(|o| *o == s.name)) {
-        let mut peer = Peer::start(&setup.command);
-        let (p50, p99) = latency(&mut peer, &small, 5000);
-        let rps = throughput(&mut peer, &small, 20_000, 64);
-        let (big_p50, _) = latency(&mut peer, &large, 40);
-        let big_rps = throughput(&mut peer, &large, 100, 8);
-        peer.stop();
-        println!("| {} | {p50:.1} | {p99:.1} | {rps:.0} | {big_p50:.0} | {big_rps:.1} |", setup.name);
+    // Rounds run every setup in turn; each figure is the median over the rounds,
+    // which keeps the noise of a small shared machine out of the comparison.
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let chosen: Vec<&Setup> = setups.iter().filter(|s| only.is_empty() || only.iter().any(|o| *o == s.name)).collect();
+    let mut figures: Vec<Vec<[f64; 5]>> = vec![Vec::new(); chosen.len()];
+    for _ in 0..rounds {
+        for (i, setup) in chosen.iter().enumerate() {
+            let mut peer = Peer::start(&setup.command);
+            let (p50, p99) = latency(&mut peer, &small, 5000);
+            let rps = throughput(&mut peer, &small, 20_000, 64);
+            let (big_p50, _) = latency(&mut peer, &large, 40);
+            let big_rps = throughput(&mut peer, &large, 100, 8);
+            peer.stop();
+            figures[i].push([p50, p99, rps, big_p50, big_rps]);
+        }
+    }
+    println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (setup, runs) in chosen.iter().zip(&figures) {
+        let median = |k: usize| {
+            let mut v: Vec<f64> = runs.iter().map(|r| r[k]).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        println!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} |",
+            setup.name,
+            median(0),
+            median(1),
+            median(2),
+            median(3),
+            median(4)
+        );
     }
     let _ = std::fs::remove_dir_all(idle_dir);
     let _ = std::fs::remove_dir_all(examples_dir);
