@@ -110,8 +110,8 @@ struct Probe<'a> {
     #[serde(borrow, default, deserialize_with = "raw_or_null")]
     id: Option<&'a RawValue>,
     method: Option<String>,
-    #[serde(borrow)]
-    params: Option<&'a RawValue>,
+    #[serde(default)]
+    params: ParamsProbe,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
@@ -126,10 +126,42 @@ where
     Ok((raw.get() != "null").then_some(raw))
 }
 
-#[derive(Deserialize)]
-struct ToolParams<'a> {
-    #[serde(borrow)]
-    name: Option<std::borrow::Cow<'a, str>>,
+/// `params.name` when `params` is an object with a string `name`, read in the
+/// same pass as the rest of the message (a 1 MiB call is scanned once).
+#[derive(Default)]
+struct ParamsProbe {
+    name: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ParamsProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ParamsProbe;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON-RPC params")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ParamsProbe, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "name" && name.is_none() {
+                        name = map.next_value::<serde_json::Value>()?.as_str().map(str::to_owned);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(ParamsProbe { name })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ParamsProbe, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ParamsProbe::default())
+            }
+            fn visit_unit<E>(self) -> Result<ParamsProbe, E> {
+                Ok(ParamsProbe::default())
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl Message {
@@ -172,10 +204,8 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
         (None, _, None, Some(_)) => Kind::Error,
         _ => return Err(invalid("not a request, notification, response or error", id)),
     };
-    let tool = match (&probe.method, probe.params) {
-        (Some(m), Some(params)) if m == "tools/call" && kind == Kind::Request => {
-            serde_json::from_str::<ToolParams<'_>>(params.get()).ok().and_then(|p| p.name.map(|n| n.into_owned()))
-        }
+    let tool = match &probe.method {
+        Some(m) if m == "tools/call" && kind == Kind::Request => probe.params.name,
         _ => None,
     };
     Ok(Head { kind, id, method: probe.method, tool })
@@ -241,6 +271,21 @@ mod tests {
         assert_eq!(h.kind, Kind::Request);
         assert_eq!(h.id.as_deref(), Some("7"));
         assert_eq!(h.tool.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn odd_params_do_not_break_routing() {
+        let tool = |s: &str| parse_head(s.as_bytes()).map(|h| h.tool);
+        assert_eq!(tool(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1,{"name":"x"}]}"#), Ok(None));
+        assert_eq!(tool(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"a":1}}}"#), Ok(None));
+        assert_eq!(tool(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}"#), Ok(None));
+        assert_eq!(tool(r#"{"jsonrpc":"2.0","id":1,"method":"other","params":{"name":"x"}}"#), Ok(None));
+        assert_eq!(
+            tool(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"name":"inner"},"name":"outer"}}"#
+            ),
+            Ok(Some("outer".into()))
+        );
     }
 
     #[test]

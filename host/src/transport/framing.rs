@@ -117,7 +117,7 @@ impl Decoder for LineCodec {
 }
 
 fn memchr(hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', hay)
 }
 
 /// Writes each message followed by a newline, flushing whenever the queue runs
