@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::common::http::Gateway;
-use crate::common::{examples, paths, text_of};
+use crate::common::{examples, installed, paths, text_of};
 
 #[test]
 fn a_session_carries_calls_denials_and_redactions() {
@@ -90,13 +90,7 @@ fn bad_requests_are_refused_clearly() {
 #[test]
 fn the_python_sdk_client_works_through_the_gateway() {
     let python = paths().repo.join("target/py/bin/python");
-    if !python.exists() {
-        assert!(
-            std::env::var_os("WARDEN_REQUIRE_PY").is_none(),
-            "{} is missing and WARDEN_REQUIRE_PY is set",
-            python.display()
-        );
-        eprintln!("skipped: {} not installed (scripts/test.sh installs it)", python.display());
+    if !installed(&python, "WARDEN_REQUIRE_PY") {
         return;
     }
     let plugins = examples();

@@ -3,18 +3,12 @@
 
 use serde_json::json;
 
-use crate::common::{error_of, examples, paths, Warden};
+use crate::common::{error_of, examples, installed, paths, Warden};
 
 #[test]
 fn the_reference_server_works_through_the_example_plugins() {
     let bin = paths().repo.join("target/npm/node_modules/.bin/mcp-server-everything");
-    if !bin.exists() {
-        assert!(
-            std::env::var_os("WARDEN_REQUIRE_NPM").is_none(),
-            "{} is missing and WARDEN_REQUIRE_NPM is set",
-            bin.display()
-        );
-        eprintln!("skipped: {} not installed (scripts/test.sh installs it)", bin.display());
+    if !installed(&bin, "WARDEN_REQUIRE_NPM") {
         return;
     }
     let plugins = examples();

@@ -270,14 +270,7 @@ impl Warden {
 
     /// Waits until Warden's log contains `needle` (logs arrive on their own pipe).
     pub fn log_contains(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if self.stderr().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
+        log_contains(&self.stderr, needle)
     }
 
     pub fn stderr(&self) -> String {
@@ -304,6 +297,29 @@ impl Drop for Warden {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until a captured log contains `needle`.
+pub fn log_contains(log: &Mutex<String>, needle: &str) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if log.lock().unwrap().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Whether a peer installed by scripts/test.sh is present. Missing, the test is
+/// skipped with a note, unless `require_var` is set (CI sets it): then it fails.
+pub fn installed(path: &Path, require_var: &str) -> bool {
+    if path.exists() {
+        return true;
+    }
+    assert!(std::env::var_os(require_var).is_none(), "{} is missing and {require_var} is set", path.display());
+    eprintln!("skipped: {} not installed (scripts/test.sh installs it)", path.display());
+    false
 }
 
 /// The text of the first content item of a tool result.
