@@ -172,9 +172,14 @@ pub mod log {
 
 /// Recording audit events (written by Warden to its `--audit` file).
 pub mod audit {
-    /// Records one event; Warden adds the time, the plugin and the session.
-    pub fn emit(event: &serde_json::Value) {
-        crate::bindings::warden::interceptor::audit::emit(&event.to_string());
+    /// Records one event (anything that serializes to a JSON object: a
+    /// `serde_json::Value`, or a `#[derive(Serialize)]` struct, which is cheaper);
+    /// Warden adds the time, the plugin and the session.
+    pub fn emit<T: serde::Serialize + ?Sized>(event: &T) {
+        match serde_json::to_string(event) {
+            Ok(text) => crate::bindings::warden::interceptor::audit::emit(&text),
+            Err(e) => crate::log::error(&format!("audit event not serializable: {e}")),
+        }
     }
 }
 

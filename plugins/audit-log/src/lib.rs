@@ -6,7 +6,7 @@
 //! direction and outcome; arguments and results are left out unless
 //! `include_params = true`, because they may hold secrets.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, MessageKind, Plugin, Verdict};
 
@@ -48,42 +48,68 @@ impl Plugin for AuditLog {
 
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
         let kind = if ctx.kind == MessageKind::Request { "request" } else { "notification" };
-        let mut event = json!({
-            "type": kind,
-            "direction": direction(ctx),
-            "method": ctx.method,
-            "id": ctx.id,
-            "tool": ctx.tool,
-            "caller": ctx.caller.as_ref().map(|c| &c.subject),
+        let params = if self.include_params {
+            mcp::parse(message).and_then(|mut v| v.get_mut("params").map(Value::take))
+        } else {
+            None
+        };
+        audit::emit(&Event {
+            kind,
+            direction: direction(ctx),
+            method: &ctx.method,
+            id: ctx.id.as_deref(),
+            tool: ctx.tool.as_deref(),
+            caller: ctx.caller.as_ref().map(|c| c.subject.as_str()),
+            outcome: None,
+            error: None,
+            params,
         });
-        if self.include_params {
-            if let Some(params) = mcp::parse(message).and_then(|mut v| v.get_mut("params").map(Value::take)) {
-                event["params"] = params;
-            }
-        }
-        audit::emit(&event);
         Verdict::Forward
     }
 
     fn on_response(&mut self, ctx: &Context, message: &str) -> Verdict {
-        let mut event = json!({
-            "type": "response",
-            "direction": direction(ctx),
-            "method": ctx.method,
-            "id": ctx.id,
-            "tool": ctx.tool,
-            "outcome": if ctx.kind == MessageKind::Error { "error" } else { "result" },
-        });
-        if ctx.kind == MessageKind::Error {
-            if let Some(error) = mcp::parse(message).and_then(|mut v| v.get_mut("error").map(Value::take)) {
-                event["error"] = json!({ "code": error["code"], "message": error["message"] });
-            }
+        let (outcome, error) = if ctx.kind == MessageKind::Error {
+            let error = mcp::parse(message)
+                .and_then(|mut v| v.get_mut("error").map(Value::take))
+                .map(|e| json!({ "code": e["code"], "message": e["message"] }));
+            ("error", error)
         } else if message.contains("\"isError\":true") {
-            event["outcome"] = json!("tool-error");
-        }
-        audit::emit(&event);
+            ("tool-error", None)
+        } else {
+            ("result", None)
+        };
+        audit::emit(&Event {
+            kind: "response",
+            direction: direction(ctx),
+            method: &ctx.method,
+            id: ctx.id.as_deref(),
+            tool: ctx.tool.as_deref(),
+            caller: None,
+            outcome: Some(outcome),
+            error,
+            params: None,
+        });
         Verdict::Forward
     }
+}
+
+/// One audit event; absent fields are left out.
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    direction: &'a str,
+    method: &'a str,
+    id: Option<&'a str>,
+    tool: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<Value>,
 }
 
 export_plugin!(AuditLog);

@@ -141,12 +141,19 @@ impl Plugin for ToolPolicy {
         if ctx.direction != Direction::ClientToServer || ctx.method != "tools/call" {
             return Verdict::Forward;
         }
+        // Warden already read the tool name; the arguments are parsed only when a rule needs them.
+        let Some(name) = ctx.tool.as_deref() else {
+            return mcp::deny("tools/call without a tool name");
+        };
+        if let Some(why) = self.refusal(name) {
+            return mcp::deny_with(why, &json!({ "tool": name }));
+        }
+        if !self.rules.iter().any(|r| r.tool.is_match(name)) {
+            return Verdict::Forward;
+        }
         let Some(call) = mcp::tool_call(message) else {
             return mcp::deny("tools/call without a tool name");
         };
-        if let Some(why) = self.refusal(&call.name) {
-            return mcp::deny_with(why, &json!({ "tool": call.name }));
-        }
         if let Some((rule, _)) = self.broken_rule(&call.name, &call.arguments) {
             let why = format!(
                 "call to \"{}\" denied by rule \"{}\" (argument {} matches a forbidden pattern)",
