@@ -3,6 +3,8 @@
 # Output: target/wasm32-wasip2/plugin/<crate_name>.wasm
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Nothing here reads stdin; a stray stdin once leaked into cargo's rustc probe.
+exec < /dev/null
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     echo "installing the wasm32-wasip2 target" >&2
     rustup target add wasm32-wasip2

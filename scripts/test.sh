@@ -4,6 +4,8 @@
 # python3 are present), then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Nothing here reads stdin; a stray stdin once leaked into cargo's rustc probe.
+exec < /dev/null
 scripts/build-plugins.sh
 # The same package selection for build and test, so dependencies are built once.
 cargo build --locked --workspace --exclude misbehave --bins
