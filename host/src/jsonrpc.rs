@@ -172,8 +172,20 @@ impl Message {
     }
 }
 
+/// Messages this large are routed by [`scan_head`]: a structural scan that
+/// jumps over string contents instead of parsing every byte of them.
+const SCAN_BYTES: usize = 64 * 1024;
+
 /// Reads kind, id, method and tool name out of one JSON-RPC message.
 pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
+    if raw.len() >= SCAN_BYTES {
+        return scan_head(raw);
+    }
+    strict_head(raw)
+}
+
+/// The head by a full serde parse: every value is checked.
+fn strict_head(raw: &[u8]) -> Result<Head, ParseError> {
     let first = raw.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
         // Batches only existed in 2025-03-26; no client in use sends them.
@@ -188,27 +200,228 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
         }
     })?;
     let id = probe.id.map(|r| r.get().to_owned());
-    if let Some(id_text) = &id {
-        let first = id_text.as_bytes().first();
-        if !matches!(first, Some(b'"' | b'-' | b'0'..=b'9')) {
-            return Err(invalid("id must be a string or a number", None));
+    let fields = Fields {
+        jsonrpc_ok: probe.jsonrpc == Some("2.0"),
+        id,
+        method: probe.method,
+        has_result: probe.result.is_some(),
+        has_error: probe.error.is_some(),
+        name: probe.params.name,
+    };
+    fields.into_head()
+}
+
+/// The top-level facts both readers gather.
+struct Fields {
+    jsonrpc_ok: bool,
+    id: Option<String>,
+    method: Option<String>,
+    has_result: bool,
+    has_error: bool,
+    /// `params.name`, when a string.
+    name: Option<String>,
+}
+
+impl Fields {
+    fn into_head(self) -> Result<Head, ParseError> {
+        let Fields { jsonrpc_ok, id, method, has_result, has_error, name } = self;
+        if let Some(id_text) = &id {
+            let first = id_text.as_bytes().first();
+            if !matches!(first, Some(b'"' | b'-' | b'0'..=b'9')) {
+                return Err(invalid("id must be a string or a number", None));
+            }
+        }
+        if !jsonrpc_ok {
+            return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
+        }
+        let kind = match (&method, &id, has_result, has_error) {
+            (Some(_), Some(_), false, false) => Kind::Request,
+            (Some(_), None, false, false) => Kind::Notification,
+            (None, Some(_), true, false) => Kind::Response,
+            (None, _, false, true) => Kind::Error,
+            _ => return Err(invalid("not a request, notification, response or error", id)),
+        };
+        let tool = match &method {
+            Some(m) if m == "tools/call" && kind == Kind::Request => name,
+            _ => None,
+        };
+        Ok(Head { kind, id, method, tool })
+    }
+}
+
+/// The head by a structural scan, for large messages: the top-level object and
+/// `params` are walked key by key, other values are skipped, and string
+/// contents are jumped over with `memchr`. It checks UTF-8, quoting, nesting and
+/// the fields routing reads; it does not check every number and escape inside
+/// the values it skips (the peer still does).
+pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
+    if std::str::from_utf8(raw).is_err() {
+        return Err(ParseError::Json("invalid UTF-8".into()));
+    }
+    let mut scan = Scanner { b: raw, i: 0 };
+    scan.ws();
+    match scan.peek() {
+        Some(b'[') => {
+            scan.skip_value()?;
+            return Err(invalid("batches are not supported", None));
+        }
+        Some(b'{') => {}
+        _ => return Err(ParseError::Json("expected a JSON object".into())),
+    }
+    let mut fields =
+        Fields { jsonrpc_ok: false, id: None, method: None, has_result: false, has_error: false, name: None };
+    let mut params = None;
+    scan.object(|key, value| match key {
+        "jsonrpc" => fields.jsonrpc_ok = value == b"\"2.0\"",
+        "id" => fields.id = (value != b"null").then(|| String::from_utf8_lossy(value).into_owned()),
+        "method" => fields.method = serde_json::from_slice::<String>(value).ok(),
+        "params" => params = Some(value),
+        "result" => fields.has_result = true,
+        "error" => fields.has_error = true,
+        _ => {}
+    })?;
+    scan.ws();
+    if scan.i != raw.len() {
+        return Err(scan.error("trailing characters"));
+    }
+    if fields.method.as_deref() == Some("tools/call") {
+        if let Some(params) = params.filter(|p| p.first() == Some(&b'{')) {
+            let mut inner = Scanner { b: params, i: 0 };
+            inner.object(|key, value| {
+                if key == "name" && fields.name.is_none() {
+                    fields.name = serde_json::from_slice::<String>(value).ok();
+                }
+            })?;
         }
     }
-    if probe.jsonrpc != Some("2.0") {
-        return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
+    fields.into_head()
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn error(&self, what: &str) -> ParseError {
+        ParseError::Json(format!("{what} at byte {}", self.i))
     }
-    let kind = match (&probe.method, &id, &probe.result, &probe.error) {
-        (Some(_), Some(_), None, None) => Kind::Request,
-        (Some(_), None, None, None) => Kind::Notification,
-        (None, Some(_), Some(_), None) => Kind::Response,
-        (None, _, None, Some(_)) => Kind::Error,
-        _ => return Err(invalid("not a request, notification, response or error", id)),
-    };
-    let tool = match &probe.method {
-        Some(m) if m == "tools/call" && kind == Kind::Request => probe.params.name,
-        _ => None,
-    };
-    Ok(Head { kind, id, method: probe.method, tool })
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Result<(), ParseError> {
+        self.ws();
+        if self.peek() != Some(c) {
+            return Err(self.error(&format!("expected '{}'", c as char)));
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    /// At an opening quote: moves past the closing one.
+    fn string(&mut self) -> Result<(), ParseError> {
+        self.i += 1;
+        loop {
+            match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
+                Some(k) if self.b[self.i + k] == b'\\' => self.i += k + 2,
+                Some(k) => {
+                    self.i += k + 1;
+                    return Ok(());
+                }
+                None => return Err(self.error("unterminated string")),
+            }
+            if self.i > self.b.len() {
+                return Err(self.error("unterminated string"));
+            }
+        }
+    }
+
+    fn skip_value(&mut self) -> Result<(), ParseError> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string(),
+            Some(b'{' | b'[') => {
+                let mut stack: Vec<u8> = Vec::new();
+                loop {
+                    match self.peek() {
+                        None => return Err(self.error("unterminated container")),
+                        Some(b'"') => self.string()?,
+                        Some(open @ (b'{' | b'[')) => {
+                            stack.push(if open == b'{' { b'}' } else { b']' });
+                            self.i += 1;
+                        }
+                        Some(close @ (b'}' | b']')) => {
+                            if stack.pop() != Some(close) {
+                                return Err(self.error("mismatched bracket"));
+                            }
+                            self.i += 1;
+                            if stack.is_empty() {
+                                return Ok(());
+                            }
+                        }
+                        Some(_) => self.i += 1,
+                    }
+                }
+            }
+            Some(_) => {
+                let start = self.i;
+                while self.peek().is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace()) {
+                    self.i += 1;
+                }
+                let token = &self.b[start..self.i];
+                let scalar = matches!(token, b"true" | b"false" | b"null")
+                    || serde_json::from_slice::<serde_json::Number>(token).is_ok();
+                if scalar {
+                    Ok(())
+                } else {
+                    Err(self.error("invalid value"))
+                }
+            }
+            None => Err(self.error("expected a value")),
+        }
+    }
+
+    /// Walks an object, calling `field` with each key and its raw value.
+    fn object(&mut self, mut field: impl FnMut(&str, &'a [u8])) -> Result<(), ParseError> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a key"));
+            }
+            let start = self.i;
+            self.string()?;
+            let key: String =
+                serde_json::from_slice(&self.b[start..self.i]).map_err(|e| ParseError::Json(e.to_string()))?;
+            self.eat(b':')?;
+            self.ws();
+            let value_start = self.i;
+            self.skip_value()?;
+            field(&key, &self.b[value_start..self.i]);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
 }
 
 fn invalid(reason: &str, id: Option<String>) -> ParseError {
@@ -271,6 +484,47 @@ mod tests {
         assert_eq!(h.kind, Kind::Request);
         assert_eq!(h.id.as_deref(), Some("7"));
         assert_eq!(h.tool.as_deref(), Some("echo"));
+    }
+
+    /// The structural scan agrees with the full parse on every shape routing meets.
+    #[test]
+    fn the_scan_agrees_with_the_parse() {
+        let cases = [
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":[1,{"y":"]}"}]}}}"#,
+            r#" { "params" : {"arguments":{"name":"inner"},"name":"outer"} , "method":"tools/call","id":"a\"b","jsonrpc":"2.0" } "#,
+            r#"{"jsonrpc":"2.0","method":"notifications/x","params":[1,2,{"a":null}]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"q\\\"{["}]}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
+            r#"{"jsonrpc":"1.0","id":3,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#,
+            r#"{"jsonrpc":"2.0","id":-1.5e3,"result":true}"#,
+        ];
+        for case in cases {
+            assert_eq!(scan_head(case.as_bytes()), strict_head(case.as_bytes()), "{case}");
+        }
+        for bad in [
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":"unterminated}}"#,
+            r#"{"a":[1,2}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":tru}"#,
+            "[1,2]",
+            "\"x\"",
+        ] {
+            assert!(scan_head(bad.as_bytes()).is_err(), "{bad}");
+            assert!(strict_head(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn large_messages_take_the_scan() {
+        let text = "x".repeat(SCAN_BYTES);
+        let msg = format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"arguments":{{"t":"{text}"}},"name":"echo"}}}}"#
+        );
+        let head = parse_head(msg.as_bytes()).unwrap();
+        assert_eq!((head.kind, head.tool.as_deref()), (Kind::Request, Some("echo")));
     }
 
     #[test]

@@ -20,6 +20,10 @@ use crate::upstream::child::{self, SpawnError};
 /// Queue length between the relay and each writer.
 pub const QUEUE: usize = 1024;
 
+/// Read buffer of each stream: a whole pipe's worth per read, so a large
+/// message arrives in few syscalls.
+pub const READ_BUFFER: usize = 64 * 1024;
+
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SessionEnd {
@@ -50,7 +54,7 @@ impl Upstream {
         tracing::info!(upstream = %name, pid = server.process.id(), "upstream started");
         let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
         let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
-        let output = FramedRead::new(server.stdout, LineCodec::new(max_message_bytes));
+        let output = FramedRead::with_capacity(server.stdout, LineCodec::new(max_message_bytes), READ_BUFFER);
         Ok((Upstream { name, process: server.process, output, writer }, to_upstream))
     }
 }

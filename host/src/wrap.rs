@@ -72,7 +72,8 @@ where
     let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
     let instances = Instances::new(runtime, chain, session);
     let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes);
-    let from_client = FramedRead::new(client_in, LineCodec::new(options.max_message_bytes));
+    let from_client =
+        FramedRead::with_capacity(client_in, LineCodec::new(options.max_message_bytes), session::READ_BUFFER);
     let exit = session::drive(relay, upstream, from_client, shutdown).await;
 
     // The relay is gone, so the client queue is closed: the writer flushes and finishes.

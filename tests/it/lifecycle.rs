@@ -11,8 +11,7 @@ fn an_upstream_crash_answers_pending_requests_and_exits_nonzero() {
     let mut w = Warden::start(&plugins);
     w.initialize();
     // A second request pipelined behind the crash: both must be answered.
-    let crash =
-        json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call", "params": {"name": "crash", "arguments": {}}});
+    let crash = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call", "params": {"name": "crash", "arguments": {"after_ms": 300}}});
     let behind = json!({"jsonrpc": "2.0", "id": "c2", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}});
     w.send_raw(&format!("{crash}\n{behind}"));
     for id in ["c1", "c2"] {
