@@ -11,17 +11,18 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, Plugin, Verdict};
 
-/// Built-in detectors: (name, pattern).
+/// Built-in detectors: (name, pattern). Word boundaries are ASCII (`(?-u:\b)`): a
+/// Unicode `\b` keeps the regex engine off its fast DFA, and secrets are ASCII anyway.
 const BUILT_IN: &[(&str, &str)] = &[
     ("pem-private-key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----"),
-    ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-    ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
-    ("aws-access-key-id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    ("anthropic-key", r"(?-u:\b)sk-ant-[A-Za-z0-9_\-]{20,}"),
+    ("openai-key", r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
+    ("aws-access-key-id", r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)"),
     ("aws-secret-access-key", r"(?i)aws_secret_access_key\s*[=:]\s*[A-Za-z0-9/+=]{40}"),
-    ("github-token", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}\b"),
-    ("github-pat", r"\bgithub_pat_[A-Za-z0-9_]{22,}\b"),
-    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("bearer-token", r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{16,}=*"),
+    ("github-token", r"(?-u:\b)(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}(?-u:\b)"),
+    ("github-pat", r"(?-u:\b)github_pat_[A-Za-z0-9_]{22,}(?-u:\b)"),
+    ("slack-token", r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}"),
+    ("bearer-token", r"(?i)(?-u:\b)bearer\s+[A-Za-z0-9\-._~+/]{16,}=*"),
 ];
 
 #[derive(Deserialize)]
