@@ -199,8 +199,9 @@ impl Instances {
         backwards: bool,
     ) -> (Outcome, usize) {
         let end = self.slots.len();
-        let order: Box<dyn Iterator<Item = usize> + Send> =
-            if backwards { Box::new(range.rev()) } else { Box::new(range) };
+        // Front to back or back to front, without boxing an iterator per message.
+        let (start, len) = (range.start, range.len());
+        let order = (0..len).map(move |k| if backwards { start + len - 1 - k } else { start + k });
         let mut current: Option<Message> = None;
         let mut context: Option<wit::Context> = None;
         for index in order {
