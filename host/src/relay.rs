@@ -181,7 +181,7 @@ impl Relay {
         if method == "notifications/cancelled" {
             self.forget_cancelled(from, &message);
         }
-        let (outcome, stopped_at) = if self.instances.chain().wants(method) {
+        let (outcome, stopped_at) = if self.instances.chain().wants_request(method) {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             self.instances.on_request(cx, &message).await
         } else {
@@ -243,7 +243,7 @@ impl Relay {
         if method == "initialize" && from == Direction::ServerToClient {
             self.note_protocol_version(&message);
         }
-        if !self.instances.chain().wants(&method) {
+        if !self.instances.chain().wants_response(&method) {
             return self.send_on(from, message.raw).await;
         }
         let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };

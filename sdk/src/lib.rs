@@ -19,6 +19,11 @@
 //!         vec!["tools/call".into()]
 //!     }
 //!
+//!     // It only decides on calls: Warden need not show it the answers.
+//!     fn response_methods(&self) -> Vec<String> {
+//!         Vec::new()
+//!     }
+//!
 //!     fn on_request(&mut self, ctx: &Context, _message: &str) -> Verdict {
 //!         match ctx.tool.as_deref() {
 //!             Some("shell") => mcp::deny("the shell tool is not allowed here"),
@@ -85,8 +90,24 @@ pub trait Plugin: Sized + 'static {
 
     /// The methods to be called for: exact names, prefixes ending in `*`, or
     /// `"*"` for everything (the default). Narrow lists keep Warden fast.
+    /// Both hooks use it unless [`Plugin::request_methods`] or
+    /// [`Plugin::response_methods`] say otherwise.
     fn methods(&self) -> Vec<String> {
         vec!["*".into()]
+    }
+
+    /// The methods whose requests and notifications reach [`Plugin::on_request`]
+    /// (default: [`Plugin::methods`]). Return an empty list if the plugin only
+    /// looks at responses: Warden then never calls it on the way in.
+    fn request_methods(&self) -> Vec<String> {
+        self.methods()
+    }
+
+    /// The methods whose responses reach [`Plugin::on_response`] (default:
+    /// [`Plugin::methods`]). Return an empty list if the plugin only looks at
+    /// requests.
+    fn response_methods(&self) -> Vec<String> {
+        self.methods()
     }
 
     /// Sees a request or notification (either direction) whose method it registered for.
@@ -129,9 +150,10 @@ macro_rules! export_plugin {
                 ) -> ::std::result::Result<$crate::Registration, ::std::string::String> {
                     let config = $crate::Config::from_text(&config)?;
                     let plugin = <$plugin as $crate::Plugin>::init(config)?;
-                    let methods = $crate::Plugin::methods(&plugin);
+                    let requests = $crate::Plugin::request_methods(&plugin);
+                    let responses = $crate::Plugin::response_methods(&plugin);
                     INSTANCE.with(|cell| *cell.borrow_mut() = ::std::option::Option::Some(plugin));
-                    ::std::result::Result::Ok($crate::Registration { methods })
+                    ::std::result::Result::Ok($crate::Registration { requests, responses })
                 }
 
                 fn on_request(ctx: $crate::Context, message: ::std::string::String) -> $crate::Verdict {

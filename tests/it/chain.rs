@@ -106,3 +106,24 @@ fn plugins_keep_state_in_the_host() {
     assert_eq!(code, -32001);
     assert!(message.contains("call 3 of 2"), "{message}");
 }
+
+#[test]
+fn each_hook_sees_only_the_methods_registered_for_it() {
+    let plugins = PluginDir::new().add(
+        "10-record",
+        "misbehave",
+        "[config]\naction = \"record\"\nrequests = [\"tools/call\"]\nresponses = [\"tools/list\"]\n",
+    );
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    w.request("tools/list", json!({}));
+    w.call_tool("echo", json!({"text": "hi"}));
+    let audit = w.finish();
+    let seen: Vec<(String, String)> = audit
+        .iter()
+        .filter(|e| e["plugin"] == "10-record")
+        .map(|e| (e["event"]["hook"].as_str().unwrap().to_owned(), e["event"]["method"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [("response", "tools/list"), ("request", "tools/call")];
+    assert_eq!(seen, expected.map(|(h, m)| (h.to_owned(), m.to_owned())));
+}

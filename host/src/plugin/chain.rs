@@ -18,8 +18,10 @@ pub struct Plugin {
     /// Its validated manifest.
     pub manifest: Manifest,
     pub(super) pre: InterceptorPre<HostState>,
-    /// Which methods it is called for.
-    pub interests: Interests,
+    /// Which requests and notifications it is called for.
+    pub requests: Interests,
+    /// Which responses it is called for (by the method of the request answered).
+    pub responses: Interests,
     pub(super) kv: Arc<KvStore>,
     /// sha256 of the component.
     pub digest: String,
@@ -42,10 +44,15 @@ impl Chain {
         &self.plugins
     }
 
-    /// Whether any plugin wants to see `method`. Lets the relay skip all work
-    /// for messages nobody is interested in.
-    pub fn wants(&self, method: &str) -> bool {
-        self.plugins.iter().any(|p| p.interests.matches(method))
+    /// Whether any plugin wants to see a request or notification of `method`.
+    /// Lets the relay skip all work for messages nobody is interested in.
+    pub fn wants_request(&self, method: &str) -> bool {
+        self.plugins.iter().any(|p| p.requests.matches(method))
+    }
+
+    /// Whether any plugin wants to see a response to a `method` request.
+    pub fn wants_response(&self, method: &str) -> bool {
+        self.plugins.iter().any(|p| p.responses.matches(method))
     }
 }
 

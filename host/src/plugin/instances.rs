@@ -183,7 +183,7 @@ impl Instances {
     /// or answered a request) back through the plugins before `stop`, which saw
     /// the request: an audit plugin in front sees every decision.
     pub async fn on_response_before(&mut self, stop: usize, cx: MessageContext<'_>, message: &Message) -> Outcome {
-        let wanted = self.chain.plugins()[..stop.min(self.slots.len())].iter().any(|p| p.interests.matches(cx.method));
+        let wanted = self.chain.plugins()[..stop.min(self.slots.len())].iter().any(|p| p.responses.matches(cx.method));
         if !wanted {
             return Outcome::Forward(None);
         }
@@ -206,7 +206,11 @@ impl Instances {
         let mut context: Option<wit::Context> = None;
         for index in order {
             let plugin = self.chain.plugins()[index].clone();
-            if !plugin.interests.matches(cx.method) {
+            let interests = match hook {
+                Hook::Request => &plugin.requests,
+                Hook::Response => &plugin.responses,
+            };
+            if !interests.matches(cx.method) {
                 continue;
             }
             let message = current.as_ref().unwrap_or(original);

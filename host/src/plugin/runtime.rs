@@ -161,16 +161,18 @@ impl Runtime {
                 .map_err(|e| init_err(format!("{e:#}")))?
                 .map_err(init_err)?
         };
-        let interests = Interests::new(&registration.methods);
+        let requests = Interests::new(&registration.requests);
+        let responses = Interests::new(&registration.responses);
         tracing::info!(
             plugin = %name,
             digest = &digest[..12],
-            methods = ?registration.methods,
+            requests = ?registration.requests,
+            responses = ?registration.responses,
             cached = source == cache::Source::Cached,
             "loaded in {:?}",
             started.elapsed()
         );
-        Ok(Plugin { name, manifest, pre, interests, kv, digest })
+        Ok(Plugin { name, manifest, pre, requests, responses, kv, digest })
     }
 
     fn compile(&self, bytes: &[u8], digest: &str) -> Result<(Component, cache::Source), String> {

@@ -110,7 +110,16 @@ impl Plugin for SecretRedact {
         SecretRedact::new(config.parse()?)
     }
 
-    fn methods(&self) -> Vec<String> {
+    // Results are scanned on the way back; arguments only when asked to.
+    fn request_methods(&self) -> Vec<String> {
+        if self.arguments {
+            vec!["tools/call".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn response_methods(&self) -> Vec<String> {
         vec!["tools/call".into(), "resources/read".into(), "prompts/get".into()]
     }
 

@@ -133,8 +133,13 @@ impl Plugin for ToolPolicy {
         ToolPolicy::new(config.parse()?)
     }
 
-    fn methods(&self) -> Vec<String> {
-        vec!["tools/call".into(), "tools/list".into()]
+    // Calls are checked on the way in; tool lists are filtered on the way back.
+    fn request_methods(&self) -> Vec<String> {
+        vec!["tools/call".into()]
+    }
+
+    fn response_methods(&self) -> Vec<String> {
+        vec!["tools/list".into()]
     }
 
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {

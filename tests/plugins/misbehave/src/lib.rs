@@ -2,11 +2,13 @@
 //!
 //! Config: `action` (what to do), `tool` (only `tools/call` requests to this
 //! tool trigger it; every other message is forwarded), `methods` (what to
-//! register for; default `["tools/call"]`).
+//! register for; default `["tools/call"]`), and `requests` / `responses` to
+//! register each hook apart. The `record` action writes an audit event for
+//! every hook call instead, whatever the tool.
 
 use serde::Deserialize;
 use serde_json::json;
-use warden_sdk::{export_plugin, log, mcp, state, Config, Context, Plugin, Verdict};
+use warden_sdk::{audit, export_plugin, log, mcp, state, Config, Context, Plugin, Verdict};
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -22,6 +24,7 @@ enum Action {
     Limit,
     Probe,
     Nothing,
+    Record,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +35,8 @@ struct Misbehave {
     tool: String,
     #[serde(default = "calls")]
     methods: Vec<String>,
+    requests: Option<Vec<String>>,
+    responses: Option<Vec<String>>,
     #[serde(skip)]
     hoard: Vec<Vec<u8>>,
 }
@@ -49,7 +54,26 @@ impl Plugin for Misbehave {
         self.methods.clone()
     }
 
+    fn request_methods(&self) -> Vec<String> {
+        self.requests.clone().unwrap_or_else(|| self.methods())
+    }
+
+    fn response_methods(&self) -> Vec<String> {
+        self.responses.clone().unwrap_or_else(|| self.methods())
+    }
+
+    fn on_response(&mut self, ctx: &Context, _message: &str) -> Verdict {
+        if self.action == Action::Record {
+            audit::emit(&json!({ "hook": "response", "method": ctx.method }));
+        }
+        Verdict::Forward
+    }
+
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
+        if self.action == Action::Record {
+            audit::emit(&json!({ "hook": "request", "method": ctx.method }));
+            return Verdict::Forward;
+        }
         if ctx.tool.as_deref() != Some(self.tool.as_str()) {
             return Verdict::Forward;
         }
@@ -100,7 +124,7 @@ impl Plugin for Misbehave {
                 "tcp": std::net::TcpStream::connect("127.0.0.1:9").map(|_| true).unwrap_or_else(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
                 "clock": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).is_ok(),
             }).to_string()}]})),
-            Action::Nothing => Verdict::Forward,
+            Action::Nothing | Action::Record => Verdict::Forward,
         }
     }
 }
