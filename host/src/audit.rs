@@ -2,9 +2,10 @@
 //!
 //! Events come from plugins (through the `audit` import) and from the host
 //! (every decision that is not "forward"). Records are buffered in memory as
-//! they happen and written out once per message, when the relay has finished
-//! with it, by a task that runs after the message itself has been sent on: one
-//! `write` per message instead of one per event, and none on the hot path.
+//! they happen; a task writes them out at most [`FLUSH_DELAY`] after the first
+//! unwritten one, so a busy proxy makes one `write` per interval rather than one
+//! per message, and none on a message's way through. An idle proxy does not
+//! wake at all. The buffer is also written whenever it fills, and on shutdown.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -15,6 +16,10 @@ use std::time::SystemTime;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::Notify;
+
+/// How long a record may wait in memory before it is written (the same idea as
+/// Envoy's access-log flush interval, much shorter).
+pub const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Where audit events go. Cheap to clone; a sink without a file drops events.
 #[derive(Clone, Debug, Default)]
@@ -62,6 +67,7 @@ impl AuditSink {
             tokio::spawn(async move {
                 loop {
                     kick.notified().await;
+                    tokio::time::sleep(FLUSH_DELAY).await;
                     let Some(shared) = weak.upgrade() else { break };
                     flush(&shared.trail);
                 }
@@ -98,8 +104,8 @@ impl AuditSink {
         }
     }
 
-    /// Has buffered records written soon, after the current message has gone
-    /// on its way. The relay calls this after each message.
+    /// Has buffered records written within [`FLUSH_DELAY`]. The relay calls
+    /// this after each message.
     pub fn schedule_flush(&self) {
         let Some(shared) = &self.file else { return };
         match &shared.kick {

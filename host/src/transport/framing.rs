@@ -13,6 +13,8 @@ use crate::jsonrpc;
 
 /// Bytes of an oversized line kept to look for its id.
 const SNIFF_BYTES: usize = 4096;
+/// The most a partial line grows the read buffer by at once.
+const READ_AHEAD: usize = 4 << 20;
 
 /// One unit read from a stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,6 +95,11 @@ impl Decoder for LineCodec {
                 }
                 None => {
                     self.scanned = buf.len();
+                    // A long line is on its way: let the next read take as much
+                    // again in one go, rather than 64 KiB at a time.
+                    if buf.capacity() - buf.len() < buf.len() {
+                        buf.reserve(buf.len().min(READ_AHEAD));
+                    }
                     return Ok(None);
                 }
             }

@@ -51,6 +51,8 @@ pub fn spawn(command: &[String]) -> Result<ChildServer, SpawnError> {
             error: std::io::Error::other("pipes were not created"),
         });
     };
+    crate::transport::stdio::widen(&stdin);
+    crate::transport::stdio::widen(&stdout);
     Ok(ChildServer { process, stdin, stdout })
 }
 
