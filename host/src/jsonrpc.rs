@@ -297,6 +297,64 @@ pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
     fields.into_head()
 }
 
+/// What the first bytes of a long message say about it: the top-level fields
+/// complete in `prefix`, read up to the first one still arriving (or up to
+/// `result` / `error`, which mark an answer).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PrefixHead {
+    /// The id as JSON text, if it came early.
+    pub id: Option<String>,
+    /// The method, if it came early.
+    pub method: Option<String>,
+    /// Whether a `result` or `error` member starts in the prefix.
+    pub answer: bool,
+}
+
+/// Reads a [`PrefixHead`] from the start of a message whose end has not arrived.
+pub fn prefix_head(prefix: &[u8]) -> PrefixHead {
+    let mut head = PrefixHead::default();
+    let mut scan = Scanner { b: prefix, i: 0 };
+    if scan.eat(b'{').is_err() {
+        return head;
+    }
+    loop {
+        scan.ws();
+        if scan.peek() != Some(b'"') {
+            return head;
+        }
+        let start = scan.i;
+        if scan.string().is_err() || scan.i > prefix.len() {
+            return head;
+        }
+        let Ok(key) = serde_json::from_slice::<String>(&prefix[start..scan.i]) else { return head };
+        if scan.eat(b':').is_err() {
+            return head;
+        }
+        if key == "result" || key == "error" {
+            head.answer = true;
+            return head;
+        }
+        scan.ws();
+        let value_start = scan.i;
+        if scan.skip_value().is_err() || scan.i > prefix.len() {
+            return head;
+        }
+        let value = &prefix[value_start..scan.i];
+        scan.ws();
+        // Only a value followed by a comma is known to be whole (`12` may be
+        // the start of `123`).
+        if scan.peek() != Some(b',') {
+            return head;
+        }
+        scan.i += 1;
+        match key.as_str() {
+            "id" => head.id = (value != b"null").then(|| String::from_utf8_lossy(value).into_owned()),
+            "method" => head.method = serde_json::from_slice::<String>(value).ok(),
+            _ => {}
+        }
+    }
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -473,6 +531,17 @@ pub fn sniff_id(prefix: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefix_heads_read_only_whole_fields() {
+        let call = prefix_head(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{"text":"aaa"#);
+        assert_eq!(call, PrefixHead { id: Some("7".into()), method: Some("tools/call".into()), answer: false });
+        let answer = prefix_head(br#"{"id":"a","jsonrpc":"2.0","result":{"content":[{"text":"bb"#);
+        assert_eq!(answer, PrefixHead { id: Some("\"a\"".into()), method: None, answer: true });
+        assert_eq!(prefix_head(br#"{"id":12"#).id, None, "a number cut short is not an id");
+        assert_eq!(prefix_head(br#"{"params":{"x":"yyy"#), PrefixHead::default());
+        assert_eq!(prefix_head(b"[{\"id\":1,"), PrefixHead::default());
+    }
+
     use super::*;
 
     #[test]

@@ -11,6 +11,11 @@ use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
 use warden::wrap::{self, WrapOptions};
 
+// Large messages come and go all the time: mimalloc keeps freed pages for
+// reuse where glibc hands them back and faults them in again for the next one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "warden", version, about = "An MCP proxy with sandboxed WebAssembly plugins")]
 struct Cli {

@@ -4,11 +4,16 @@
 //! from the upstream side, keeps the two pending tables (requests each way that
 //! await an answer, keyed by id), runs the chain and sends the results on
 //! through two queues. It never waits for an answer, so requests stay pipelined.
+//!
+//! A long message arrives in pieces ([`Frame::Start`] ...). If no plugin wants
+//! it and its head came early enough to route it, it is streamed on while it
+//! arrives (cut-through), and anything else for that side waits until its last
+//! piece has gone; otherwise it is gathered and handled whole.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -16,7 +21,7 @@ use crate::audit::{AuditSink, Source};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Direction;
 use crate::plugin::{Instances, MessageContext, Outcome};
-use crate::transport::framing::Frame;
+use crate::transport::framing::{Frame, Outgoing};
 
 /// Requests one side may have in flight before new ones are refused.
 const MAX_PENDING: usize = 16_384;
@@ -28,6 +33,25 @@ struct Pending {
     tool: Option<String>,
 }
 
+/// A long message arriving in pieces from one side.
+#[derive(Debug)]
+struct Partial {
+    /// Bytes so far.
+    len: usize,
+    way: Way,
+}
+
+#[derive(Debug)]
+enum Way {
+    /// Forwarded as it arrives. `id` is the request it carries or answers,
+    /// which stays in its pending table until the last piece has gone.
+    Stream { id: String, answer: bool },
+    /// Gathered, to be handled whole.
+    Gather(BytesMut),
+    /// Over the size limit: skipped to its end, then answered.
+    Skip(Option<String>),
+}
+
 /// One session's relay state.
 pub struct Relay {
     instances: Instances,
@@ -35,8 +59,14 @@ pub struct Relay {
     upstream_pending: HashMap<String, Pending>,
     /// Server→client requests awaiting the client's answer.
     client_pending: HashMap<String, Pending>,
-    to_client: mpsc::Sender<Bytes>,
-    to_upstream: Option<mpsc::Sender<Bytes>>,
+    to_client: mpsc::Sender<Outgoing>,
+    to_upstream: Option<mpsc::Sender<Outgoing>>,
+    /// Whether the client side is a byte stream that may be written in pieces.
+    client_streams: bool,
+    /// Long messages arriving, by the way they travel.
+    partial: [Option<Partial>; 2],
+    /// Messages held back while a message streams the same way.
+    held: [VecDeque<Bytes>; 2],
     audit: AuditSink,
     max_message_bytes: usize,
 }
@@ -45,8 +75,8 @@ impl Relay {
     /// A relay that sends to the client and the upstream through these queues.
     pub fn new(
         instances: Instances,
-        to_client: mpsc::Sender<Bytes>,
-        to_upstream: mpsc::Sender<Bytes>,
+        to_client: mpsc::Sender<Outgoing>,
+        to_upstream: mpsc::Sender<Outgoing>,
         audit: AuditSink,
         max_message_bytes: usize,
     ) -> Relay {
@@ -56,9 +86,19 @@ impl Relay {
             client_pending: HashMap::new(),
             to_client,
             to_upstream: Some(to_upstream),
+            client_streams: false,
+            partial: [None, None],
+            held: [VecDeque::new(), VecDeque::new()],
             audit,
             max_message_bytes,
         }
+    }
+
+    /// Lets messages to the client be written in pieces as they arrive (the
+    /// client is a byte stream, as in `warden wrap`; not an HTTP response).
+    pub fn stream_to_client(mut self) -> Relay {
+        self.client_streams = true;
+        self
     }
 
     /// Handles one frame read from the client.
@@ -113,10 +153,16 @@ impl Relay {
     /// The upstream is gone: answer everything it still owed the client.
     pub async fn upstream_gone(&mut self, why: &str) {
         let upstream = self.instances.session().upstream.clone();
-        for (id, pending) in self.upstream_pending.drain() {
+        // An answer cut off half-way still ends its line, so what follows can be read.
+        if matches!(self.partial[way(Direction::ServerToClient)], Some(Partial { way: Way::Stream { .. }, .. })) {
+            self.partial[way(Direction::ServerToClient)] = None;
+            self.push(Direction::ServerToClient, Outgoing::Message(Bytes::new())).await;
+            self.release(Direction::ServerToClient).await;
+        }
+        for (id, pending) in std::mem::take(&mut self.upstream_pending) {
             let message = format!("upstream \"{upstream}\" {why} before answering {}", pending.method);
             let reply = jsonrpc::error_response(Some(&id), code::UPSTREAM_FAILED, &message, None);
-            let _ = self.to_client.send(reply).await;
+            let _ = self.to_client.send(Outgoing::Message(reply)).await;
         }
     }
 
@@ -127,7 +173,18 @@ impl Relay {
     }
 
     async fn route(&mut self, from: Direction, frame: Frame) {
+        let frame = match frame {
+            Frame::Start(prefix) => return self.start(from, prefix).await,
+            Frame::More(part) => return self.more(from, part).await,
+            Frame::End(part) => match self.end(from, part).await {
+                Some(whole) => whole,
+                None => return,
+            },
+            whole => whole,
+        };
         match frame {
+            // Pieces were dealt with above.
+            Frame::Start(_) | Frame::More(_) | Frame::End(_) => {}
             Frame::Line(raw) => match Message::parse(raw) {
                 Ok(message) => self.message(from, message).await,
                 Err(e) => {
@@ -360,12 +417,17 @@ impl Relay {
 
     /// Sends towards the other side.
     async fn send_on(&mut self, from: Direction, bytes: Bytes) {
+        if matches!(self.partial[way(from)], Some(Partial { way: Way::Stream { .. }, .. })) {
+            // A message is streaming this way: this one follows its last piece.
+            self.held[way(from)].push_back(bytes);
+            return;
+        }
         match from {
             Direction::ClientToServer => match &self.to_upstream {
                 // Client frames are only taken when there is room, so this waits only
                 // for answers the chain made to the upstream's own requests: those go
                 // on without holding up the reading of the upstream.
-                Some(tx) => match tx.try_send(bytes) {
+                Some(tx) => match tx.try_send(Outgoing::Message(bytes)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(bytes)) => {
                         let tx = tx.clone();
@@ -380,8 +442,128 @@ impl Relay {
                 None => tracing::debug!("upstream input closed; message dropped"),
             },
             Direction::ServerToClient => {
-                let _ = self.to_client.send(bytes).await;
+                let _ = self.to_client.send(Outgoing::Message(bytes)).await;
             }
+        }
+    }
+
+    /// Sends a piece of a streaming message, in order with everything before it.
+    async fn push(&mut self, travel: Direction, item: Outgoing) {
+        let tx = match travel {
+            Direction::ClientToServer => self.to_upstream.as_ref(),
+            Direction::ServerToClient => Some(&self.to_client),
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(item).await;
+        }
+    }
+
+    /// Sends what was held back while a message streamed `travel`-wards.
+    async fn release(&mut self, travel: Direction) {
+        while let Some(bytes) = self.held[way(travel)].pop_front() {
+            self.send_on(travel, bytes).await;
+        }
+    }
+
+    /// The first piece of a long message: stream it on, or start gathering it.
+    async fn start(&mut self, from: Direction, prefix: Bytes) {
+        let len = prefix.len();
+        let way = match self.streamable(from, &jsonrpc::prefix_head(&prefix)) {
+            Some(stream) => {
+                self.push(from, Outgoing::Part(prefix)).await;
+                stream
+            }
+            None if len > self.max_message_bytes => Way::Skip(sniff(&prefix)),
+            None => Way::Gather(BytesMut::from(&prefix[..])),
+        };
+        self.partial[self::way(from)] = Some(Partial { len, way });
+    }
+
+    /// Whether a message starting with `head` may be streamed: its side takes
+    /// pieces, its head came early, and no plugin wants to see it (nor, for a
+    /// request, its answer, whose context would lack the tool name).
+    fn streamable(&mut self, from: Direction, head: &jsonrpc::PrefixHead) -> Option<Way> {
+        if from == Direction::ServerToClient && !self.client_streams {
+            return None;
+        }
+        let id = head.id.clone()?;
+        let chain = self.instances.chain().clone();
+        match &head.method {
+            Some(method) => {
+                let quiet = !chain.wants_request(method) && !chain.wants_response(method);
+                let special = matches!(method.as_str(), "initialize" | "notifications/cancelled");
+                if !quiet || special || self.pending(from).len() >= MAX_PENDING {
+                    return None;
+                }
+                self.pending(from).insert(id.clone(), Pending { method: method.clone(), tool: None });
+                Some(Way::Stream { id, answer: false })
+            }
+            None if head.answer => {
+                let method = &self.answered(from).get(&id)?.method;
+                if chain.wants_response(method) || method == "initialize" {
+                    return None;
+                }
+                Some(Way::Stream { id, answer: true })
+            }
+            None => None,
+        }
+    }
+
+    /// A middle piece of a long message.
+    async fn more(&mut self, from: Direction, part: Bytes) {
+        let Some(mut partial) = self.partial[way(from)].take() else { return };
+        partial.len += part.len();
+        let over = partial.len > self.max_message_bytes;
+        partial.way = match partial.way {
+            Way::Stream { id, answer } if over => {
+                // Cut the line short where the limit was passed; the rest is skipped
+                // and the message answered as too large once its end arrives.
+                if !answer {
+                    self.pending(from).remove(&id);
+                }
+                self.push(from, Outgoing::Message(Bytes::new())).await;
+                self.release(from).await;
+                Way::Skip(Some(id))
+            }
+            stream @ Way::Stream { .. } => {
+                self.push(from, Outgoing::Part(part)).await;
+                stream
+            }
+            Way::Gather(buf) if over => Way::Skip(sniff(&buf)),
+            Way::Gather(mut buf) => {
+                buf.extend_from_slice(&part);
+                Way::Gather(buf)
+            }
+            skip @ Way::Skip(_) => skip,
+        };
+        self.partial[way(from)] = Some(partial);
+    }
+
+    /// The last piece of a long message. Returns what is left to handle: the
+    /// gathered message, or a too-large one to answer.
+    async fn end(&mut self, from: Direction, part: Bytes) -> Option<Frame> {
+        let mut partial = self.partial[way(from)].take()?;
+        partial.len += part.len();
+        let over = partial.len > self.max_message_bytes;
+        match partial.way {
+            Way::Stream { id, answer } => {
+                if answer && !over {
+                    self.answered(from).remove(&id);
+                }
+                if !answer && over {
+                    self.pending(from).remove(&id);
+                }
+                // Over the limit, the line is cut short; the peer sees it malformed.
+                self.push(from, Outgoing::Message(if over { Bytes::new() } else { part })).await;
+                self.release(from).await;
+                over.then_some(Frame::TooLarge { len: partial.len, id: Some(id) })
+            }
+            Way::Gather(buf) if over => Some(Frame::TooLarge { len: partial.len, id: sniff(&buf) }),
+            Way::Gather(mut buf) => {
+                buf.extend_from_slice(&part);
+                Some(Frame::Line(buf.freeze()))
+            }
+            Way::Skip(id) => Some(Frame::TooLarge { len: partial.len, id }),
         }
     }
 
@@ -389,6 +571,19 @@ impl Relay {
     async fn send_back(&mut self, from: Direction, bytes: Bytes) {
         self.send_on(opposite(from), bytes).await;
     }
+}
+
+/// Index of the per-way state: by the way a message travels.
+fn way(travel: Direction) -> usize {
+    match travel {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+/// The id of a message too large to keep, from its first bytes.
+fn sniff(start: &[u8]) -> Option<String> {
+    jsonrpc::sniff_id(&start[..start.len().min(4096)])
 }
 
 fn opposite(direction: Direction) -> Direction {

@@ -22,7 +22,7 @@ use crate::plugin::instances::Session;
 use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
 use crate::relay::{self, Relay};
 use crate::session::{self, Upstream, QUEUE};
-use crate::transport::framing::Frame;
+use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::http;
 
 /// Server→client messages kept for a session with no open stream to carry them.
@@ -272,8 +272,13 @@ impl HttpSession {
 }
 
 /// Routes what the relay sends to the client onto the session's HTTP streams.
-async fn route(session: Arc<HttpSession>, mut from_relay: mpsc::Receiver<Bytes>) {
-    while let Some(message) = from_relay.recv().await {
+async fn route(session: Arc<HttpSession>, mut from_relay: mpsc::Receiver<Outgoing>) {
+    while let Some(item) = from_relay.recv().await {
+        // The relay never streams to an HTTP client (see `Relay::stream_to_client`).
+        let Outgoing::Message(message) = item else {
+            tracing::error!(session = %session.id, "internal: a message piece reached the HTTP router; dropped");
+            continue;
+        };
         let head = match jsonrpc::parse_head(&message) {
             Ok(head) => head,
             Err(e) => {

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::mpsc;
@@ -14,15 +13,18 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
 
 use crate::relay::Relay;
-use crate::transport::framing::{self, Frame, LineCodec};
+use crate::transport::framing::{self, Frame, LineCodec, Outgoing};
 use crate::upstream::child::{self, SpawnError};
 
 /// Queue length between the relay and each writer.
 pub const QUEUE: usize = 1024;
 
-/// Read buffer of each stream: a whole pipe's worth per read, so a large
-/// message arrives in few syscalls.
+/// Read buffer of each stream.
 pub const READ_BUFFER: usize = 64 * 1024;
+
+/// A line still unfinished at this many bytes is handed to the relay in pieces,
+/// so that a message no plugin wants is passed on while it arrives.
+pub const STREAM_FROM: usize = 64 * 1024;
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,12 +51,12 @@ impl Upstream {
         name: Arc<str>,
         command: &[String],
         max_message_bytes: usize,
-    ) -> Result<(Upstream, mpsc::Sender<Bytes>), SpawnError> {
+    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
         let server = child::spawn(command)?;
         tracing::info!(upstream = %name, pid = server.process.id(), "upstream started");
         let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
         let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
-        let output = FramedRead::with_capacity(server.stdout, LineCodec::new(max_message_bytes), READ_BUFFER);
+        let output = FramedRead::with_capacity(server.stdout, LineCodec::streaming(max_message_bytes, STREAM_FROM), READ_BUFFER);
         Ok((Upstream { name, process: server.process, output, writer }, to_upstream))
     }
 }

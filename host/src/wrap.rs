@@ -71,9 +71,10 @@ where
 
     let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
     let instances = Instances::new(runtime, chain, session);
-    let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes);
-    let from_client =
-        FramedRead::with_capacity(client_in, LineCodec::new(options.max_message_bytes), session::READ_BUFFER);
+    let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes)
+        .stream_to_client();
+    let codec = LineCodec::streaming(options.max_message_bytes, session::STREAM_FROM);
+    let from_client = FramedRead::with_capacity(client_in, codec, session::READ_BUFFER);
     let exit = session::drive(relay, upstream, from_client, shutdown).await;
 
     // The relay is gone, so the client queue is closed: the writer flushes and finishes.

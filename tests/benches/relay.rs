@@ -80,15 +80,20 @@ fn call(id: u64, text: &str) -> String {
         .to_string()
 }
 
-/// Sequential round trips: (median, p99) in microseconds.
-fn latency(peer: &mut Peer, text: &str, count: usize) -> (f64, f64) {
-    for i in 0..count / 10 {
-        peer.round_trip(&call(i as u64, text));
-    }
-    let mut samples: Vec<Duration> = (0..count).map(|i| peer.round_trip(&call(i as u64, text))).collect();
+/// Sequential round trips, one sample each.
+fn latency(peer: &mut Peer, text: &str, count: usize) -> Vec<Duration> {
+    (0..count).map(|i| peer.round_trip(&call(i as u64, text))).collect()
+}
+
+/// The `q` quantile of `samples`, in microseconds.
+fn quantile(samples: &mut [Duration], q: f64) -> f64 {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e6;
-    (at(0.5), at(0.99))
+    samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e6
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
 }
 
 /// Pipelined with `window` requests in flight: requests per second.
@@ -237,38 +242,47 @@ fn main() {
     }
     // `cargo bench --bench relay -- NAME...` runs only the named setups.
     let only: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
-    // Rounds run every setup in turn; each figure is the median over the rounds,
-    // which keeps the noise of a small shared machine out of the comparison.
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    // Every setup runs at once, idle but for its turn, and the rounds take them in
+    // turn with short slices of each workload: a slow minute of a small shared
+    // machine then falls on all of them alike instead of on one. Latency figures
+    // are quantiles of all the samples; throughput figures, medians of the rounds.
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
     let chosen: Vec<&Setup> = setups.iter().filter(|s| only.is_empty() || only.iter().any(|o| *o == s.name)).collect();
-    let mut figures: Vec<Vec<[f64; 5]>> = vec![Vec::new(); chosen.len()];
+    let mut peers: Vec<Peer> = chosen.iter().map(|s| Peer::start(&s.command)).collect();
+    for peer in &mut peers {
+        latency(peer, &small, 500);
+        latency(peer, &large, 4);
+    }
+    #[derive(Clone, Default)]
+    struct Figures {
+        small: Vec<Duration>,
+        small_rps: Vec<f64>,
+        large: Vec<Duration>,
+        large_rps: Vec<f64>,
+    }
+    let mut figures = vec![Figures::default(); chosen.len()];
     for _ in 0..rounds {
-        for (i, setup) in chosen.iter().enumerate() {
-            let mut peer = Peer::start(&setup.command);
-            let (p50, p99) = latency(&mut peer, &small, 5000);
-            let rps = throughput(&mut peer, &small, 20_000, 64);
-            let (big_p50, _) = latency(&mut peer, &large, 40);
-            let big_rps = throughput(&mut peer, &large, 100, 8);
-            peer.stop();
-            figures[i].push([p50, p99, rps, big_p50, big_rps]);
+        for (peer, f) in peers.iter_mut().zip(&mut figures) {
+            f.small.extend(latency(peer, &small, 500));
+            f.small_rps.push(throughput(peer, &small, 4000, 64));
+            f.large.extend(latency(peer, &large, 8));
+            f.large_rps.push(throughput(peer, &large, 16, 8));
         }
+    }
+    for peer in peers {
+        peer.stop();
     }
     println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (setup, runs) in chosen.iter().zip(&figures) {
-        let median = |k: usize| {
-            let mut v: Vec<f64> = runs.iter().map(|r| r[k]).collect();
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
+    for (setup, f) in chosen.iter().zip(&mut figures) {
         println!(
             "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} |",
             setup.name,
-            median(0),
-            median(1),
-            median(2),
-            median(3),
-            median(4)
+            quantile(&mut f.small, 0.5),
+            quantile(&mut f.small, 0.99),
+            median(&mut f.small_rps),
+            quantile(&mut f.large, 0.5),
+            median(&mut f.large_rps),
         );
     }
     let _ = std::fs::remove_dir_all(idle_dir);

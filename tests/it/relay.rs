@@ -126,7 +126,10 @@ fn malformed_input_gets_a_parse_error_and_the_proxy_keeps_serving() {
 
 #[test]
 fn oversized_messages_are_refused_clearly() {
-    let mut w = Warden::start_with(None, &["--max-message-bytes", "65536"], &[&paths().fixture.display().to_string()]);
+    // A plugin that sees everything: every message is held whole, so none is streamed.
+    let watcher = PluginDir::new().add("10-all", "misbehave", "[config]\naction = \"nothing\"\nmethods = [\"*\"]\n");
+    let fixture = paths().fixture.display().to_string();
+    let mut w = Warden::start_with(Some(watcher.path()), &["--max-message-bytes", "65536"], &[&fixture]);
     w.initialize();
     let huge = "y".repeat(200_000);
     w.send(&json!({"jsonrpc": "2.0", "id": "big-1", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": huge}}}));
@@ -139,6 +142,47 @@ fn oversized_messages_are_refused_clearly() {
     assert_eq!(error_of(&answer).0, -32053);
     let answer = w.call_tool("big", json!({"bytes": 1000}));
     assert_eq!(text_of(&answer).len(), 1000);
+}
+
+#[test]
+fn oversized_streamed_messages_are_cut_off_and_answered() {
+    let mut w = Warden::start_with(None, &["--max-message-bytes", "100000"], &[&paths().fixture.display().to_string()]);
+    w.initialize();
+    // A request passes the limit while streaming to the server: cut off there, answered by Warden.
+    let huge = "y".repeat(300_000);
+    w.send(&json!({"jsonrpc": "2.0", "id": "big-1", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": huge}}}));
+    let error = w.answer_to(&json!("big-1"));
+    let (code, message) = error_of(&error);
+    assert_eq!(code, -32053);
+    assert!(message.contains("100000"), "{message}");
+    // An answer passes the limit while streaming to the client: the client sees the line
+    // end where it was cut, then the error for its request.
+    w.send(&json!({"jsonrpc": "2.0", "id": "big-2", "method": "tools/call", "params": {"name": "big", "arguments": {"bytes": 300_000}}}));
+    let cut = loop {
+        let line = w.recv_line();
+        if line.len() > 1000 {
+            break line;
+        }
+    };
+    assert!(serde_json::from_str::<serde_json::Value>(&cut).is_err() && cut.len() <= 100_000 + 65_536);
+    let (code, _) = error_of(&w.answer_to(&json!("big-2")));
+    assert_eq!(code, -32053);
+    // The session goes on.
+    let answer = w.call_tool("big", json!({"bytes": 90_000}));
+    assert_eq!(text_of(&answer).len(), 90_000);
+}
+
+#[test]
+fn long_messages_stream_through_pipelined_with_short_ones() {
+    let mut w = Warden::start_with(None, &[], &[&paths().fixture.display().to_string()]);
+    w.initialize();
+    let sizes = [1 << 20, 10, 300_000, 5, 1 << 20, 70_000];
+    for (i, size) in sizes.iter().enumerate() {
+        w.send(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "w".repeat(*size)}}}));
+    }
+    for (i, size) in sizes.iter().enumerate() {
+        assert_eq!(text_of(&w.answer_to(&json!(i))).len(), *size, "answer {i}");
+    }
 }
 
 #[test]
@@ -157,18 +201,27 @@ fn megabyte_payloads_pass_through_the_plugins() {
 #[test]
 fn unchanged_messages_are_forwarded_byte_for_byte() {
     let p = paths();
-    let input = concat!(
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#,
-        "\n",
-        r#"{ "method" : "tools/call" , "jsonrpc":"2.0", "id":"two", "params":{"name":"echo","arguments":{"text":"é\u00e9 \"q\""},"_meta":{"x-unknown":[1,2]}}}"#,
-        "\n",
-        r#"{"jsonrpc":"2.0","id":3,"method":"vendor/unknown","params":{"z":1}}"#,
-        "\n",
-    );
+    let long = "é\\\"x".repeat(100_000);
+    let input = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#.to_owned(),
+        r#"{ "method" : "tools/call" , "jsonrpc":"2.0", "id":"two", "params":{"name":"echo","arguments":{"text":"é\u00e9 \"q\""},"_meta":{"x-unknown":[1,2]}}}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","id":3,"method":"vendor/unknown","params":{"z":1}}"#.to_owned(),
+        // Long, head first: streamed through both ways while it arrives.
+        format!(r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{long}"}}}}}}"#),
+        // Long, id last: gathered and handled whole.
+        format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{{"arguments":{{"text":"{long}"}},"name":"echo"}},"id":5}}"#),
+    ]
+    .join("\n")
+        + "\n";
     let run = |cmd: &mut Command| -> Vec<u8> {
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
-        child.wait_with_output().expect("output").stdout
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Written from a thread: the answers must be read while the long input goes in.
+        let bytes = input.clone().into_bytes();
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes).expect("write"));
+        let output = child.wait_with_output().expect("output").stdout;
+        writer.join().expect("writer");
+        output
     };
     let direct = run(&mut Command::new(&p.fixture));
     let idle =
@@ -180,6 +233,6 @@ fn unchanged_messages_are_forwarded_byte_for_byte() {
         .arg(&p.cache)
         .arg("--")
         .arg(&p.fixture));
-    assert_eq!(String::from_utf8_lossy(&proxied), String::from_utf8_lossy(&direct));
-    assert_eq!(proxied.iter().filter(|&&b| b == b'\n').count(), 3);
+    assert!(proxied == direct, "proxied output differs from the server's own");
+    assert_eq!(proxied.iter().filter(|&&b| b == b'\n').count(), 5);
 }

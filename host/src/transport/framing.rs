@@ -3,6 +3,12 @@
 //! Reading yields one [`Frame`] per line. A line longer than the limit is not
 //! buffered: its first bytes are kept (to find its id), the rest is skipped up
 //! to the next newline, and a [`Frame::TooLarge`] tells the relay to answer it.
+//!
+//! A codec made with [`LineCodec::streaming`] hands over a long line in pieces
+//! as it arrives ([`Frame::Start`], [`Frame::More`], [`Frame::End`]) instead of
+//! holding it whole: the relay then forwards a message no plugin wants while
+//! it is still coming in (cut-through), and gathers the others itself. Limits
+//! on such lines are the relay's to enforce.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -21,6 +27,12 @@ const READ_AHEAD: usize = 4 << 20;
 pub enum Frame {
     /// A complete line, without its newline.
     Line(Bytes),
+    /// The first bytes of a long line whose end has not arrived yet.
+    Start(Bytes),
+    /// More bytes of that line.
+    More(Bytes),
+    /// Its last bytes, without the newline.
+    End(Bytes),
     /// A line longer than the limit, skipped.
     TooLarge {
         /// Its length in bytes.
@@ -38,12 +50,23 @@ pub struct LineCodec {
     scanned: usize,
     /// Set while skipping an oversized line: its length so far and the sniffed id.
     skipping: Option<(usize, Option<String>)>,
+    /// Lines that reach this many bytes unfinished are handed over in pieces.
+    stream_from: usize,
+    /// Set while handing over a line in pieces.
+    streaming: bool,
 }
 
 impl LineCodec {
     /// A codec that accepts lines up to `max` bytes.
     pub fn new(max: usize) -> LineCodec {
-        LineCodec { max, scanned: 0, skipping: None }
+        LineCodec { max, scanned: 0, skipping: None, stream_from: usize::MAX, streaming: false }
+    }
+
+    /// A codec that hands over lines still unfinished at `stream_from` bytes in
+    /// pieces, whatever their length; shorter lines are whole [`Frame::Line`]s
+    /// of at most `max` bytes.
+    pub fn streaming(max: usize, stream_from: usize) -> LineCodec {
+        LineCodec { stream_from: stream_from.min(max), ..LineCodec::new(max) }
     }
 }
 
@@ -52,6 +75,21 @@ impl Decoder for LineCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
+        if self.streaming {
+            return Ok(match memchr(&buf[..]) {
+                Some(pos) => {
+                    self.streaming = false;
+                    let mut end = buf.split_to(pos + 1);
+                    end.truncate(pos);
+                    if end.last() == Some(&b'\r') {
+                        end.truncate(pos - 1);
+                    }
+                    Some(Frame::End(end.freeze()))
+                }
+                None if buf.is_empty() => None,
+                None => Some(Frame::More(buf.split().freeze())),
+            });
+        }
         loop {
             if let Some((len, _)) = self.skipping.as_mut() {
                 match memchr(&buf[..]) {
@@ -87,6 +125,11 @@ impl Decoder for LineCodec {
                     }
                     return Ok(Some(Frame::Line(line.freeze())));
                 }
+                None if buf.len() >= self.stream_from => {
+                    self.streaming = true;
+                    self.scanned = 0;
+                    return Ok(Some(Frame::Start(buf.split().freeze())));
+                }
                 None if buf.len() > self.max => {
                     let id = jsonrpc::sniff_id(&buf[..SNIFF_BYTES.min(buf.len())]);
                     self.skipping = Some((buf.len(), id));
@@ -113,6 +156,11 @@ impl Decoder for LineCodec {
         if let Some((len, id)) = self.skipping.take() {
             return Ok(Some(Frame::TooLarge { len, id }));
         }
+        if self.streaming {
+            // The stream ended inside a line: what came of it still ends it.
+            self.streaming = false;
+            return Ok(Some(Frame::End(buf.split().freeze())));
+        }
         // A last line without a newline still counts.
         self.scanned = 0;
         let line = buf.split().freeze();
@@ -127,21 +175,38 @@ fn memchr(hay: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', hay)
 }
 
+/// What a writer is handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A whole message, or the last piece of one sent in pieces: written, then a newline.
+    Message(Bytes),
+    /// A piece of a message still arriving: written as it is.
+    Part(Bytes),
+}
+
 /// Writes each message followed by a newline, flushing whenever the queue runs
 /// dry so that pipelined messages share syscalls. Returns when every sender is
 /// gone (then shuts the stream down, closing the peer's input) or on a write error.
-pub async fn write_lines<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Bytes>, out: W) -> std::io::Result<()> {
+pub async fn write_lines<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Outgoing>, out: W) -> std::io::Result<()> {
     let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Some(message) = rx.recv().await {
-        out.write_all(&message).await?;
-        out.write_all(b"\n").await?;
-        while let Ok(message) = rx.try_recv() {
-            out.write_all(&message).await?;
-            out.write_all(b"\n").await?;
+    while let Some(item) = rx.recv().await {
+        write_one(&mut out, item).await?;
+        while let Ok(item) = rx.try_recv() {
+            write_one(&mut out, item).await?;
         }
         out.flush().await?;
     }
     out.shutdown().await
+}
+
+async fn write_one<W: AsyncWrite + Unpin>(out: &mut W, item: Outgoing) -> std::io::Result<()> {
+    match item {
+        Outgoing::Message(message) => {
+            out.write_all(&message).await?;
+            out.write_all(b"\n").await
+        }
+        Outgoing::Part(part) => out.write_all(&part).await,
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +245,22 @@ mod tests {
         let got = frames(&mut c, &input);
         assert!(matches!(&got[0], Frame::TooLarge { id: Some(id), .. } if id == "9"), "{got:?}");
         assert_eq!(got[1], Frame::Line(Bytes::from_static(b"{\"ok\":1}")));
+    }
+
+    #[test]
+    fn long_lines_come_in_pieces_when_streaming() {
+        let mut c = LineCodec::streaming(1000, 8);
+        let mut buf = BytesMut::from(&b"{\"id\":1,\"x\":"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Frame::Start(Bytes::from_static(b"{\"id\":1,\"x\":"))));
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b"\"abc");
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Frame::More(Bytes::from_static(b"\"abc"))));
+        buf.extend_from_slice(b"\"}\r\n{}\n");
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Frame::End(Bytes::from_static(b"\"}"))));
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Frame::Line(Bytes::from_static(b"{}"))));
+        buf.extend_from_slice(b"{\"unfinished\"");
+        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Frame::Start(_))));
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), Some(Frame::End(Bytes::new())));
     }
 
     #[test]
