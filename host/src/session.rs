@@ -56,7 +56,8 @@ impl Upstream {
         tracing::info!(upstream = %name, pid = server.process.id(), "upstream started");
         let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
         let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
-        let output = FramedRead::with_capacity(server.stdout, LineCodec::streaming(max_message_bytes, STREAM_FROM), READ_BUFFER);
+        let output =
+            FramedRead::with_capacity(server.stdout, LineCodec::streaming(max_message_bytes, STREAM_FROM), READ_BUFFER);
         Ok((Upstream { name, process: server.process, output, writer }, to_upstream))
     }
 }
