@@ -13,10 +13,10 @@
 //! - [`wrap`]: the `warden wrap` mode, wiring stdio to a child server.
 //! - [`serve`]: the `warden serve` gateway: Streamable HTTP sessions, each with its own child server.
 //! - [`transport`]: reading and writing messages on the client side.
-//! - [`session`]: the loop that feeds one relay from a client and a stdio upstream.
+//! - [`session`]: the loop that feeds one relay from a client and an upstream.
 //! - [`relay`]: one session: pending tables, the chain run both ways, host-built replies.
 //! - [`plugin`]: the wasmtime runtime, the chain snapshot, per-session instances, host imports.
-//! - [`upstream`]: the server side (a child process).
+//! - [`upstream`]: the server side: a child process, or a remote Streamable HTTP server.
 //! - [`jsonrpc`]: the little JSON-RPC routing needs; [`config`]: plugin manifests;
 //!   [`audit`]: the audit trail.
 

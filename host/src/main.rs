@@ -9,6 +9,7 @@ use warden::audit::{AuditSink, AuditWriter};
 use warden::config::defaults;
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
+use warden::upstream::http::RemoteOptions;
 use warden::wrap::{self, WrapOptions};
 
 // Large messages come and go all the time: mimalloc keeps freed pages for
@@ -49,9 +50,18 @@ struct Common {
     /// Do not cache precompiled plugins.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
-    /// Name of the upstream in plugin contexts and audit records (default: the program name).
+    /// Name of the upstream in plugin contexts and audit records (default: the program name or URL host).
     #[arg(long)]
     name: Option<String>,
+    /// A header sent to a remote upstream, `Name: value` (repeatable). Values are never logged.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// A header for a remote upstream whose value is read from an environment variable, `Name=VAR`.
+    #[arg(long = "header-from-env", value_name = "NAME=VAR")]
+    headers_from_env: Vec<String>,
+    /// A header for a remote upstream whose value is read from a file, `Name=PATH` (trailing newline dropped).
+    #[arg(long = "header-from-file", value_name = "NAME=PATH")]
+    headers_from_file: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -76,8 +86,11 @@ struct ServeArgs {
     /// Most sessions (each with its own server process) open at once.
     #[arg(long, default_value_t = 256)]
     max_sessions: usize,
+    /// A remote Streamable HTTP server to front instead of a command.
+    #[arg(long, conflicts_with = "command")]
+    upstream_url: Option<String>,
     /// The upstream server command, started once per session.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "upstream_url")]
     command: Vec<String>,
 }
 
@@ -85,8 +98,11 @@ struct ServeArgs {
 struct WrapArgs {
     #[command(flatten)]
     common: Common,
+    /// A remote Streamable HTTP server to bridge to instead of a command.
+    #[arg(long, conflicts_with = "command")]
+    url: Option<String>,
     /// The upstream server command and its arguments.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "url")]
     command: Vec<String>,
 }
 
@@ -146,6 +162,28 @@ async fn close_audit(writer: Option<AuditWriter>) {
     }
 }
 
+/// The remote upstream, with its headers gathered from the command line, the
+/// environment and files. Values are never printed.
+fn remote_options(url: Option<&str>, common: &Common) -> anyhow::Result<Option<RemoteOptions>> {
+    let Some(url) = url else {
+        let given = common.headers.len() + common.headers_from_env.len() + common.headers_from_file.len();
+        anyhow::ensure!(given == 0, "--header options need a remote upstream (--url / --upstream-url)");
+        return Ok(None);
+    };
+    let mut lines = common.headers.clone();
+    for spec in &common.headers_from_env {
+        let (name, var) = spec.split_once('=').context("--header-from-env takes NAME=VAR")?;
+        let value = std::env::var(var).with_context(|| format!("--header-from-env {name}: ${var} is not set"))?;
+        lines.push(format!("{name}: {value}"));
+    }
+    for spec in &common.headers_from_file {
+        let (name, path) = spec.split_once('=').context("--header-from-file takes NAME=PATH")?;
+        let value = std::fs::read_to_string(path).with_context(|| format!("--header-from-file {name}: {path}"))?;
+        lines.push(format!("{name}: {}", value.trim_end_matches(['\r', '\n'])));
+    }
+    RemoteOptions::new(url, &lines).map(Some)
+}
+
 fn cache_dir(common: &Common) -> Option<PathBuf> {
     if common.no_cache {
         None
@@ -159,6 +197,7 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let options = WrapOptions {
         plugins: args.common.plugins.clone(),
         command: args.command,
+        remote: remote_options(args.url.as_deref(), &args.common)?,
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         cache_dir: cache_dir(&args.common),
@@ -186,6 +225,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         path: args.path,
         plugins: args.common.plugins.clone(),
         command: args.command,
+        remote: remote_options(args.upstream_url.as_deref(), &args.common)?,
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         max_body_bytes: args.max_body_bytes,

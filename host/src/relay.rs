@@ -63,6 +63,8 @@ pub struct Relay {
     to_upstream: Option<mpsc::Sender<Outgoing>>,
     /// Whether the client side is a byte stream that may be written in pieces.
     client_streams: bool,
+    /// The same for the upstream side (a child's stdin, not an HTTP request).
+    upstream_streams: bool,
     /// Long messages arriving, by the way they travel.
     partial: [Option<Partial>; 2],
     /// Messages held back while a message streams the same way.
@@ -87,6 +89,7 @@ impl Relay {
             to_client,
             to_upstream: Some(to_upstream),
             client_streams: false,
+            upstream_streams: false,
             partial: [None, None],
             held: [VecDeque::new(), VecDeque::new()],
             audit,
@@ -98,6 +101,13 @@ impl Relay {
     /// client is a byte stream, as in `warden wrap`; not an HTTP response).
     pub fn stream_to_client(mut self) -> Relay {
         self.client_streams = true;
+        self
+    }
+
+    /// The same towards the upstream (a child's stdin; an HTTP upstream takes
+    /// whole messages only).
+    pub fn stream_to_upstream(mut self, pieces: bool) -> Relay {
+        self.upstream_streams = pieces;
         self
     }
 
@@ -483,7 +493,11 @@ impl Relay {
     /// pieces, its head came early, and no plugin wants to see it (nor, for a
     /// request, its answer, whose context would lack the tool name).
     fn streamable(&mut self, from: Direction, head: &jsonrpc::PrefixHead) -> Option<Way> {
-        if from == Direction::ServerToClient && !self.client_streams {
+        let takes_pieces = match from {
+            Direction::ClientToServer => self.upstream_streams,
+            Direction::ServerToClient => self.client_streams,
+        };
+        if !takes_pieces {
             return None;
         }
         let id = head.id.clone()?;

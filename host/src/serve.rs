@@ -24,6 +24,7 @@ use crate::relay::{self, Relay};
 use crate::session::{self, Upstream, QUEUE};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::http;
+use crate::upstream::http::{self as remote, RemoteOptions};
 
 /// Server→client messages kept for a session with no open stream to carry them.
 const BACKLOG: usize = 1024;
@@ -39,6 +40,8 @@ pub struct ServeOptions {
     pub plugins: Option<PathBuf>,
     /// The stdio upstream command, started once per session.
     pub command: Vec<String>,
+    /// A remote upstream instead of a command: each session gets its own session there.
+    pub remote: Option<RemoteOptions>,
     /// The upstream's name in plugin contexts and audit records.
     pub upstream_name: Option<String>,
     /// Largest JSON-RPC message accepted from the upstream.
@@ -147,9 +150,10 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
 impl Gateway {
     /// A gateway serving `chain` with these options.
     pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, options: ServeOptions) -> Arc<Gateway> {
-        let upstream_name = match &options.upstream_name {
-            Some(name) => Arc::from(name.as_str()),
-            None => relay::default_upstream_name(&options.command),
+        let upstream_name = match (&options.upstream_name, &options.remote) {
+            (Some(name), _) => Arc::from(name.as_str()),
+            (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
+            (None, None) => relay::default_upstream_name(&options.command),
         };
         Arc::new(Gateway { runtime, chain, options, upstream_name, sessions: Mutex::new(HashMap::new()) })
     }
@@ -172,8 +176,10 @@ impl Gateway {
             return Err(SessionError::Full(self.options.max_sessions));
         }
         let id = new_session_id()?;
-        let (upstream, to_upstream) =
-            Upstream::start(self.upstream_name.clone(), &self.options.command, self.options.max_message_bytes)?;
+        let (upstream, to_upstream) = match &self.options.remote {
+            Some(url) => remote::connect(self.upstream_name.clone(), url.clone(), self.options.max_message_bytes),
+            None => Upstream::start(self.upstream_name.clone(), &self.options.command, self.options.max_message_bytes)?,
+        };
         let (to_client, client_rx) = mpsc::channel(QUEUE);
         let (input, mut input_rx) = mpsc::channel::<Bytes>(QUEUE);
         let facts = Session {
@@ -184,7 +190,8 @@ impl Gateway {
         };
         let instances = Instances::new(self.runtime.clone(), self.chain.clone(), facts);
         let relay =
-            Relay::new(instances, to_client, to_upstream, self.options.audit.clone(), self.options.max_message_bytes);
+            Relay::new(instances, to_client, to_upstream, self.options.audit.clone(), self.options.max_message_bytes)
+                .stream_to_upstream(upstream.takes_pieces());
         let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::Line(b)))));
         let session = Arc::new(HttpSession {
             id: id.clone(),

@@ -4,10 +4,11 @@
 //! session of `warden serve` (the client is a queue fed by HTTP requests).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use tokio::process::{Child, ChildStdout};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
@@ -37,12 +38,21 @@ pub enum SessionEnd {
     UpstreamDied(String),
 }
 
-/// A started stdio upstream: the process, its output as frames, and the task writing its input.
+/// What the upstream sends, as frames.
+pub type Output = Pin<Box<dyn futures::Stream<Item = std::io::Result<Frame>> + Send>>;
+
+/// A started upstream: its output as frames, and what must be waited for once it ends.
 pub struct Upstream {
     name: Arc<str>,
-    process: Child,
-    output: FramedRead<ChildStdout, LineCodec>,
-    writer: JoinHandle<std::io::Result<()>>,
+    output: Output,
+    kind: Kind,
+}
+
+enum Kind {
+    /// A child process and the task writing its stdin.
+    Child { process: Child, writer: JoinHandle<std::io::Result<()>> },
+    /// A remote server, and the task that talks to it.
+    Remote { pump: JoinHandle<()> },
 }
 
 impl Upstream {
@@ -58,7 +68,19 @@ impl Upstream {
         let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
         let output =
             FramedRead::with_capacity(server.stdout, LineCodec::streaming(max_message_bytes, STREAM_FROM), READ_BUFFER);
-        Ok((Upstream { name, process: server.process, output, writer }, to_upstream))
+        let kind = Kind::Child { process: server.process, writer };
+        Ok((Upstream { name, output: Box::pin(output), kind }, to_upstream))
+    }
+
+    /// A remote upstream whose `pump` task turns what the relay sends into
+    /// requests and their answers into `output`.
+    pub fn remote(name: Arc<str>, output: Output, pump: JoinHandle<()>) -> Upstream {
+        Upstream { name, output, kind: Kind::Remote { pump } }
+    }
+
+    /// Whether messages to it may be written in pieces as they arrive.
+    pub fn takes_pieces(&self) -> bool {
+        matches!(self.kind, Kind::Child { .. })
     }
 }
 
@@ -111,27 +133,36 @@ where
     }
 
     // The upstream's output has ended: it exited or is about to.
-    let status = child::reap(&mut upstream.process).await;
-    let status_text = match &status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("could not be waited for ({e})"),
+    let (clean, status_text) = match &mut upstream.kind {
+        Kind::Child { process, .. } => match child::reap(process).await {
+            Ok(s) => (s.success(), s.to_string()),
+            Err(e) => (false, format!("could not be waited for ({e})")),
+        },
+        Kind::Remote { .. } => (true, "stopped answering".to_owned()),
     };
     let end = if client_open {
         let pending = relay.pending_upstream();
         relay.upstream_gone(&format!("exited ({status_text})")).await;
         tracing::error!(upstream = %upstream.name, "upstream exited ({status_text}) while the client was connected; {pending} pending request(s) answered with errors");
         SessionEnd::UpstreamDied(status_text)
-    } else if matches!(&status, Ok(s) if s.success()) {
+    } else if clean {
         SessionEnd::Clean
     } else {
         SessionEnd::UpstreamFailedOnShutdown(status_text)
     };
     // Dropping the relay closes its queues; the upstream writer finishes.
     drop(relay);
-    match upstream.writer.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!("upstream writer: {e}"),
-        Err(e) => tracing::error!("upstream writer: {e}"),
+    match upstream.kind {
+        Kind::Child { writer, .. } => match writer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("upstream writer: {e}"),
+            Err(e) => tracing::error!("upstream writer: {e}"),
+        },
+        Kind::Remote { pump } => {
+            if let Err(e) = pump.await {
+                tracing::error!("upstream connection: {e}");
+            }
+        }
     }
     end
 }

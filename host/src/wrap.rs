@@ -18,14 +18,17 @@ use crate::relay::{self, Relay};
 use crate::session::{self, SessionEnd, Upstream, QUEUE};
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
+use crate::upstream::http::{self as remote, RemoteOptions};
 
 /// Everything `warden wrap` needs.
 #[derive(Debug, Clone)]
 pub struct WrapOptions {
     /// The plugins folder; `None` runs with an empty chain.
     pub plugins: Option<PathBuf>,
-    /// The upstream server command and its arguments.
+    /// The upstream server command and its arguments (unless `remote`).
     pub command: Vec<String>,
+    /// A remote upstream instead of a command.
+    pub remote: Option<RemoteOptions>,
     /// The upstream's name in plugin contexts and audit records.
     pub upstream_name: Option<String>,
     /// Largest message accepted either way.
@@ -61,18 +64,23 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let upstream_name = match &options.upstream_name {
-        Some(name) => Arc::from(name.as_str()),
-        None => relay::default_upstream_name(&options.command),
+    let upstream_name = match (&options.upstream_name, &options.remote) {
+        (Some(name), _) => Arc::from(name.as_str()),
+        (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
+        (None, None) => relay::default_upstream_name(&options.command),
     };
-    let (upstream, to_upstream) = Upstream::start(upstream_name.clone(), &options.command, options.max_message_bytes)?;
+    let (upstream, to_upstream) = match &options.remote {
+        Some(url) => remote::connect(upstream_name.clone(), url.clone(), options.max_message_bytes),
+        None => Upstream::start(upstream_name.clone(), &options.command, options.max_message_bytes)?,
+    };
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 
     let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
     let instances = Instances::new(runtime, chain, session);
     let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes)
-        .stream_to_client();
+        .stream_to_client()
+        .stream_to_upstream(upstream.takes_pieces());
     let codec = LineCodec::streaming(options.max_message_bytes, session::STREAM_FROM);
     let from_client = FramedRead::with_capacity(client_in, codec, session::READ_BUFFER);
     let exit = session::drive(relay, upstream, from_client, shutdown).await;

@@ -6,5 +6,6 @@ mod chain;
 mod gateway;
 mod lifecycle;
 mod relay;
+mod remote;
 mod sandbox;
 mod server_everything;

@@ -3,7 +3,9 @@
 //! - [`framing`]: newline-delimited JSON-RPC with a size limit, for any byte stream.
 //! - [`stdio`]: Warden's own stdin and stdout.
 //! - [`http`]: the Streamable HTTP listener of `warden serve`.
+//! - [`sse`]: reading `text/event-stream` bodies (from HTTP upstreams).
 
 pub mod framing;
 pub mod http;
+pub mod sse;
 pub mod stdio;

@@ -48,14 +48,24 @@ impl Answer {
 }
 
 impl Gateway {
+    /// `warden serve` in front of the fixture server.
     pub fn start(plugins: Option<&Path>, flags: &[&str]) -> Gateway {
+        let fixture = paths().fixture.display().to_string();
+        Gateway::start_with(plugins, flags, &[&fixture])
+    }
+
+    /// `warden serve` with any flags and upstream command (none with `--upstream-url`).
+    pub fn start_with(plugins: Option<&Path>, flags: &[&str], upstream: &[&str]) -> Gateway {
         let p = paths();
         let mut cmd = Command::new(&p.warden);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(&p.cache);
         if let Some(dir) = plugins {
             cmd.arg("--plugins").arg(dir);
         }
-        cmd.args(flags).arg("--").arg(&p.fixture);
+        cmd.args(flags);
+        if !upstream.is_empty() {
+            cmd.arg("--").args(upstream);
+        }
         cmd.env("WARDEN_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn warden serve");
         let stderr_pipe = child.stderr.take().expect("stderr");

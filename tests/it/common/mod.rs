@@ -119,7 +119,10 @@ impl Warden {
         if let Some(dir) = plugins {
             cmd.arg("--plugins").arg(dir);
         }
-        cmd.args(flags).arg("--").args(upstream);
+        cmd.args(flags);
+        if !upstream.is_empty() {
+            cmd.arg("--").args(upstream);
+        }
         cmd.env("WARDEN_LOG", "info");
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn warden");

@@ -1,0 +1,408 @@
+//! A remote MCP server over Streamable HTTP (the 2025-03-26 to 2025-11-25
+//! transport), over plain HTTP or TLS (rustls, Mozilla's roots).
+//!
+//! The relay sends whole messages into a queue, as it does to a child's stdin;
+//! a pump task turns each into a POST and feeds what comes back, a JSON body or
+//! an event stream with the server's own requests and notifications before the
+//! answer, into the upstream's output, as a child's stdout would. Requests are
+//! posted concurrently (pipelining survives), except `initialize`, which is
+//! answered before anything else goes so that the session id the server mints
+//! is on every later request. Once the session exists a GET stream carries what
+//! the server sends on its own. When the client leaves, the session is ended
+//! with DELETE.
+//!
+//! Failures become JSON-RPC errors to the request concerned (`-32052`): a
+//! server that cannot be reached (retried with backoff first), an HTTP error
+//! status, an expired session, a stream that ends before its answer. Header
+//! values given for the upstream (credentials) are never logged.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::jsonrpc::{self, code, Kind};
+use crate::session::{Upstream, QUEUE};
+use crate::transport::framing::{Frame, Outgoing};
+use crate::transport::sse;
+
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+/// Connection attempts per request before it is answered with an error.
+const CONNECT_ATTEMPTS: u32 = 4;
+/// First pause between attempts; it doubles each time.
+const BACKOFF: Duration = Duration::from_millis(100);
+/// Error bodies are quoted up to this many bytes.
+const ERROR_BODY_BYTES: usize = 512;
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Where the remote server is and what to send it besides the MCP headers.
+#[derive(Clone)]
+pub struct RemoteOptions {
+    /// The MCP endpoint, `http://` or `https://`.
+    pub url: Uri,
+    /// Extra headers (credentials among them), marked sensitive.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header names only: values may be credentials.
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("RemoteOptions").field("url", &self.url).field("headers", &names).finish()
+    }
+}
+
+impl RemoteOptions {
+    /// Parses `--url` and the `NAME: VALUE` header lines.
+    pub fn new(url: &str, headers: &[String]) -> anyhow::Result<RemoteOptions> {
+        let url: Uri = url.parse().map_err(|e| anyhow::anyhow!("upstream URL {url:?}: {e}"))?;
+        match url.scheme_str() {
+            Some("http" | "https") => {}
+            _ => anyhow::bail!("upstream URL {url}: only http:// and https:// are supported"),
+        }
+        let mut parsed = Vec::new();
+        for line in headers {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("upstream header must be `Name: value` (got no colon)"))?;
+            let name: HeaderName =
+                name.trim().parse().map_err(|e| anyhow::anyhow!("upstream header name {:?}: {e}", name.trim()))?;
+            let mut value: HeaderValue = value
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("upstream header {name}: the value is not a valid header value"))?;
+            value.set_sensitive(true);
+            parsed.push((name, value));
+        }
+        Ok(RemoteOptions { url, headers: parsed })
+    }
+}
+
+/// What the pump and its request tasks share.
+struct Shared {
+    client: HttpClient,
+    options: RemoteOptions,
+    /// The session id the server minted at `initialize`.
+    session: Mutex<Option<HeaderValue>>,
+    /// The protocol version it answered `initialize` with.
+    version: Mutex<Option<HeaderValue>>,
+    output: mpsc::Sender<std::io::Result<Frame>>,
+    max_message_bytes: usize,
+}
+
+/// Connects the relay to a remote server. Returns the upstream (for
+/// [`crate::session::drive`]) and the queue the relay sends into.
+pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize) -> (Upstream, mpsc::Sender<Outgoing>) {
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
+    let client = Client::builder(TokioExecutor::new()).build(https);
+    let (to_upstream, input) = mpsc::channel(QUEUE);
+    let (output_tx, mut output_rx) = mpsc::channel(QUEUE);
+    tracing::info!(upstream = %name, url = %options.url, "upstream is remote (Streamable HTTP)");
+    let shared = Arc::new(Shared {
+        client,
+        options,
+        session: Mutex::new(None),
+        version: Mutex::new(None),
+        output: output_tx,
+        max_message_bytes,
+    });
+    let pump = tokio::spawn(pump(shared, input));
+    let output = futures::stream::poll_fn(move |cx| output_rx.poll_recv(cx));
+    (Upstream::remote(name, Box::pin(output), pump), to_upstream)
+}
+
+/// Posts what the relay sends until it is done, then ends the session.
+async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
+    let mut posts = JoinSet::new();
+    let mut listener = None;
+    let mut pieces = BytesMut::new();
+    while let Some(item) = input.recv().await {
+        let message = match item {
+            // The relay gathers for HTTP upstreams, but pieces would still make a message.
+            Outgoing::Part(part) => {
+                pieces.extend_from_slice(&part);
+                continue;
+            }
+            Outgoing::Message(last) if pieces.is_empty() => last,
+            Outgoing::Message(last) => {
+                pieces.extend_from_slice(&last);
+                pieces.split().freeze()
+            }
+        };
+        let head = jsonrpc::parse_head(&message).ok();
+        let initialize = head.as_ref().and_then(|h| h.method.as_deref()) == Some("initialize");
+        let request_id = head.filter(|h| h.kind == Kind::Request).and_then(|h| h.id);
+        if initialize {
+            // Everything after it needs the session id it brings.
+            post(shared.clone(), message, request_id, true).await;
+            if listener.is_none() && lock(&shared.session).is_some() {
+                listener = Some(tokio::spawn(listen(shared.clone())));
+            }
+        } else {
+            posts.spawn(post(shared.clone(), message, request_id, false));
+        }
+        while posts.try_join_next().is_some() {}
+    }
+    // The client is gone: let answers in flight arrive, then end the session.
+    while posts.join_next().await.is_some() {}
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    end_session(&shared).await;
+}
+
+/// Posts one message and feeds its answer (and anything streamed before it) to the relay.
+async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initialize: bool) {
+    let response = match send(&shared, Method::POST, Some(message)).await {
+        Ok(response) => response,
+        Err(why) => return shared.fail(id.as_deref(), &why).await,
+    };
+    let status = response.status();
+    if initialize && status.is_success() {
+        if let Some(session) = response.headers().get(SESSION_ID) {
+            *lock(&shared.session) = Some(session.clone());
+        }
+    }
+    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
+        return shared.fail(id.as_deref(), "the upstream session has expired (HTTP 404)").await;
+    }
+    if !status.is_success() {
+        let body = read_snippet(response).await;
+        return shared.fail(id.as_deref(), &format!("upstream answered HTTP {status}: {body}")).await;
+    }
+    let answered = match content_type(&response).as_str() {
+        "text/event-stream" => shared.events(response, id.as_deref(), initialize).await,
+        "application/json" => match read_limited(response, shared.max_message_bytes).await {
+            Ok(body) => {
+                let answers = id.as_deref().is_some_and(|id| answers(&body, id));
+                shared.deliver(body, initialize).await;
+                answers
+            }
+            Err(why) => return shared.fail(id.as_deref(), &why).await,
+        },
+        // 202 Accepted for notifications and responses: nothing comes back.
+        _ => id.is_none(),
+    };
+    if !answered {
+        if let Some(id) = id {
+            shared.fail(Some(&id), "the upstream's answer ended before it answered this request").await;
+        }
+    }
+}
+
+/// The stream the server opens for what it sends on its own (GET). A server
+/// that offers none answers 405; a dropped stream is reopened from its last event.
+async fn listen(shared: Arc<Shared>) {
+    let mut last_event: Option<String> = None;
+    let mut failures = 0u32;
+    while failures < CONNECT_ATTEMPTS {
+        let mut request = shared.request(Method::GET, None);
+        if let Some(id) = last_event.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+            request.headers_mut().insert(LAST_EVENT_ID, id);
+        }
+        let response = match shared.client.request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::debug!("upstream GET stream: {e}");
+                failures += 1;
+                tokio::time::sleep(BACKOFF * 2u32.pow(failures)).await;
+                continue;
+            }
+        };
+        if !response.status().is_success() || content_type(&response) != "text/event-stream" {
+            tracing::debug!(status = %response.status(), "upstream offers no GET stream");
+            return;
+        }
+        failures = 0;
+        let mut parser = sse::Parser::new(shared.max_message_bytes);
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            let Some(chunk) = frame.data_ref() else { continue };
+            let Ok(events) = parser.push(chunk) else {
+                tracing::warn!("upstream GET stream sent an event over the size limit; reopening");
+                break;
+            };
+            for event in events.into_iter().filter(|e| e.kind == "message" && !e.data.is_empty()) {
+                shared.deliver(event.data, false).await;
+            }
+        }
+        last_event = parser.last_event_id().map(str::to_owned).or(last_event);
+        failures += 1;
+        tokio::time::sleep(BACKOFF).await;
+    }
+}
+
+/// Ends the session on the server (best effort).
+async fn end_session(shared: &Shared) {
+    if lock(&shared.session).is_none() {
+        return;
+    }
+    match shared.client.request(shared.request(Method::DELETE, None)).await {
+        Ok(response) => tracing::debug!(status = %response.status(), "upstream session ended"),
+        Err(e) => tracing::debug!("upstream session could not be ended: {e}"),
+    }
+}
+
+/// Sends a request, retrying with backoff while the server cannot be reached.
+/// Once a connection was made the request is not repeated: it may have had effects.
+async fn send(
+    shared: &Shared,
+    method: Method,
+    body: Option<Bytes>,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let mut attempt = 0;
+    loop {
+        let request = shared.request(method.clone(), body.clone());
+        match shared.client.request(request).await {
+            Ok(response) => return Ok(response),
+            Err(e) if e.is_connect() && attempt + 1 < CONNECT_ATTEMPTS => {
+                tracing::debug!("upstream unreachable (attempt {}): {e}", attempt + 1);
+                tokio::time::sleep(BACKOFF * 2u32.pow(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                let source = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                return Err(format!("upstream {} unreachable ({e}{source})", shared.options.url));
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn request(&self, method: Method, body: Option<Bytes>) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body.clone().unwrap_or_default()));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.options.url.clone();
+        let headers = request.headers_mut();
+        for (name, value) in &self.options.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(session) = lock(&self.session).clone() {
+            headers.insert(SESSION_ID, session);
+        }
+        if let Some(version) = lock(&self.version).clone() {
+            headers.insert(PROTOCOL_VERSION, version);
+        }
+        request
+    }
+
+    /// Feeds the events of a POST's stream to the relay; whether the answer to `id` came.
+    async fn events(&self, response: http::Response<hyper::body::Incoming>, id: Option<&str>, init: bool) -> bool {
+        let mut parser = sse::Parser::new(self.max_message_bytes);
+        let mut body = response.into_body();
+        let mut answered = false;
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    tracing::warn!("upstream event stream broke: {e}");
+                    break;
+                }
+            };
+            let Some(chunk) = frame.data_ref() else { continue };
+            let events = match parser.push(chunk) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!("upstream event stream: {e}");
+                    break;
+                }
+            };
+            for event in events.into_iter().filter(|e| e.kind == "message" && !e.data.is_empty()) {
+                answered |= id.is_some_and(|id| answers(&event.data, id));
+                self.deliver(event.data, init).await;
+            }
+            if answered {
+                // The answer is the last thing a POST stream carries.
+                break;
+            }
+        }
+        answered
+    }
+
+    /// Hands one message from the server to the relay.
+    async fn deliver(&self, message: Bytes, initialize: bool) {
+        if initialize {
+            self.note_version(&message);
+        }
+        let _ = self.output.send(Ok(Frame::Line(message))).await;
+    }
+
+    /// Answers the request `id` (if any) with an error the relay passes to the client.
+    async fn fail(&self, id: Option<&str>, why: &str) {
+        tracing::warn!(upstream = %self.options.url, "{why}");
+        if let Some(id) = id {
+            let reply = jsonrpc::error_response(Some(id), code::UPSTREAM_FAILED, why, None);
+            let _ = self.output.send(Ok(Frame::Line(reply))).await;
+        }
+    }
+
+    fn note_version(&self, message: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Init {
+            result: Option<InitResult>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitResult {
+            protocol_version: Option<String>,
+        }
+        if let Ok(Init { result: Some(InitResult { protocol_version: Some(v) }) }) = serde_json::from_slice(message) {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                *lock(&self.version) = Some(v);
+            }
+        }
+    }
+}
+
+/// Whether `message` is the answer to the request `id`.
+fn answers(message: &[u8], id: &str) -> bool {
+    jsonrpc::parse_head(message)
+        .is_ok_and(|h| matches!(h.kind, Kind::Response | Kind::Error) && h.id.as_deref() == Some(id))
+}
+
+fn content_type(response: &http::Response<hyper::body::Incoming>) -> String {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+async fn read_limited(response: http::Response<hyper::body::Incoming>, max: usize) -> Result<Bytes, String> {
+    let limited = http_body_util::Limited::new(response.into_body(), max);
+    match limited.collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) => Err(format!("upstream answer unreadable or over the {max}-byte limit: {e}")),
+    }
+}
+
+async fn read_snippet(response: http::Response<hyper::body::Incoming>) -> String {
+    let body = read_limited(response, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)]).trim().to_owned();
+    if text.is_empty() {
+        "(no body)".to_owned()
+    } else {
+        text
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

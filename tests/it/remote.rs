@@ -1,0 +1,181 @@
+//! A remote upstream over Streamable HTTP: `warden wrap --url` (stdio client →
+//! HTTP server) and `warden serve --upstream-url` (HTTP → HTTP). The remote
+//! server is `warden serve` in front of the fixture with no plugins, so the
+//! same fixture tools answer whichever way they are reached; the official
+//! reference server in its HTTP mode is a second, foreign, peer.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::http::Gateway;
+use crate::common::{error_of, examples, installed, paths, text_of, Warden};
+
+#[test]
+fn wrap_bridges_a_stdio_client_to_an_http_server_through_the_plugins() {
+    let remote = Gateway::start(None, &[]);
+    let plugins = examples();
+    let flags = ["--url", remote.url.as_str(), "--header", "X-Upstream-Key: hunter2-not-for-logs"];
+    let mut w = Warden::start_with(Some(plugins.path()), &flags, &[]);
+    let init = w.initialize();
+    assert_eq!(init["result"]["serverInfo"]["name"], "warden-fixture", "{init}");
+
+    let list = w.request("tools/list", json!({}));
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"echo") && !names.contains(&"delete_everything"), "{names:?}");
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "over http"}))), "over http");
+    let denied = w.call_tool("delete_everything", json!({}));
+    assert_eq!(error_of(&denied).0, -32001, "{denied}");
+    let secret = text_of(&w.call_tool("get_config", json!({}))).to_owned();
+    assert!(secret.contains("[REDACTED]") && !secret.contains("sk-proj-"), "{secret}");
+
+    // A server→client request in the middle of a call, over the POST's event stream.
+    let id = w.fresh_id();
+    w.send(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}),
+    );
+    let ask = w.wait_for(|m| m["method"] == "sampling/createMessage");
+    w.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "test"}}));
+    assert_eq!(text_of(&w.answer_to(&id)), "client said: hi");
+
+    // A notification the server sends during a call arrives before its answer.
+    let id = w.fresh_id();
+    w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "notify", "arguments": {}}}));
+    let note = w.wait_for(|m| m["method"] == "notifications/message");
+    assert_eq!(note["params"]["data"], "hello from the fixture");
+    w.answer_to(&id);
+
+    assert_eq!(text_of(&w.call_tool("big", json!({"bytes": 1 << 20}))).len(), 1 << 20);
+    // Pipelined calls stay concurrent and each gets its own answer.
+    let ids: Vec<Value> = (0..24).map(|_| w.fresh_id()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "add", "arguments": {"a": n, "b": 1}}}));
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(text_of(&w.answer_to(id)), (n + 1).to_string());
+    }
+    assert!(!w.stderr().contains("hunter2"), "the upstream credential reached a log");
+    w.finish();
+}
+
+#[test]
+fn upstream_headers_are_sent_never_logged_and_http_errors_answered() {
+    // A one-shot HTTP server that records the request head and answers 503.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = String::new();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let reply = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy";
+        stream.write_all(reply.as_bytes()).unwrap();
+        head
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "from-a-file\n").unwrap();
+    let file_flag = format!("X-From-File={}", key.display());
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let flags = ["--url", &url, "--header", "Authorization: Bearer tok-123456", "--header-from-file", &file_flag];
+    let mut w = Warden::start_with(None, &flags, &[]);
+    let answer = w.request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}),
+    );
+    let (code, message) = error_of(&answer);
+    assert_eq!(code, -32052, "{answer}");
+    assert!(message.contains("503") && message.contains("busy"), "{message}");
+    let head = server.join().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("post /mcp "), "{head}");
+    assert!(head.contains("authorization: bearer tok-123456") && head.contains("x-from-file: from-a-file"), "{head}");
+    assert!(head.contains("accept: application/json, text/event-stream"), "{head}");
+    let log = w.stderr();
+    assert!(!log.contains("tok-123456") && !log.contains("from-a-file"), "{log}");
+    w.finish();
+}
+
+#[test]
+fn serve_fronts_a_remote_server_for_the_python_sdk() {
+    let python = paths().repo.join("target/py/bin/python");
+    if !installed(&python, "WARDEN_REQUIRE_PY") {
+        return;
+    }
+    let remote = Gateway::start(None, &[]);
+    let plugins = examples();
+    let front = Gateway::start_with(Some(plugins.path()), &["--upstream-url", remote.url.as_str()], &[]);
+    let script = paths().repo.join("tests/python/client.py");
+    for mode in ["legacy", "auto"] {
+        let out = std::process::Command::new(&python).arg(&script).arg(&front.url).arg(mode).output().expect("python");
+        assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), front.stderr());
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
+        assert_eq!(seen["echo"], "hello", "{mode}");
+        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
+        let redacted = seen["redacted"].as_str().unwrap_or_default();
+        assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{mode}: {redacted}");
+        assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
+        assert_eq!(seen["big"], 1 << 20, "{mode}");
+        let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
+        assert_eq!(seen["concurrent"], json!(sums), "{mode}");
+    }
+}
+
+#[test]
+fn an_unreachable_remote_is_answered_clearly_and_warden_keeps_serving() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut w = Warden::start_with(None, &["--url", &url], &[]);
+    for _ in 0..2 {
+        let answer = w.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}),
+        );
+        let (code, message) = error_of(&answer);
+        assert_eq!(code, -32052, "{answer}");
+        assert!(message.contains("unreachable"), "{message}");
+    }
+    w.finish();
+}
+
+/// The official reference server in its Streamable HTTP mode, as a foreign peer.
+#[test]
+fn the_reference_server_over_http_through_wrap() {
+    let bin = paths().repo.join("target/npm/node_modules/.bin/mcp-server-everything");
+    if !installed(&bin, "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(&bin)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start server-everything");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "server-everything did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let plugins = examples();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut w = Warden::start_with(Some(plugins.path()), &["--url", &url], &[]);
+    let init = w.initialize();
+    assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
+    let answer = w.call_tool("echo", json!({"message": "through warden over http"}));
+    assert!(text_of(&answer).contains("through warden over http"), "{answer}");
+    let (code, _) = error_of(&w.call_tool("delete_all", json!({})));
+    assert_eq!(code, -32001);
+    w.finish();
+    let _ = server.kill();
+    let _ = server.wait();
+}
