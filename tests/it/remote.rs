@@ -130,6 +130,23 @@ fn serve_fronts_a_remote_server_for_the_python_sdk() {
 }
 
 #[test]
+fn a_restarted_remote_gets_a_new_session_without_the_client_noticing() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let fixture = paths().fixture.display().to_string();
+    let remote = Gateway::start_with(None, &["--listen", &listen], &[&fixture]);
+    let mut w = Warden::start_with(None, &["--url", remote.url.as_str()], &[]);
+    w.initialize();
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "before"}))), "before");
+    // The server restarts and forgets every session: the next call meets a 404.
+    drop(remote);
+    let _remote = Gateway::start_with(None, &["--listen", &listen], &[&fixture]);
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "after"}))), "after");
+    assert!(w.log_contains("a new one was made"), "{}", w.stderr());
+    w.finish();
+}
+
+#[test]
 fn an_unreachable_remote_is_answered_clearly_and_warden_keeps_serving() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/mcp");

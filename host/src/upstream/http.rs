@@ -11,10 +11,12 @@
 //! the server sends on its own. When the client leaves, the session is ended
 //! with DELETE.
 //!
-//! Failures become JSON-RPC errors to the request concerned (`-32052`): a
-//! server that cannot be reached (retried with backoff first), an HTTP error
-//! status, an expired session, a stream that ends before its answer. Header
-//! values given for the upstream (credentials) are never logged.
+//! A server that forgets the session (`404`, e.g. after a restart) gets the
+//! client's `initialize` again, once, and the request is retried on the new
+//! session; the client never notices. Other failures become JSON-RPC errors to
+//! the request concerned (`-32052`): a server that cannot be reached (retried
+//! with backoff first), an HTTP error status, a stream that ends before its
+//! answer. Header values given for the upstream (credentials) are never logged.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,6 +99,10 @@ struct Shared {
     session: Mutex<Option<HeaderValue>>,
     /// The protocol version it answered `initialize` with.
     version: Mutex<Option<HeaderValue>>,
+    /// The client's `initialize`, replayed when the server forgets the session.
+    initialize: Mutex<Option<Bytes>>,
+    /// Held while a new session is being made, so that only one is.
+    renewing: tokio::sync::Mutex<()>,
     output: mpsc::Sender<std::io::Result<Frame>>,
     max_message_bytes: usize,
 }
@@ -114,6 +120,8 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
         options,
         session: Mutex::new(None),
         version: Mutex::new(None),
+        initialize: Mutex::new(None),
+        renewing: tokio::sync::Mutex::new(()),
         output: output_tx,
         max_message_bytes,
     });
@@ -164,9 +172,26 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
 
 /// Posts one message and feeds its answer (and anything streamed before it) to the relay.
 async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initialize: bool) {
-    let response = match send(&shared, Method::POST, Some(message)).await {
-        Ok(response) => response,
-        Err(why) => return shared.fail(id.as_deref(), &why).await,
+    if initialize {
+        *lock(&shared.initialize) = Some(message.clone());
+    }
+    let mut renewed = false;
+    let response = loop {
+        let session = lock(&shared.session).clone();
+        let response = match send(&shared, Method::POST, Some(message.clone())).await {
+            Ok(response) => response,
+            Err(why) => return shared.fail(id.as_deref(), &why).await,
+        };
+        let forgotten = response.status() == StatusCode::NOT_FOUND && session.is_some() && !initialize;
+        if !forgotten || renewed {
+            break response;
+        }
+        if let Err(why) = shared.renew(session).await {
+            return shared
+                .fail(id.as_deref(), &format!("the upstream session expired and could not be renewed: {why}"))
+                .await;
+        }
+        renewed = true;
     };
     let status = response.status();
     if initialize && status.is_success() {
@@ -220,6 +245,12 @@ async fn listen(shared: Arc<Shared>) {
                 continue;
             }
         };
+        if response.status() == StatusCode::NOT_FOUND {
+            // The session is being renewed (or gone): try again on whatever is current.
+            failures += 1;
+            tokio::time::sleep(BACKOFF * 2u32.pow(failures)).await;
+            continue;
+        }
         if !response.status().is_success() || content_type(&response) != "text/event-stream" {
             tracing::debug!(status = %response.status(), "upstream offers no GET stream");
             return;
@@ -281,6 +312,30 @@ async fn send(
 }
 
 impl Shared {
+    /// Makes a new session after the server forgot `failed`: the client's
+    /// `initialize` again (its answer is not passed on), then `initialized`.
+    async fn renew(&self, failed: Option<HeaderValue>) -> Result<(), String> {
+        let _renewing = self.renewing.lock().await;
+        if *lock(&self.session) != failed {
+            return Ok(()); // Another request renewed it meanwhile.
+        }
+        let initialize = lock(&self.initialize).clone().ok_or("no initialize to replay")?;
+        *lock(&self.session) = None;
+        let response = send(self, Method::POST, Some(initialize)).await?;
+        if !response.status().is_success() {
+            return Err(format!("initialize answered HTTP {}", response.status()));
+        }
+        let session = response.headers().get(SESSION_ID).cloned();
+        // Read the answer to the end so the connection is reusable; it is not passed on.
+        drop(read_limited(response, self.max_message_bytes).await);
+        *lock(&self.session) = session;
+        let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let response = send(self, Method::POST, Some(initialized)).await?;
+        drop(read_limited(response, self.max_message_bytes).await);
+        tracing::info!(upstream = %self.options.url, "the upstream forgot the session; a new one was made");
+        Ok(())
+    }
+
     fn request(&self, method: Method, body: Option<Bytes>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body.clone().unwrap_or_default()));
         *request.method_mut() = method;

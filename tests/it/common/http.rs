@@ -54,11 +54,16 @@ impl Gateway {
         Gateway::start_with(plugins, flags, &[&fixture])
     }
 
-    /// `warden serve` with any flags and upstream command (none with `--upstream-url`).
+    /// `warden serve` with any flags (`--listen` defaults to a free loopback port)
+    /// and upstream command (none with `--upstream-url`).
     pub fn start_with(plugins: Option<&Path>, flags: &[&str], upstream: &[&str]) -> Gateway {
         let p = paths();
         let mut cmd = Command::new(&p.warden);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(&p.cache);
+        cmd.arg("serve");
+        if !flags.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--cache-dir").arg(&p.cache);
         if let Some(dir) = plugins {
             cmd.arg("--plugins").arg(dir);
         }
