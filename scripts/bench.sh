@@ -20,3 +20,6 @@ taskset -c 1 cargo bench --locked -p warden-tests --bench relay -- "$@"
 echo
 echo "### Two cores"
 cargo bench --locked -p warden-tests --bench relay -- "$@"
+echo
+echo "### HTTP paths (two cores)"
+cargo bench --locked -p warden-tests --bench http

@@ -390,8 +390,12 @@ impl Shared {
         answered
     }
 
-    /// Hands one message from the server to the relay.
+    /// Hands one message from the server to the relay, as one line.
     async fn deliver(&self, message: Bytes, initialize: bool) {
+        let message = one_line(message);
+        if message.is_empty() {
+            return;
+        }
         if initialize {
             self.note_version(&message);
         }
@@ -422,6 +426,22 @@ impl Shared {
                 *lock(&self.version) = Some(v);
             }
         }
+    }
+}
+
+/// A message as one line: HTTP bodies and event data may end with a newline or
+/// be pretty-printed, and a stdio client reads one message per line.
+fn one_line(message: Bytes) -> Bytes {
+    let start = message.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(message.len());
+    let end = message.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let message = message.slice(start..end);
+    if memchr::memchr2(b'\n', b'\r', &message).is_none() {
+        return message;
+    }
+    // Line breaks can only sit between tokens in JSON (never inside a string): re-encode compactly.
+    match serde_json::from_slice::<serde_json::Value>(&message) {
+        Ok(value) => serde_json::to_vec(&value).map(Bytes::from).unwrap_or(message),
+        Err(_) => message,
     }
 }
 
@@ -460,4 +480,17 @@ async fn read_snippet(response: http::Response<hyper::body::Incoming>) -> String
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_become_single_lines() {
+        assert_eq!(one_line(Bytes::from_static(b"{\"id\":1}\n")), Bytes::from_static(b"{\"id\":1}"));
+        let pretty = Bytes::from_static(b"{\n  \"id\": 1,\r\n  \"result\": {}\n}");
+        assert_eq!(one_line(pretty), Bytes::from_static(b"{\"id\":1,\"result\":{}}"));
+        assert!(one_line(Bytes::from_static(b" \n")).is_empty());
+    }
 }

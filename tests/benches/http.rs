@@ -1,0 +1,257 @@
+//! HTTP benchmark: the same MCP calls, side by side, over
+//!
+//! - `direct`: the fixture server's own Streamable HTTP endpoint (`mcp-fixture --http`),
+//! - `http→stdio`: `warden serve` in front of the fixture over stdio (a child per session),
+//! - `http→http`: `warden serve --upstream-url` in front of the fixture's HTTP endpoint,
+//! - `stdio→http`: `warden wrap --url` in front of it, one Warden per client (a stdio
+//!   client has one session),
+//!
+//! with no plugins, 100-byte and 1 MiB `echo` calls, by 1 and by 16 concurrent
+//! sessions each making calls one after another. Reports calls per second, the
+//! median round trip, and Warden's peak memory per session. Run with
+//! `scripts/bench.sh` or `cargo bench -p warden-tests --bench http`.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// A started server that printed `listening on URL` on stderr.
+struct Listening {
+    child: Child,
+    url: String,
+}
+
+impl Listening {
+    fn start(command: &mut Command) -> Listening {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on ") {
+                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                }
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start listening");
+        Listening { child, url }
+    }
+
+    /// Peak and current resident memory, in KiB.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call(id: u64, text: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}})
+        .to_string()
+}
+
+fn initialize() -> String {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}).to_string()
+}
+
+/// One HTTP client session.
+struct HttpSession {
+    agent: ureq::Agent,
+    url: String,
+    session: Option<String>,
+}
+
+impl HttpSession {
+    fn open(url: &str) -> HttpSession {
+        let mut s = HttpSession { agent: ureq::Agent::new(), url: url.to_owned(), session: None };
+        let response = s.post(&initialize());
+        s.session = response.header("mcp-session-id").map(str::to_owned);
+        let _ = response.into_string();
+        let _ = s.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).into_string();
+        s
+    }
+
+    fn post(&self, body: &str) -> ureq::Response {
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", "application/json")
+            .set("Accept", "application/json, text/event-stream")
+            .set("MCP-Protocol-Version", "2025-06-18");
+        if let Some(session) = &self.session {
+            request = request.set("Mcp-Session-Id", session);
+        }
+        request.send_string(body).expect("POST")
+    }
+
+    fn round_trip(&self, body: &str) -> Duration {
+        let started = Instant::now();
+        let mut text = String::new();
+        self.post(body).into_reader().take(64 << 20).read_to_string(&mut text).expect("read");
+        let elapsed = started.elapsed();
+        assert!(text.contains("\"result\""), "not a result: {}", &text[..text.len().min(200)]);
+        elapsed
+    }
+
+    fn close(self) {
+        if let Some(session) = &self.session {
+            let _ = self.agent.delete(&self.url).set("Mcp-Session-Id", session).call();
+        }
+    }
+}
+
+/// One stdio client of its own `warden wrap --url`.
+struct StdioSession {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl StdioSession {
+    fn open(warden: &str, url: &str) -> StdioSession {
+        let mut child = Command::new(warden)
+            .args(["wrap", "--no-cache", "--url", url])
+            .env("WARDEN_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn warden wrap");
+        let stdin = BufWriter::new(child.stdin.take().expect("stdin"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut s = StdioSession { child, stdin, stdout };
+        s.round_trip(&initialize());
+        s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        s
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).expect("write");
+        self.stdin.write_all(b"\n").expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn round_trip(&mut self, line: &str) -> Duration {
+        let started = Instant::now();
+        self.send(line);
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read");
+        let elapsed = started.elapsed();
+        assert!(answer.contains("\"result\""), "not a result: {}", &answer[..answer.len().min(200)]);
+        elapsed
+    }
+
+    fn close(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+enum Path<'a> {
+    Http(&'a str),
+    StdioToHttp { warden: &'a str, url: &'a str },
+}
+
+/// `sessions` clients at once, each making `calls` calls: (calls per second, median µs).
+fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str) -> (f64, f64) {
+    let barrier = Arc::new(Barrier::new(sessions + 1));
+    let workers: Vec<_> = (0..sessions)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let text = text.to_owned();
+            let bodies: Vec<String> = (1..=calls as u64).map(|id| call(id, &text)).collect();
+            match path {
+                Path::Http(url) => {
+                    let s = HttpSession::open(url);
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let samples: Vec<Duration> = bodies.iter().map(|b| s.round_trip(b)).collect();
+                        s.close();
+                        samples
+                    })
+                }
+                Path::StdioToHttp { warden, url } => {
+                    let mut s = StdioSession::open(warden, url);
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let samples: Vec<Duration> = bodies.iter().map(|b| s.round_trip(b)).collect();
+                        s.close();
+                        samples
+                    })
+                }
+            }
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    let mut samples: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+    let elapsed = started.elapsed();
+    samples.sort();
+    let median = samples[samples.len() / 2].as_secs_f64() * 1e6;
+    ((sessions * calls) as f64 / elapsed.as_secs_f64(), median)
+}
+
+fn main() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_owned();
+    let warden = repo.join("target/release/warden").display().to_string();
+    let fixture = env!("CARGO_BIN_EXE_mcp-fixture").to_owned();
+
+    let direct = Listening::start(Command::new(&fixture).args(["--http", "127.0.0.1:0"]));
+    let to_stdio = Listening::start(
+        Command::new(&warden)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--", &fixture])
+            .env("WARDEN_LOG", "info"),
+    );
+    let to_http = Listening::start(
+        Command::new(&warden)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--upstream-url", &direct.url])
+            .env("WARDEN_LOG", "info"),
+    );
+    let paths: [(&str, Path<'_>, Option<&Listening>); 4] = [
+        ("direct (fixture over HTTP)", Path::Http(&direct.url), None),
+        ("http→stdio (warden serve)", Path::Http(&to_stdio.url), Some(&to_stdio)),
+        ("http→http (warden serve --upstream-url)", Path::Http(&to_http.url), Some(&to_http)),
+        ("stdio→http (warden wrap --url)", Path::StdioToHttp { warden: &warden, url: &direct.url }, None),
+    ];
+    let small = "a".repeat(100);
+    let large = "b".repeat(1 << 20);
+    println!("| path | 100 B, 1 session: calls/s | p50 µs | 100 B, 16 sessions: calls/s | p50 µs | 1 MiB, 1 session: calls/s | 1 MiB, 16 sessions: calls/s | Warden peak RSS |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, path, gateway) in &paths {
+        run(path, 1, 200, &small); // warm-up
+        let before = gateway.map(|g| g.memory());
+        let (one_rps, one_p50) = run(path, 1, 2000, &small);
+        let (many_rps, many_p50) = run(path, 16, 500, &small);
+        let (big_one, _) = run(path, 1, 20, &large);
+        let (big_many, _) = run(path, 16, 5, &large);
+        let memory = match (gateway, before) {
+            (Some(g), Some((_, rss_before))) => {
+                let (peak, _) = g.memory();
+                format!(
+                    "{:.1} MiB ({:.2} MiB/session over idle)",
+                    peak as f64 / 1024.0,
+                    (peak.saturating_sub(rss_before)) as f64 / 1024.0 / 16.0
+                )
+            }
+            _ => "-".to_owned(),
+        };
+        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {big_one:.1} | {big_many:.1} | {memory} |");
+    }
+}
