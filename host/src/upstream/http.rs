@@ -5,7 +5,7 @@
 //! a pump task turns each into a POST and feeds what comes back, a JSON body or
 //! an event stream with the server's own requests and notifications before the
 //! answer, into the upstream's output, as a child's stdout would. Requests are
-//! posted concurrently (pipelining survives), except `initialize`, which is
+//! posted concurrently (pipelining survives; at most 64 at once), except `initialize`, which is
 //! answered before anything else goes so that the session id the server mints
 //! is on every later request. Once the session exists a GET stream carries what
 //! the server sends on its own. When the client leaves, the session is ended
@@ -45,6 +45,8 @@ const CONNECT_ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(100);
 /// Error bodies are quoted up to this many bytes.
 const ERROR_BODY_BYTES: usize = 512;
+/// POSTs in flight per session; more wait (and the relay's queue fills behind them).
+const IN_FLIGHT: usize = 64;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -133,6 +135,7 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
 /// Posts what the relay sends until it is done, then ends the session.
 async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
     let mut posts = JoinSet::new();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut listener = None;
     let mut pieces = BytesMut::new();
     while let Some(item) = input.recv().await {
@@ -158,7 +161,12 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
                 listener = Some(tokio::spawn(listen(shared.clone())));
             }
         } else {
-            posts.spawn(post(shared.clone(), message, request_id, false));
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+            let shared = shared.clone();
+            posts.spawn(async move {
+                post(shared, message, request_id, false).await;
+                drop(permit);
+            });
         }
         while posts.try_join_next().is_some() {}
     }
