@@ -297,6 +297,20 @@ pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
     fields.into_head()
 }
 
+/// The protocol version an `initialize` answer settles on (`result.protocolVersion`).
+pub fn negotiated_version(answer: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Init {
+        result: Option<InitResult>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InitResult {
+        protocol_version: Option<String>,
+    }
+    serde_json::from_slice::<Init>(answer).ok()?.result?.protocol_version
+}
+
 /// What the first bytes of a long message say about it: the top-level fields
 /// complete in `prefix`, read up to the first one still arriving (or up to
 /// `result` / `error`, which mark an answer).

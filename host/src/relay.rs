@@ -377,18 +377,7 @@ impl Relay {
     }
 
     fn note_protocol_version(&mut self, message: &Message) {
-        #[derive(serde::Deserialize)]
-        struct Init {
-            result: Option<InitResult>,
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct InitResult {
-            protocol_version: Option<String>,
-        }
-        if let Ok(Init { result: Some(InitResult { protocol_version: Some(v) }) }) =
-            serde_json::from_slice(&message.raw)
-        {
+        if let Some(v) = jsonrpc::negotiated_version(&message.raw) {
             self.instances.session_mut().protocol_version = Some(v);
         }
     }

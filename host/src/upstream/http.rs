@@ -420,19 +420,8 @@ impl Shared {
     }
 
     fn note_version(&self, message: &[u8]) {
-        #[derive(serde::Deserialize)]
-        struct Init {
-            result: Option<InitResult>,
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct InitResult {
-            protocol_version: Option<String>,
-        }
-        if let Ok(Init { result: Some(InitResult { protocol_version: Some(v) }) }) = serde_json::from_slice(message) {
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                *lock(&self.version) = Some(v);
-            }
+        if let Some(v) = jsonrpc::negotiated_version(message).and_then(|v| HeaderValue::from_str(&v).ok()) {
+            *lock(&self.version) = Some(v);
         }
     }
 }
