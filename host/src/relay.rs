@@ -97,10 +97,10 @@ impl Relay {
         }
     }
 
-    /// Lets messages to the client be written in pieces as they arrive (the
-    /// client is a byte stream, as in `warden wrap`; not an HTTP response).
-    pub fn stream_to_client(mut self) -> Relay {
-        self.client_streams = true;
+    /// Whether messages to the client may be written in pieces as they arrive
+    /// (the client is a byte stream, as in `warden wrap`; not an HTTP response).
+    pub fn stream_to_client(mut self, pieces: bool) -> Relay {
+        self.client_streams = pieces;
         self
     }
 
@@ -164,7 +164,7 @@ impl Relay {
     pub async fn upstream_gone(&mut self, why: &str) {
         let upstream = self.instances.session().upstream.clone();
         // An answer cut off half-way still ends its line, so what follows can be read.
-        if matches!(self.partial[way(Direction::ServerToClient)], Some(Partial { way: Way::Stream { .. }, .. })) {
+        if self.streaming(Direction::ServerToClient) {
             self.partial[way(Direction::ServerToClient)] = None;
             self.push(Direction::ServerToClient, Outgoing::Message(Bytes::new())).await;
             self.release(Direction::ServerToClient).await;
@@ -416,7 +416,7 @@ impl Relay {
 
     /// Sends towards the other side.
     async fn send_on(&mut self, from: Direction, bytes: Bytes) {
-        if matches!(self.partial[way(from)], Some(Partial { way: Way::Stream { .. }, .. })) {
+        if self.streaming(from) {
             // A message is streaming this way: this one follows its last piece.
             self.held[way(from)].push_back(bytes);
             return;
@@ -444,6 +444,11 @@ impl Relay {
                 let _ = self.to_client.send(Outgoing::Message(bytes)).await;
             }
         }
+    }
+
+    /// Whether a message is being streamed `travel`-wards.
+    fn streaming(&self, travel: Direction) -> bool {
+        matches!(self.partial[way(travel)], Some(Partial { way: Way::Stream { .. }, .. }))
     }
 
     /// Sends a piece of a streaming message, in order with everything before it.

@@ -79,7 +79,7 @@ where
     let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
     let instances = Instances::new(runtime, chain, session);
     let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes)
-        .stream_to_client()
+        .stream_to_client(true)
         .stream_to_upstream(upstream.takes_pieces());
     let codec = LineCodec::streaming(options.max_message_bytes, session::STREAM_FROM);
     let from_client = FramedRead::with_capacity(client_in, codec, session::READ_BUFFER);

@@ -1,9 +1,9 @@
 //! `warden serve`: Streamable HTTP sessions in front of a stdio server.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::http::Gateway;
-use crate::common::{examples, installed, paths, text_of};
+use crate::common::{examples, python_sdk, text_of};
 
 #[test]
 fn a_session_carries_calls_denials_and_redactions() {
@@ -89,17 +89,11 @@ fn bad_requests_are_refused_clearly() {
 /// in its legacy and auto (modern-first) modes.
 #[test]
 fn the_python_sdk_client_works_through_the_gateway() {
-    let python = paths().repo.join("target/py/bin/python");
-    if !installed(&python, "WARDEN_REQUIRE_PY") {
-        return;
-    }
+    let Some(python) = python_sdk() else { return };
     let plugins = examples();
     let gw = Gateway::start(Some(plugins.path()), &[]);
-    let script = paths().repo.join("tests/python/client.py");
     for mode in ["legacy", "auto"] {
-        let out = std::process::Command::new(&python).arg(&script).arg(&gw.url).arg(mode).output().expect("run python");
-        assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
-        let seen: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
+        let seen = gw.python_client(&python, mode);
         assert_eq!(seen["echo"], "hello", "{mode}");
         assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
         assert!(!seen["tools"].as_array().unwrap().contains(&json!("delete_everything")), "{mode}");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::http::Gateway;
-use crate::common::{error_of, examples, installed, paths, text_of, Warden};
+use crate::common::{error_of, examples, free_port, installed, paths, python_sdk, text_of, Warden};
 
 #[test]
 fn wrap_bridges_a_stdio_client_to_an_http_server_through_the_plugins() {
@@ -106,18 +106,12 @@ fn upstream_headers_are_sent_never_logged_and_http_errors_answered() {
 
 #[test]
 fn serve_fronts_a_remote_server_for_the_python_sdk() {
-    let python = paths().repo.join("target/py/bin/python");
-    if !installed(&python, "WARDEN_REQUIRE_PY") {
-        return;
-    }
+    let Some(python) = python_sdk() else { return };
     let remote = Gateway::start(None, &[]);
     let plugins = examples();
     let front = Gateway::start_with(Some(plugins.path()), &["--upstream-url", remote.url.as_str()], &[]);
-    let script = paths().repo.join("tests/python/client.py");
     for mode in ["legacy", "auto"] {
-        let out = std::process::Command::new(&python).arg(&script).arg(&front.url).arg(mode).output().expect("python");
-        assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), front.stderr());
-        let seen: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
+        let seen = front.python_client(&python, mode);
         assert_eq!(seen["echo"], "hello", "{mode}");
         assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
         let redacted = seen["redacted"].as_str().unwrap_or_default();
@@ -131,7 +125,7 @@ fn serve_fronts_a_remote_server_for_the_python_sdk() {
 
 #[test]
 fn a_restarted_remote_gets_a_new_session_without_the_client_noticing() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let fixture = paths().fixture.display().to_string();
     let remote = Gateway::start_with(None, &["--listen", &listen], &[&fixture]);
@@ -148,7 +142,7 @@ fn a_restarted_remote_gets_a_new_session_without_the_client_noticing() {
 
 #[test]
 fn an_unreachable_remote_is_answered_clearly_and_warden_keeps_serving() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
     let mut w = Warden::start_with(None, &["--url", &url], &[]);
     for _ in 0..2 {
@@ -170,7 +164,7 @@ fn the_reference_server_over_http_through_wrap() {
     if !installed(&bin, "WARDEN_REQUIRE_NPM") {
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut server = std::process::Command::new(&bin)
         .arg("streamableHttp")
         .env("PORT", port.to_string())

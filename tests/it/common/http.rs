@@ -94,6 +94,15 @@ impl Gateway {
         Gateway { child, url, stderr }
     }
 
+    /// Runs tests/python/client.py (the official Python SDK client) against this
+    /// gateway in `mode` and returns what it saw.
+    pub fn python_client(&self, python: &Path, mode: &str) -> Value {
+        let script = paths().repo.join("tests/python/client.py");
+        let out = Command::new(python).arg(&script).arg(&self.url).arg(mode).output().expect("run python");
+        assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), self.stderr());
+        serde_json::from_slice(&out.stdout).expect("client output is JSON")
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

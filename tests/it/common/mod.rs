@@ -325,6 +325,17 @@ pub fn installed(path: &Path, require_var: &str) -> bool {
     false
 }
 
+/// A loopback port nothing listens on (a listener is bound and let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// The official Python SDK's interpreter (installed by scripts/test.sh), if it is there.
+pub fn python_sdk() -> Option<PathBuf> {
+    let python = paths().repo.join("target/py/bin/python");
+    installed(&python, "WARDEN_REQUIRE_PY").then_some(python)
+}
+
 /// The text of the first content item of a tool result.
 pub fn text_of(answer: &Value) -> &str {
     answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no text in {answer}"))
