@@ -311,6 +311,35 @@ pub fn negotiated_version(answer: &[u8]) -> Option<String> {
     serde_json::from_slice::<Init>(answer).ok()?.result?.protocol_version
 }
 
+/// The progress token a message carries, as JSON text: `params._meta.progressToken`
+/// of a request that asks for progress, or `params.progressToken` of a
+/// `notifications/progress`. Messages without the word are not parsed.
+pub fn progress_token(message: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Outer<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+        #[serde(borrow)]
+        progress_token: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta<'a> {
+        #[serde(borrow)]
+        progress_token: Option<&'a RawValue>,
+    }
+    memchr::memmem::find(message, b"progressToken")?;
+    let params = serde_json::from_slice::<Outer>(message).ok()?.params?;
+    let token = params.progress_token.or(params.meta.and_then(|m| m.progress_token))?;
+    Some(token.get().to_owned())
+}
+
 /// What the first bytes of a long message say about it: the top-level fields
 /// complete in `prefix`, read up to the first one still arriving (or up to
 /// `result` / `error`, which mark an answer).

@@ -77,6 +77,11 @@ struct ServeArgs {
     /// An origin allowed besides loopback ones (repeatable; `*` allows any).
     #[arg(long = "allow-origin")]
     allowed_origins: Vec<String>,
+    /// A `Host` header value to accept besides loopback names (repeatable). On a
+    /// loopback address only loopback names are accepted unless listed here, which
+    /// defends against DNS rebinding; on other addresses any, unless some are listed.
+    #[arg(long = "allow-host")]
+    allowed_hosts: Vec<String>,
     /// Largest HTTP request body, in bytes.
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     max_body_bytes: usize,
@@ -230,6 +235,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_message_bytes: args.common.max_message_bytes,
         max_body_bytes: args.max_body_bytes,
         allowed_origins: args.allowed_origins,
+        allowed_hosts: args.allowed_hosts,
         session_idle: std::time::Duration::from_secs(args.session_idle_secs),
         max_sessions: args.max_sessions,
         cache_dir: cache_dir(&args.common),

@@ -1,6 +1,6 @@
 //! `warden serve`: Streamable HTTP sessions in front of a stdio server.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::http::Gateway;
 use crate::common::{examples, python_sdk, text_of};
@@ -71,6 +71,9 @@ fn bad_requests_are_refused_clearly() {
     let foreign = gw.post(Some(&session), list, &[("origin", "http://evil.example")]);
     assert_eq!(foreign.status, 403);
     assert_eq!(gw.post(Some(&session), list, &[("origin", "http://localhost:5173")]).status, 200);
+    // DNS rebinding: a loopback listener answers only to loopback host names.
+    assert_eq!(gw.post(Some(&session), list, &[("host", "rebound.evil.example:8080")]).status, 403);
+    assert_eq!(gw.post(Some(&session), list, &[("host", "localhost:8080")]).status, 200);
     let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x".repeat(10_000)}}});
     let too_big = gw.post(Some(&session), &huge.to_string(), &[]);
     assert_eq!(too_big.status, 413);
@@ -106,5 +109,85 @@ fn the_python_sdk_client_works_through_the_gateway() {
         assert_eq!(seen["big"], 1 << 20, "{mode}");
         let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
         assert_eq!(seen["concurrent"], json!(sums), "{mode}");
+    }
+}
+
+#[test]
+fn a_client_that_lost_its_stream_resumes_it_with_last_event_id() {
+    let gw = Gateway::start(None, &[]);
+    let session = gw.open();
+    // The call asks the client for a sampling; the client reads that event and drops the connection.
+    let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask_client","arguments":{}}}"#;
+    let mut stream = raw_post(&gw, &session, call);
+    let (event_id, sampling) = next_event(&mut stream);
+    assert_eq!(sampling["method"], "sampling/createMessage", "{sampling}");
+    let event_id = event_id.expect("events carry ids");
+    drop(stream);
+    // The client answers the sampling; the tool's answer now goes to the broken stream.
+    let reply = json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "resumed"}, "model": "m"}});
+    assert_eq!(gw.post(Some(&session), &reply.to_string(), &[]).status, 202);
+    // GET with the last event seen: the rest of that stream.
+    let mut resumed = raw_request(&gw, "GET", &session, &[("last-event-id", &event_id)], "");
+    let (next_id, answer) = next_event(&mut resumed);
+    assert_eq!(answer["id"], 5, "{answer}");
+    assert_eq!(text_of(&answer), "client said: resumed");
+    assert_ne!(next_id, Some(event_id));
+}
+
+fn raw_post(gw: &Gateway, session: &str, body: &str) -> std::io::BufReader<std::net::TcpStream> {
+    raw_request(gw, "POST", session, &[("content-type", "application/json")], body)
+}
+
+/// An HTTP/1.1 request whose SSE answer is read event by event.
+fn raw_request(
+    gw: &Gateway,
+    method: &str,
+    session: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::BufReader<std::net::TcpStream> {
+    use std::io::{BufRead, Write};
+    let address = gw.url.trim_start_matches("http://").split('/').next().expect("address").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let mut request = format!(
+        "{method} /mcp HTTP/1.1\r\nhost: {address}\r\naccept: text/event-stream, application/json\r\nmcp-session-id: {session}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    assert!(line.contains(" 200 "), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        if line == "\r\n" {
+            return reader;
+        }
+    }
+}
+
+/// The next SSE event with data (chunk-size lines and priming events skipped): its id and message.
+fn next_event(reader: &mut std::io::BufReader<std::net::TcpStream>) -> (Option<String>, Value) {
+    use std::io::BufRead;
+    let mut id = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("event line") > 0, "stream ended");
+        let line = line.trim_end();
+        if let Some(value) = line.strip_prefix("id: ") {
+            id = Some(value.to_owned());
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            if !data.is_empty() {
+                return (id, serde_json::from_str(data).expect("event data is JSON"));
+            }
+        }
     }
 }

@@ -14,18 +14,22 @@ use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame as BodyFrame, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, ORIGIN};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::jsonrpc::{self, code, Kind, Message};
-use crate::serve::{Gateway, Routed, SessionError};
+use crate::serve::streams::{Event, Receiver};
+use crate::serve::{Gateway, ServeOptions, SessionError};
 
 /// The session header (names are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";
 /// The protocol-version header.
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// The header naming the last SSE event a client saw.
+pub const LAST_EVENT_ID: &str = "last-event-id";
+/// What a priming event tells a client to wait before reconnecting a broken stream.
+const RETRY_FIELD: &[u8] = b"retry: 1000\n";
 /// Protocol versions this listener serves.
 pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
@@ -45,6 +49,10 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gateway: Arc<
 
 async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     let headers = request.headers();
+    if !host_allowed(headers.get(HOST), gateway.options()) {
+        tracing::warn!(host = ?headers.get(HOST), "request for a foreign host refused");
+        return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "host not allowed");
+    }
     if let Some(origin) = headers.get(ORIGIN) {
         if !origin_allowed(origin, &gateway.options().allowed_origins) {
             tracing::warn!(origin = ?origin, "request from a foreign origin refused");
@@ -118,15 +126,15 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
 
     let Some(id) = message.head.id.clone().filter(|_| message.head.kind == Kind::Request) else {
         // Notifications and responses: accepted once the session has them.
-        return match session.submit(message.raw, None).await {
+        return match session.submit(message.raw).await {
             Ok(()) => empty(StatusCode::ACCEPTED),
             Err(e) => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
         };
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    if let Err(e) = session.submit(message.raw, Some((id, tx))).await {
-        return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string());
-    }
+    let (stream, mut rx) = match session.call(id, message.raw).await {
+        Ok(opened) => opened,
+        Err(e) => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
+    };
     let Some(first) = rx.recv().await else {
         return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering");
     };
@@ -134,7 +142,7 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
         // Only the answer: plain JSON.
         json(StatusCode::OK, first.message)
     } else if accepts_sse {
-        sse(first, rx)
+        sse(session.prime(stream), first, rx)
     } else {
         // A JSON-only client: wait for the answer; other messages go to the GET stream next time.
         let mut routed = first;
@@ -169,7 +177,8 @@ fn get(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
     let Some(session) = gateway.session(id) else {
         return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session");
     };
-    match session.listen() {
+    let last_event = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
+    match session.listen(last_event) {
         Ok(rx) => sse_stream(rx),
         Err(e) => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
     }
@@ -197,6 +206,30 @@ fn check_version(headers: &HeaderMap) -> Option<Response<Body>> {
     })
 }
 
+/// DNS rebinding defence: a listener on a loopback address answers only to
+/// loopback host names (and those listed); elsewhere, to those listed, or any.
+fn host_allowed(host: Option<&HeaderValue>, options: &ServeOptions) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.1 requires Host; a request without one names no foreign host.
+        return host.is_none();
+    };
+    if options.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(host) || a == "*") {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    if is_loopback_name(name) {
+        return true;
+    }
+    options.allowed_hosts.is_empty() && !options.listen.ip().is_loopback()
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Loopback origins are always allowed (a local client); others only when listed.
 fn origin_allowed(origin: &HeaderValue, allowed: &[String]) -> bool {
     let Ok(origin) = origin.to_str() else { return false };
@@ -210,7 +243,7 @@ fn origin_allowed(origin: &HeaderValue, allowed: &[String]) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => rest.split(':').next().unwrap_or_default(),
     };
-    matches!(host, "localhost" | "127.0.0.1" | "::1")
+    is_loopback_name(host)
 }
 
 fn header_has(headers: &HeaderMap, name: hyper::header::HeaderName, value: &str) -> bool {
@@ -227,41 +260,57 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
     }
 }
 
-/// An SSE response that starts with `first` and ends after the answer.
-fn sse(first: Routed, rx: mpsc::UnboundedReceiver<Routed>) -> Response<Body> {
+/// An SSE response: a priming event (an id, no data) if the stream has one,
+/// then `first` and what follows, up to the answer.
+fn sse(priming: Option<String>, first: Event, rx: Receiver) -> Response<Body> {
     let done = first.last;
-    let head = futures::stream::iter([first]);
+    let priming = priming.map(|id| Event { id: Some(id), message: Bytes::new(), last: false });
+    let head = futures::stream::iter(priming.into_iter().chain([first]));
     let rest = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
         if done {
             return None;
         }
-        let routed = rx.recv().await?;
-        let done = routed.last;
-        Some((routed, (rx, done)))
+        let event = rx.recv().await?;
+        let done = event.last;
+        Some((event, (rx, done)))
     });
     sse_body(head.chain(rest))
 }
 
 /// An SSE response carrying everything sent on `rx` until it closes.
-fn sse_stream(rx: mpsc::UnboundedReceiver<Routed>) -> Response<Body> {
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+fn sse_stream(rx: Receiver) -> Response<Body> {
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
     sse_body(stream)
 }
 
-fn sse_body(stream: impl futures::Stream<Item = Routed> + Send + Sync + 'static) -> Response<Body> {
-    let frames = stream.map(|routed| {
-        let mut event = Vec::with_capacity(routed.message.len() + 24);
-        event.extend_from_slice(b"event: message\ndata: ");
-        event.extend_from_slice(&routed.message);
-        event.extend_from_slice(b"\n\n");
-        Ok::<_, Infallible>(BodyFrame::data(Bytes::from(event)))
-    });
+fn sse_body(stream: impl futures::Stream<Item = Event> + Send + Sync + 'static) -> Response<Body> {
+    let frames = stream.map(|event| Ok::<_, Infallible>(BodyFrame::data(encode_event(&event))));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// One SSE event. A priming event (no message) also says how long to wait
+/// before reconnecting.
+fn encode_event(event: &Event) -> Bytes {
+    let mut out = Vec::with_capacity(event.message.len() + 48);
+    if let Some(id) = &event.id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    if event.message.is_empty() {
+        out.extend_from_slice(RETRY_FIELD);
+        out.extend_from_slice(b"data: \n\n");
+    } else {
+        out.extend_from_slice(b"event: message\ndata: ");
+        out.extend_from_slice(&event.message);
+        out.extend_from_slice(b"\n\n");
+    }
+    Bytes::from(out)
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Body> {
@@ -305,5 +354,25 @@ mod tests {
         assert!(!ok("http://localhost.evil.example", &[]));
         assert!(!ok("null", &[]));
         assert!(ok("https://app.example.com", &["https://app.example.com"]));
+    }
+
+    #[test]
+    fn a_loopback_listener_answers_only_to_loopback_hosts() {
+        let options = |listen: &str, hosts: &[&str]| ServeOptions {
+            listen: listen.parse().unwrap(),
+            allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            ..crate::serve::tests::options()
+        };
+        let ok = |host: &str, o: &ServeOptions| host_allowed(Some(&HeaderValue::from_str(host).unwrap()), o);
+        let local = options("127.0.0.1:8080", &[]);
+        for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "localhost", "LOCALHOST:1"] {
+            assert!(ok(host, &local), "{host}");
+        }
+        for host in ["evil.example", "evil.example:8080", "localhost.evil.example:8080", "10.0.0.1:8080"] {
+            assert!(!ok(host, &local), "{host}");
+        }
+        assert!(ok("mcp.internal:8080", &options("127.0.0.1:8080", &["mcp.internal:8080"])));
+        assert!(ok("anything.example", &options("0.0.0.0:8080", &[])));
+        assert!(!ok("anything.example", &options("0.0.0.0:8080", &["mcp.example.com"])));
     }
 }

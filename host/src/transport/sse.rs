@@ -31,12 +31,35 @@ pub struct Parser {
     kind: Option<String>,
     has_data: bool,
     last_id: Option<String>,
+    retry: Option<u64>,
 }
 
 impl Parser {
     /// A parser that refuses events over `max` bytes.
     pub fn new(max: usize) -> Parser {
-        Parser { max, pending: BytesMut::new(), data: BytesMut::new(), kind: None, has_data: false, last_id: None }
+        Parser {
+            max,
+            pending: BytesMut::new(),
+            data: BytesMut::new(),
+            kind: None,
+            has_data: false,
+            last_id: None,
+            retry: None,
+        }
+    }
+
+    /// The reconnection delay the server asked for (`retry:`), in milliseconds.
+    pub fn retry(&self) -> Option<u64> {
+        self.retry
+    }
+
+    /// The connection broke: an event half-received is dropped; the last event
+    /// id and the retry delay are kept for resuming.
+    pub fn interrupted(&mut self) {
+        self.pending.clear();
+        self.data.clear();
+        self.kind = None;
+        self.has_data = false;
     }
 
     /// The last event id seen, for `Last-Event-ID` when reconnecting.
@@ -89,6 +112,11 @@ impl Parser {
             }
             b"event" => self.kind = Some(String::from_utf8_lossy(value).into_owned()),
             b"id" if !value.contains(&0) => self.last_id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"retry" => {
+                if let Some(ms) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                    self.retry = Some(ms);
+                }
+            }
             _ => {}
         }
         None
@@ -119,6 +147,17 @@ mod tests {
         assert_eq!(events[0].kind, "message");
         assert_eq!(events[1].data, Bytes::from_static(b"x\ny"));
         assert_eq!(p.last_event_id(), Some("7"));
+    }
+
+    #[test]
+    fn a_broken_stream_keeps_its_id_and_retry() {
+        let mut p = Parser::new(1024);
+        let priming = p.push(b"id: s-1\nretry: 500\ndata: \n\ndata: {\"half").unwrap();
+        assert!(priming.len() == 1 && priming[0].data.is_empty());
+        p.interrupted();
+        assert_eq!((p.last_event_id(), p.retry()), (Some("s-1"), Some(500)));
+        let events = p.push(b"id: s-2\ndata: {}\n\n").unwrap();
+        assert_eq!(events[0].data, Bytes::from_static(b"{}"));
     }
 
     #[test]

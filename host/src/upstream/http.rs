@@ -45,6 +45,8 @@ const CONNECT_ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(100);
 /// Error bodies are quoted up to this many bytes.
 const ERROR_BODY_BYTES: usize = 512;
+/// The longest `retry` delay honoured before resuming a broken stream.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// POSTs in flight per session; more wait (and the relay's queue fills behind them).
 const IN_FLIGHT: usize = 64;
 
@@ -366,16 +368,61 @@ impl Shared {
     }
 
     /// Feeds the events of a POST's stream to the relay; whether the answer to `id` came.
+    /// A stream that ends or breaks before the answer is resumed (GET with
+    /// `Last-Event-ID`) if its events carried ids, after the `retry` delay the
+    /// server asked for.
     async fn events(&self, response: http::Response<hyper::body::Incoming>, id: Option<&str>, init: bool) -> bool {
         let mut parser = sse::Parser::new(self.max_message_bytes);
+        let mut response = Some(response);
+        let mut resumed = 0;
+        loop {
+            if let Some(response) = response.take() {
+                if self.read_events(&mut parser, response, id, init).await {
+                    return true;
+                }
+            }
+            let Some(last_event) = parser.last_event_id().and_then(|e| HeaderValue::from_str(e).ok()) else {
+                return false;
+            };
+            if id.is_none() || resumed == CONNECT_ATTEMPTS {
+                return false;
+            }
+            resumed += 1;
+            parser.interrupted();
+            let delay = parser.retry().map_or(BACKOFF * 2u32.pow(resumed), Duration::from_millis);
+            tokio::time::sleep(delay.min(MAX_RETRY_DELAY)).await;
+            let mut request = self.request(Method::GET, None);
+            request.headers_mut().insert(LAST_EVENT_ID, last_event);
+            response = match self.client.request(request).await {
+                Ok(r) if r.status().is_success() && content_type(&r) == "text/event-stream" => Some(r),
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), "upstream refused to resume a broken event stream");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::debug!("resuming an upstream event stream: {e}");
+                    continue;
+                }
+            };
+            tracing::debug!(attempt = resumed, "upstream event stream resumed");
+        }
+    }
+
+    /// Reads one response's events until the answer to `id` or the end.
+    async fn read_events(
+        &self,
+        parser: &mut sse::Parser,
+        response: http::Response<hyper::body::Incoming>,
+        id: Option<&str>,
+        init: bool,
+    ) -> bool {
         let mut body = response.into_body();
-        let mut answered = false;
         while let Some(frame) = body.frame().await {
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(e) => {
                     tracing::warn!("upstream event stream broke: {e}");
-                    break;
+                    return false;
                 }
             };
             let Some(chunk) = frame.data_ref() else { continue };
@@ -383,19 +430,20 @@ impl Shared {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!("upstream event stream: {e}");
-                    break;
+                    return false;
                 }
             };
+            let mut answered = false;
             for event in events.into_iter().filter(|e| e.kind == "message" && !e.data.is_empty()) {
                 answered |= id.is_some_and(|id| answers(&event.data, id));
                 self.deliver(event.data, init).await;
             }
             if answered {
                 // The answer is the last thing a POST stream carries.
-                break;
+                return true;
             }
         }
-        answered
+        false
     }
 
     /// Hands one message from the server to the relay, as one line.

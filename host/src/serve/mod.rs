@@ -5,7 +5,7 @@
 //! client frames; what the relay sends to the client is routed back to the
 //! HTTP request it answers, or to the session's GET stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,10 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub mod streams;
+
+use streams::Streams;
+
 use crate::audit::AuditSink;
 use crate::jsonrpc::{self, Kind};
 use crate::plugin::instances::Session;
@@ -25,9 +29,6 @@ use crate::session::{self, Upstream, QUEUE};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::http;
 use crate::upstream::http::{self as remote, RemoteOptions};
-
-/// Server→client messages kept for a session with no open stream to carry them.
-const BACKLOG: usize = 1024;
 
 /// Everything `warden serve` needs.
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Origins allowed besides loopback ones; `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// `Host` values allowed besides loopback names (see [`crate::transport::http`]).
+    pub allowed_hosts: Vec<String>,
     /// Sessions idle this long are closed and their upstream stopped.
     pub session_idle: Duration,
     /// Most sessions open at once.
@@ -69,34 +72,15 @@ pub struct Gateway {
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
 }
 
-/// One message on its way to an HTTP response stream.
-#[derive(Debug)]
-pub struct Routed {
-    /// The JSON-RPC message.
-    pub message: Bytes,
-    /// Whether it is the answer that ends the stream it is on.
-    pub last: bool,
-}
-
 /// One legacy session.
 pub struct HttpSession {
     /// The `Mcp-Session-Id`.
     pub id: String,
     input: Mutex<Option<mpsc::Sender<Bytes>>>,
-    routes: Mutex<Routes>,
+    streams: Mutex<Streams>,
+    /// The protocol version `initialize` settled on.
+    version: Mutex<Option<String>>,
     last_seen: Mutex<Instant>,
-}
-
-#[derive(Default)]
-struct Routes {
-    /// Requests awaiting their answer: id → the stream of the POST that carried them.
-    waiting: HashMap<String, mpsc::UnboundedSender<Routed>>,
-    /// The most recent POST stream still open, for server messages unrelated to a request.
-    latest: Option<String>,
-    /// The GET stream, if one is open.
-    listener: Option<mpsc::UnboundedSender<Routed>>,
-    backlog: VecDeque<Bytes>,
-    ended: bool,
 }
 
 /// Why a message could not be handed to a session.
@@ -196,7 +180,8 @@ impl Gateway {
         let session = Arc::new(HttpSession {
             id: id.clone(),
             input: Mutex::new(Some(input)),
-            routes: Mutex::new(Routes::default()),
+            streams: Mutex::new(Streams::new(true)),
+            version: Mutex::new(None),
             last_seen: Mutex::new(Instant::now()),
         });
         let log_id = id.clone();
@@ -230,38 +215,45 @@ impl HttpSession {
         *lock(&self.last_seen) = Instant::now();
     }
 
-    /// Hands a client message to the relay. For a request, `answer` receives
-    /// its answer (and any server messages sent meanwhile).
-    pub async fn submit(
-        &self,
-        message: Bytes,
-        answer: Option<(String, mpsc::UnboundedSender<Routed>)>,
-    ) -> Result<(), SessionError> {
-        if let Some((id, tx)) = answer {
-            let mut routes = lock(&self.routes);
-            if routes.ended {
-                return Err(SessionError::Ended);
-            }
-            routes.latest = Some(id.clone());
-            routes.waiting.insert(id, tx);
-        }
+    /// Hands a client message to the relay.
+    pub async fn submit(&self, message: Bytes) -> Result<(), SessionError> {
         let input = lock(&self.input).clone().ok_or(SessionError::Ended)?;
         input.send(message).await.map_err(|_| SessionError::Ended)
     }
 
-    /// Opens the GET stream for server messages unrelated to a request,
-    /// replacing any previous one; messages kept meanwhile come first.
-    pub fn listen(&self) -> Result<mpsc::UnboundedReceiver<Routed>, SessionError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut routes = lock(&self.routes);
-        if routes.ended {
+    /// Hands a client request to the relay; its answer, and what the server
+    /// says meanwhile, come on the stream returned (its number and receiver).
+    pub async fn call(&self, id: String, message: Bytes) -> Result<(u64, streams::Receiver), SessionError> {
+        let progress = jsonrpc::progress_token(&message);
+        let opened = {
+            let mut streams = lock(&self.streams);
+            if streams.ended() {
+                return Err(SessionError::Ended);
+            }
+            streams.open_request(id, progress)
+        };
+        self.submit(message).await?;
+        Ok(opened)
+    }
+
+    /// The SSE id of a priming event for stream `number`, when the session's
+    /// protocol version has clients expect one (2025-11-25 and later).
+    pub fn prime(&self, number: u64) -> Option<String> {
+        let primed = lock(&self.version).as_deref().is_some_and(|v| v >= "2025-11-25");
+        primed.then(|| lock(&self.streams).prime(number)).flatten()
+    }
+
+    /// Opens the GET stream for server messages unrelated to a request, or,
+    /// given the last event id a client saw, resumes the stream it names.
+    pub fn listen(&self, last_event: Option<&str>) -> Result<streams::Receiver, SessionError> {
+        let mut streams = lock(&self.streams);
+        if streams.ended() {
             return Err(SessionError::Ended);
         }
-        for message in routes.backlog.drain(..) {
-            let _ = tx.send(Routed { message, last: false });
+        if let Some(rx) = last_event.and_then(|id| streams.resume(id)) {
+            return Ok(rx);
         }
-        routes.listener = Some(tx);
-        Ok(rx)
+        Ok(streams.open_listener())
     }
 
     fn close(&self) {
@@ -273,8 +265,7 @@ impl HttpSession {
     }
 
     fn has_open_streams(&self) -> bool {
-        let routes = lock(&self.routes);
-        !routes.waiting.is_empty() || routes.listener.as_ref().is_some_and(|l| !l.is_closed())
+        lock(&self.streams).busy()
     }
 }
 
@@ -293,54 +284,15 @@ async fn route(session: Arc<HttpSession>, mut from_relay: mpsc::Receiver<Outgoin
                 continue;
             }
         };
-        let mut routes = lock(&session.routes);
-        match head.kind {
-            Kind::Response | Kind::Error => {
-                let waiter = head.id.as_ref().and_then(|id| routes.waiting.remove(id));
-                if routes.latest.is_some() && routes.latest == head.id {
-                    routes.latest = None;
-                }
-                match waiter {
-                    Some(tx) => {
-                        let _ = tx.send(Routed { message, last: true });
-                    }
-                    None => {
-                        tracing::debug!(session = %session.id, id = ?head.id, "answer with no waiting request dropped")
-                    }
-                }
-            }
-            Kind::Request | Kind::Notification => {
-                let mut routed = Routed { message, last: false };
-                if let Some(listener) = &routes.listener {
-                    match listener.send(routed) {
-                        Ok(()) => continue,
-                        Err(mpsc::error::SendError(back)) => {
-                            routes.listener = None;
-                            routed = back;
-                        }
-                    }
-                }
-                let latest = routes.latest.clone();
-                if let Some(stream) = latest.as_ref().and_then(|id| routes.waiting.get(id)) {
-                    match stream.send(routed) {
-                        Ok(()) => continue,
-                        Err(mpsc::error::SendError(back)) => routed = back,
-                    }
-                }
-                let message = routed.message;
-                if routes.backlog.len() >= BACKLOG {
-                    tracing::warn!(session = %session.id, "no open stream for server messages; dropping the oldest kept one");
-                    routes.backlog.pop_front();
-                }
-                routes.backlog.push_back(message);
+        if head.kind == Kind::Response && lock(&session.version).is_none() {
+            if let Some(version) = jsonrpc::negotiated_version(&message) {
+                *lock(&session.version) = Some(version);
             }
         }
+        lock(&session.streams).deliver(&head, message);
     }
     // The relay is gone: the session has ended. Streams still waiting close empty.
-    let mut routes = lock(&session.routes);
-    routes.ended = true;
-    routes.waiting.clear();
-    routes.listener = None;
+    lock(&session.streams).end();
 }
 
 /// Closes sessions idle for longer than the configured time.
@@ -370,4 +322,29 @@ fn new_session_id() -> Result<String, SessionError> {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Options for unit tests: loopback, no plugins, no upstream.
+    pub(crate) fn options() -> ServeOptions {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            path: "/mcp".to_owned(),
+            plugins: None,
+            command: Vec::new(),
+            remote: None,
+            upstream_name: None,
+            max_message_bytes: 1 << 20,
+            max_body_bytes: 1 << 20,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            session_idle: Duration::from_secs(60),
+            max_sessions: 4,
+            cache_dir: None,
+            audit: AuditSink::disabled(),
+        }
+    }
 }
