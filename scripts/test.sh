@@ -15,8 +15,12 @@ if command -v npm >/dev/null 2>&1; then
         npm install --prefix target/npm --no-audit --no-fund --silent \
             @modelcontextprotocol/server-everything@2026.8.31 >&2
     fi
+    # The conformance suite and the SDK its upstream fixture is written on (package-lock.json).
+    if [ ! -d tests/conformance/node_modules/@modelcontextprotocol/conformance ]; then
+        npm ci --prefix tests/conformance --no-audit --no-fund --silent >&2
+    fi
 else
-    echo "npm not found: the test against @modelcontextprotocol/server-everything is skipped" >&2
+    echo "npm not found: the tests against @modelcontextprotocol/server-everything and the conformance suite are skipped" >&2
 fi
 if command -v python3 >/dev/null 2>&1; then
     if [ ! -x target/py/bin/python ] || ! target/py/bin/python -c 'import mcp' 2>/dev/null; then

@@ -3,6 +3,7 @@
 mod common;
 
 mod chain;
+mod conformance;
 mod gateway;
 mod lifecycle;
 mod relay;
