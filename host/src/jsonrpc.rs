@@ -340,6 +340,21 @@ pub fn progress_token(message: &[u8]) -> Option<String> {
     Some(token.get().to_owned())
 }
 
+/// `params.requestId` of a `notifications/cancelled`, as JSON text.
+pub fn cancelled_request(message: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Cancelled {
+        params: Option<Params>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        request_id: Option<serde_json::Value>,
+    }
+    let id = serde_json::from_slice::<Cancelled>(message).ok()?.params?.request_id?;
+    (!id.is_null()).then(|| id.to_string())
+}
+
 /// What the first bytes of a long message say about it: the top-level fields
 /// complete in `prefix`, read up to the first one still arriving (or up to
 /// `result` / `error`, which mark an answer).

@@ -25,6 +25,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod era;
 pub mod jsonrpc;
 pub mod plugin;
 pub mod relay;

@@ -384,17 +384,8 @@ impl Relay {
 
     /// A cancelled request may never be answered; stop waiting for it.
     fn forget_cancelled(&mut self, from: Direction, message: &Message) {
-        #[derive(serde::Deserialize)]
-        struct Cancelled {
-            params: Option<Params>,
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Params {
-            request_id: Option<serde_json::Value>,
-        }
-        if let Ok(Cancelled { params: Some(Params { request_id: Some(id) }) }) = serde_json::from_slice(&message.raw) {
-            self.pending(from).remove(&id.to_string());
+        if let Some(id) = jsonrpc::cancelled_request(&message.raw) {
+            self.pending(from).remove(&id);
         }
     }
 

@@ -22,10 +22,29 @@ async def main(url: str, mode: str) -> None:
     async def logging(params):
         seen["log"].append(params.data)
 
+    async def elicitation(context, params):
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def roots(context):
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work", name="work")])
+
+    progress: list = []
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+
     def text(result) -> str:
         return result.content[0].text
 
-    async with Client(url, mode=mode, sampling_callback=sampling, logging_callback=logging) as client:
+    async with Client(
+        url,
+        mode=mode,
+        sampling_callback=sampling,
+        logging_callback=logging,
+        elicitation_callback=elicitation,
+        list_roots_callback=roots,
+    ) as client:
+        seen["era"] = client.protocol_version
         tools = await client.list_tools()
         seen["tools"] = sorted(t.name for t in tools.tools)
         seen["echo"] = text(await client.call_tool("echo", {"text": "hello"}))
@@ -37,6 +56,17 @@ async def main(url: str, mode: str) -> None:
         seen["redacted"] = text(await client.call_tool("get_config", {}))
         seen["sampling"] = text(await client.call_tool("ask_client", {}))
         seen["notify"] = text(await client.call_tool("notify", {}))
+        seen["elicitation"] = text(await client.call_tool("ask_elicitation", {}))
+        seen["roots"] = text(await client.call_tool("ask_roots", {}))
+        seen["progress_answer"] = text(await client.call_tool("progress", {}, progress_callback=on_progress))
+        seen["progress"] = progress
+        # A call the client gives up on: the server must hear of it.
+        try:
+            await asyncio.wait_for(client.call_tool("slow", {}), timeout=0.5)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+        await asyncio.sleep(0.2)
+        seen["server_heard"] = text(await client.call_tool("client_notifications", {})).split(",")
         resource = await client.read_resource("mem://config")
         seen["resource"] = resource.contents[0].text
         prompt = await client.get_prompt("p", {})

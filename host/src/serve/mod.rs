@@ -16,11 +16,16 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+mod modern;
 pub mod streams;
+
+pub use modern::Outcome;
+use modern::Modern;
 
 use streams::Streams;
 
 use crate::audit::AuditSink;
+use crate::era;
 use crate::jsonrpc::{self, Kind};
 use crate::plugin::instances::Session;
 use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
@@ -70,6 +75,7 @@ pub struct Gateway {
     options: ServeOptions,
     upstream_name: Arc<str>,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    modern: Arc<Modern>,
 }
 
 /// One legacy session.
@@ -139,12 +145,18 @@ impl Gateway {
             (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
             (None, None) => relay::default_upstream_name(&options.command),
         };
-        Arc::new(Gateway { runtime, chain, options, upstream_name, sessions: Mutex::new(HashMap::new()) })
+        let sessions = Mutex::new(HashMap::new());
+        Arc::new(Gateway { runtime, chain, options, upstream_name, sessions, modern: Arc::default() })
     }
 
     /// The options it runs with.
     pub fn options(&self) -> &ServeOptions {
         &self.options
+    }
+
+    /// Serves a 2026-07-28 message, which belongs to no session.
+    pub async fn serve_modern(&self, head: &jsonrpc::Head, raw: &Bytes, facts: era::Facts) -> Outcome {
+        self.modern.clone().serve(self, head, raw, facts).await
     }
 
     /// The live session with this id.
@@ -154,12 +166,22 @@ impl Gateway {
         Some(session)
     }
 
-    /// Opens a session: a fresh upstream process, plugin instances and relay.
+    /// Opens a legacy session: a fresh upstream process, plugin instances and relay.
     pub fn open_session(&self) -> Result<Arc<HttpSession>, SessionError> {
         if lock(&self.sessions).len() >= self.options.max_sessions {
             return Err(SessionError::Full(self.options.max_sessions));
         }
         let id = new_session_id()?;
+        let session = self.start_session(id.clone(), true)?;
+        lock(&self.sessions).insert(id, session.clone());
+        tracing::info!(session = %session.id, "session opened");
+        Ok(session)
+    }
+
+    /// Starts an upstream, plugin instances, a relay and the router to HTTP
+    /// streams. `legacy`: a client session (its id in plugin contexts,
+    /// resumable streams); otherwise one shared by modern requests.
+    pub(crate) fn start_session(&self, id: String, legacy: bool) -> Result<Arc<HttpSession>, SessionError> {
         let (upstream, to_upstream) = match &self.options.remote {
             Some(url) => remote::connect(self.upstream_name.clone(), url.clone(), self.options.max_message_bytes),
             None => Upstream::start(self.upstream_name.clone(), &self.options.command, self.options.max_message_bytes)?,
@@ -167,10 +189,10 @@ impl Gateway {
         let (to_client, client_rx) = mpsc::channel(QUEUE);
         let (input, mut input_rx) = mpsc::channel::<Bytes>(QUEUE);
         let facts = Session {
-            id: Some(Arc::from(id.as_str())),
+            id: legacy.then(|| Arc::from(id.as_str())),
             upstream: self.upstream_name.clone(),
             caller: None,
-            protocol_version: None,
+            protocol_version: (!legacy).then(|| era::MODERN.to_owned()),
         };
         let instances = Instances::new(self.runtime.clone(), self.chain.clone(), facts);
         let relay =
@@ -180,7 +202,7 @@ impl Gateway {
         let session = Arc::new(HttpSession {
             id: id.clone(),
             input: Mutex::new(Some(input)),
-            streams: Mutex::new(Streams::new(true)),
+            streams: Mutex::new(Streams::new(legacy)),
             version: Mutex::new(None),
             last_seen: Mutex::new(Instant::now()),
         });
@@ -190,8 +212,6 @@ impl Gateway {
             tracing::info!(session = %log_id, "session ended: {end:?}");
         });
         tokio::spawn(route(session.clone(), client_rx));
-        lock(&self.sessions).insert(id, session.clone());
-        tracing::info!(session = %session.id, "session opened");
         Ok(session)
     }
 
@@ -256,8 +276,18 @@ impl HttpSession {
         Ok(streams.open_listener())
     }
 
-    fn close(&self) {
+    /// Stops waiting for the answer to the request `id` (JSON text): it was cancelled.
+    pub fn forget(&self, id: &str) {
+        lock(&self.streams).forget(id);
+    }
+
+    pub(crate) fn close(&self) {
         lock(&self.input).take();
+    }
+
+    /// Whether its upstream has gone.
+    pub(crate) fn ended(&self) -> bool {
+        lock(&self.streams).ended()
     }
 
     fn idle_for(&self) -> Duration {
@@ -320,7 +350,7 @@ fn new_session_id() -> Result<String, SessionError> {
     Ok(hex::encode(bytes))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -77,10 +77,12 @@ struct Stream {
 }
 
 impl Streams {
-    /// The streams of a session; `resumable` gives events ids and keeps them.
-    pub fn new(resumable: bool) -> Streams {
+    /// The streams of a session. A legacy session's events carry ids and are
+    /// kept for resumption, and messages with no stream to go on wait for the
+    /// next GET stream; the modern era has neither.
+    pub fn new(legacy: bool) -> Streams {
         Streams {
-            resumable,
+            resumable: legacy,
             streams: HashMap::new(),
             next_stream: 1,
             waiting: HashMap::new(),
@@ -169,7 +171,10 @@ impl Streams {
             }
             Kind::Request | Kind::Notification => {
                 let method = head.method.as_deref().unwrap_or_default();
-                let target = if method == "notifications/progress" {
+                let target = if let Some(listen) = subscription_of(&message) {
+                    // A modern subscription's notification goes on that `subscriptions/listen` stream.
+                    self.waiting.get(&listen).map(|w| w.stream)
+                } else if method == "notifications/progress" {
                     jsonrpc::progress_token(&message)
                         .and_then(|token| self.progress.get(&token))
                         .and_then(|id| self.waiting.get(id))
@@ -182,6 +187,9 @@ impl Streams {
                 };
                 match target {
                     Some(stream) => self.send(stream, message, false),
+                    None if !self.resumable => {
+                        tracing::debug!(method, "no stream for a server message; dropped");
+                    }
                     None => {
                         if self.backlog.len() >= BACKLOG {
                             tracing::warn!("no open stream for server messages; dropping the oldest kept one");
@@ -191,6 +199,17 @@ impl Streams {
                     }
                 }
             }
+        }
+    }
+
+    /// Stops waiting for the answer to `id` (a cancelled request may get none); its stream ends.
+    pub fn forget(&mut self, id: &str) {
+        if let Some(waiting) = self.waiting.remove(id) {
+            if let Some(token) = waiting.progress {
+                self.progress.remove(&token);
+            }
+            self.open_posts.retain(|s| *s != waiting.stream);
+            self.finish(waiting.stream);
         }
     }
 
@@ -272,6 +291,29 @@ impl Streams {
     }
 }
 
+/// The `subscriptions/listen` request id (JSON text) a notification names in
+/// `_meta`; only messages that mention it are parsed.
+fn subscription_of(message: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(rename = "_meta", borrow)]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(rename = "io.modelcontextprotocol/subscriptionId", borrow)]
+        subscription: Option<&'a serde_json::value::RawValue>,
+    }
+    memchr::memmem::find(message, b"io.modelcontextprotocol/subscriptionId")?;
+    let body: Body = serde_json::from_slice(message).ok()?;
+    Some(body.params?.meta?.subscription?.get().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,12 +378,17 @@ mod tests {
     }
 
     #[test]
-    fn without_streams_messages_wait_for_the_next_listener() {
-        let mut streams = Streams::new(false);
-        deliver(&mut streams, r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
-        let mut get = streams.open_listener();
-        let got = drain(&mut get);
+    fn without_streams_legacy_messages_wait_for_the_next_listener_and_modern_ones_do_not() {
+        let mut legacy = Streams::new(true);
+        deliver(&mut legacy, r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+        let got = drain(&mut legacy.open_listener());
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, None, "no event ids when not resumable");
+        assert!(got[0].0.is_some(), "legacy events carry ids");
+        let mut modern = Streams::new(false);
+        deliver(&mut modern, r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+        assert!(drain(&mut modern.open_listener()).is_empty());
+        let (_, mut call) = modern.open_request("1".into(), None);
+        deliver(&mut modern, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert_eq!(drain(&mut call)[0].0, None, "no event ids in the modern era");
     }
 }

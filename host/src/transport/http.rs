@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::serve::streams::{Event, Receiver};
-use crate::serve::{Gateway, ServeOptions, SessionError};
+use crate::era;
+use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
 
 /// The session header (names are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -30,8 +31,6 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 pub const LAST_EVENT_ID: &str = "last-event-id";
 /// What a priming event tells a client to wait before reconnecting a broken stream.
 const RETRY_FIELD: &[u8] = b"retry: 1000\n";
-/// Protocol versions this listener serves.
-pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -108,6 +107,10 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
             return json(StatusCode::BAD_REQUEST, body);
         }
     };
+    let version = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+    if version.is_some_and(era::is_modern) {
+        return modern(gateway, headers, message, accepts_json).await;
+    }
     let is_initialize = message.head.method.as_deref() == Some("initialize");
     let session = match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         Some(id) => match gateway.session(id) {
@@ -121,11 +124,20 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
             }
             Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
         },
+        None if era::facts(&message.raw).and_then(|f| f.version).is_some_and(|v| era::is_modern(&v)) => {
+            let why = "a 2026-07-28 request needs the MCP-Protocol-Version header";
+            return error(StatusCode::BAD_REQUEST, era::code::HEADER_MISMATCH, why);
+        }
         None => return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing Mcp-Session-Id header"),
     };
 
     let Some(id) = message.head.id.clone().filter(|_| message.head.kind == Kind::Request) else {
         // Notifications and responses: accepted once the session has them.
+        if message.head.method.as_deref() == Some("notifications/cancelled") {
+            if let Some(id) = jsonrpc::cancelled_request(&message.raw) {
+                session.forget(&id);
+            }
+        }
         return match session.submit(message.raw).await {
             Ok(()) => empty(StatusCode::ACCEPTED),
             Err(e) => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
@@ -164,6 +176,66 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     response
 }
 
+/// A 2026-07-28 request: no session; its mirrored headers must agree with
+/// its body, its `_meta` must say what the era requires.
+async fn modern(gateway: &Gateway, headers: &HeaderMap, message: Message, accepts_json: bool) -> Response<Body> {
+    let id = message.head.id.as_deref();
+    let refuse = |code: i32, why: &str| json(StatusCode::BAD_REQUEST, jsonrpc::error_response(id, code, why, None));
+    if !message.head.kind.is_call() {
+        return refuse(code::INVALID_REQUEST, "a 2026-07-28 client sends no responses");
+    }
+    let Some(facts) = era::facts(&message.raw) else {
+        return refuse(code::INVALID_REQUEST, "unreadable request");
+    };
+    if message.head.kind == Kind::Request {
+        let mirrored = |name: &str| headers.get(name).map(|v| era::decode_header_value(v.as_bytes()));
+        match mirrored(era::header::METHOD) {
+            None => return refuse(era::code::HEADER_MISMATCH, "missing Mcp-Method header"),
+            Some(None) => return refuse(era::code::HEADER_MISMATCH, "malformed Mcp-Method header"),
+            Some(Some(method)) if method != facts.method => {
+                return refuse(era::code::HEADER_MISMATCH, "Mcp-Method header does not match the body's method")
+            }
+            Some(Some(_)) => {}
+        }
+        if era::named_param(&facts.method).is_some() {
+            match mirrored(era::header::NAME) {
+                None => return refuse(era::code::HEADER_MISMATCH, "missing Mcp-Name header"),
+                Some(name) if name != facts.name => {
+                    return refuse(era::code::HEADER_MISMATCH, "Mcp-Name header does not match the body")
+                }
+                Some(_) => {}
+            }
+        }
+        let version = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+        match facts.version.as_deref() {
+            None => return refuse(era::code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/protocolVersion"),
+            Some(v) if Some(v) != version => {
+                return refuse(era::code::HEADER_MISMATCH, "MCP-Protocol-Version header does not match _meta")
+            }
+            Some(_) => {}
+        }
+        if facts.capabilities.is_none() {
+            return refuse(era::code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/clientCapabilities");
+        }
+    }
+    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts).await {
+        Outcome::Refused(status, body) => return json(status, body),
+        Outcome::Accepted => return empty(StatusCode::ACCEPTED),
+        Outcome::Events(events) => events,
+    };
+    let Some(first) = events.recv().await else {
+        return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the upstream ended before answering");
+    };
+    if first.last && accepts_json {
+        // An unknown method is a 404 in this era; the body tells it from an unknown endpoint.
+        let unknown = jsonrpc::parse_head(&first.message).is_ok_and(|h| h.kind == Kind::Error)
+            && memchr::memmem::find(&first.message, b"-32601").is_some();
+        let status = if unknown { StatusCode::NOT_FOUND } else { StatusCode::OK };
+        return json(status, first.message);
+    }
+    sse(None, first, events)
+}
+
 fn get(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
     if !accepts(headers, "text/event-stream") {
         return error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Accept must list text/event-stream");
@@ -199,10 +271,14 @@ fn delete(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
 /// A version header, when present, must name a version this listener serves.
 fn check_version(headers: &HeaderMap) -> Option<Response<Body>> {
     let version = headers.get(VERSION_HEADER)?;
-    let known = version.to_str().ok().is_some_and(|v| LEGACY_VERSIONS.contains(&v));
+    let text = version.to_str().unwrap_or_default();
+    let known = era::LEGACY_VERSIONS.contains(&text) || era::is_modern(text);
     (!known).then(|| {
-        let text = format!("unsupported MCP-Protocol-Version {version:?}; supported: {}", LEGACY_VERSIONS.join(", "));
-        error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &text)
+        let supported: Vec<&str> = era::LEGACY_VERSIONS.iter().chain(era::MODERN_VERSIONS).copied().collect();
+        let why = format!("unsupported MCP-Protocol-Version {text:?}");
+        let data = serde_json::json!({"supported": supported, "requested": text}).to_string();
+        let body = jsonrpc::error_response(None, era::code::UNSUPPORTED_VERSION, &why, Some(&data));
+        json(StatusCode::BAD_REQUEST, body)
     })
 }
 

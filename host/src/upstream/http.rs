@@ -18,6 +18,7 @@
 //! with backoff first), an HTTP error status, a stream that ends before its
 //! answer. Header values given for the upstream (credentials) are never logged.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +30,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
+use crate::era;
 use crate::jsonrpc::{self, code, Kind};
 use crate::session::{Upstream, QUEUE};
 use crate::transport::framing::{Frame, Outgoing};
@@ -39,12 +41,16 @@ use crate::transport::sse;
 const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// Connection attempts per request before it is answered with an error.
 const CONNECT_ATTEMPTS: u32 = 4;
 /// First pause between attempts; it doubles each time.
 const BACKOFF: Duration = Duration::from_millis(100);
 /// Error bodies are quoted up to this many bytes.
 const ERROR_BODY_BYTES: usize = 512;
+/// Error bodies are read up to this many bytes.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// The longest `retry` delay honoured before resuming a broken stream.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// POSTs in flight per session; more wait (and the relay's queue fills behind them).
@@ -138,6 +144,8 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
 async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
     let mut posts = JoinSet::new();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    // Modern requests in flight: closing a request's stream is how it is cancelled.
+    let modern_posts: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
     let mut listener = None;
     let mut pieces = BytesMut::new();
     while let Some(item) = input.recv().await {
@@ -155,20 +163,38 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
         };
         let head = jsonrpc::parse_head(&message).ok();
         let initialize = head.as_ref().and_then(|h| h.method.as_deref()) == Some("initialize");
+        if head.as_ref().and_then(|h| h.method.as_deref()) == Some("notifications/cancelled") {
+            if let Some(post) = jsonrpc::cancelled_request(&message).and_then(|id| lock(&modern_posts).remove(&id)) {
+                // The modern era has no cancel message over HTTP: the stream is closed instead.
+                post.abort();
+                continue;
+            }
+        }
         let request_id = head.filter(|h| h.kind == Kind::Request).and_then(|h| h.id);
+        let modern = request_id.as_ref().and_then(|_| mirrored(&message));
         if initialize {
             // Everything after it needs the session id it brings.
-            post(shared.clone(), message, request_id, true).await;
+            post(shared.clone(), message, request_id, true, None).await;
             if listener.is_none() && lock(&shared.session).is_some() {
                 listener = Some(tokio::spawn(listen(shared.clone())));
             }
         } else {
             let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
             let shared = shared.clone();
-            posts.spawn(async move {
-                post(shared, message, request_id, false).await;
+            let tracked = modern.as_ref().and(request_id.clone());
+            let done = tracked.clone().map(|id| (id, modern_posts.clone()));
+            // Held across the spawn so the task cannot finish (and forget itself) before it is noted.
+            let mut modern_posts = lock(&modern_posts);
+            let task = posts.spawn(async move {
+                post(shared, message, request_id, false, modern).await;
+                if let Some((id, modern_posts)) = done {
+                    lock(&modern_posts).remove(&id);
+                }
                 drop(permit);
             });
+            if let Some(id) = tracked {
+                modern_posts.insert(id, task);
+            }
         }
         while posts.try_join_next().is_some() {}
     }
@@ -181,18 +207,20 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
 }
 
 /// Posts one message and feeds its answer (and anything streamed before it) to the relay.
-async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initialize: bool) {
+async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initialize: bool, modern: Option<Mirrored>) {
     if initialize {
         *lock(&shared.initialize) = Some(message.clone());
     }
     let mut renewed = false;
     let response = loop {
         let session = lock(&shared.session).clone();
-        let response = match send(&shared, Method::POST, Some(message.clone())).await {
+        let response = match send(&shared, Method::POST, Some(message.clone()), modern.as_ref()).await {
             Ok(response) => response,
             Err(why) => return shared.fail(id.as_deref(), &why).await,
         };
-        let forgotten = response.status() == StatusCode::NOT_FOUND && session.is_some() && !initialize;
+        // In the modern era a 404 is an unknown method, not a forgotten session.
+        let forgotten =
+            response.status() == StatusCode::NOT_FOUND && session.is_some() && !initialize && modern.is_none();
         if !forgotten || renewed {
             break response;
         }
@@ -209,12 +237,18 @@ async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initializ
             *lock(&shared.session) = Some(session.clone());
         }
     }
-    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() {
+    if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() && modern.is_none() {
         return shared.fail(id.as_deref(), "the upstream session has expired (HTTP 404)").await;
     }
     if !status.is_success() {
-        let body = read_snippet(response).await;
-        return shared.fail(id.as_deref(), &format!("upstream answered HTTP {status}: {body}")).await;
+        let json_body = content_type(&response) == "application/json";
+        let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
+        if json_body && id.as_deref().is_some_and(|id| answers(&body, id)) {
+            // A JSON-RPC error answering the request (e.g. 404 + -32601, 400 + -32020): pass it on.
+            return shared.deliver(body, false).await;
+        }
+        let text = snippet(&body);
+        return shared.fail(id.as_deref(), &format!("upstream answered HTTP {status}: {text}")).await;
     }
     let answered = match content_type(&response).as_str() {
         "text/event-stream" => shared.events(response, id.as_deref(), initialize).await,
@@ -302,10 +336,14 @@ async fn send(
     shared: &Shared,
     method: Method,
     body: Option<Bytes>,
+    modern: Option<&Mirrored>,
 ) -> Result<http::Response<hyper::body::Incoming>, String> {
     let mut attempt = 0;
     loop {
-        let request = shared.request(method.clone(), body.clone());
+        let mut request = shared.request(method.clone(), body.clone());
+        if let Some(modern) = modern {
+            modern.apply(request.headers_mut());
+        }
         match shared.client.request(request).await {
             Ok(response) => return Ok(response),
             Err(e) if e.is_connect() && attempt + 1 < CONNECT_ATTEMPTS => {
@@ -331,7 +369,7 @@ impl Shared {
         }
         let initialize = lock(&self.initialize).clone().ok_or("no initialize to replay")?;
         *lock(&self.session) = None;
-        let response = send(self, Method::POST, Some(initialize)).await?;
+        let response = send(self, Method::POST, Some(initialize), None).await?;
         if !response.status().is_success() {
             return Err(format!("initialize answered HTTP {}", response.status()));
         }
@@ -340,7 +378,7 @@ impl Shared {
         drop(read_limited(response, self.max_message_bytes).await);
         *lock(&self.session) = session;
         let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        let response = send(self, Method::POST, Some(initialized)).await?;
+        let response = send(self, Method::POST, Some(initialized), None).await?;
         drop(read_limited(response, self.max_message_bytes).await);
         tracing::info!(upstream = %self.options.url, "the upstream forgot the session; a new one was made");
         Ok(())
@@ -474,6 +512,39 @@ impl Shared {
     }
 }
 
+/// The headers a 2026-07-28 request mirrors from its body, computed from the
+/// body as it leaves (after any plugin changed it).
+struct Mirrored {
+    version: HeaderValue,
+    method: HeaderValue,
+    name: Option<HeaderValue>,
+}
+
+impl Mirrored {
+    /// Sets them, and drops what belongs to the legacy era.
+    fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.remove(SESSION_ID);
+        headers.insert(PROTOCOL_VERSION, self.version.clone());
+        headers.insert(MCP_METHOD, self.method.clone());
+        if let Some(name) = &self.name {
+            headers.insert(MCP_NAME, name.clone());
+        }
+    }
+}
+
+/// The mirrored headers of a request, if its `_meta` names a modern version.
+fn mirrored(message: &[u8]) -> Option<Mirrored> {
+    memchr::memmem::find(message, era::meta::PROTOCOL_VERSION.as_bytes())?;
+    let facts = era::facts(message)?;
+    let version = facts.version.filter(|v| era::is_modern(v))?;
+    let header = |value: &str| HeaderValue::from_str(&era::encode_header_value(value)).ok();
+    Some(Mirrored {
+        version: HeaderValue::from_str(&version).ok()?,
+        method: header(&facts.method)?,
+        name: facts.name.as_deref().and_then(header),
+    })
+}
+
 /// A message as one line: HTTP bodies and event data may end with a newline or
 /// be pretty-printed, and a stdio client reads one message per line.
 fn one_line(message: Bytes) -> Bytes {
@@ -513,8 +584,7 @@ async fn read_limited(response: http::Response<hyper::body::Incoming>, max: usiz
     }
 }
 
-async fn read_snippet(response: http::Response<hyper::body::Incoming>) -> String {
-    let body = read_limited(response, 64 * 1024).await.unwrap_or_default();
+fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)]).trim().to_owned();
     if text.is_empty() {
         "(no body)".to_owned()

@@ -1,0 +1,197 @@
+//! The two eras of MCP: which protocol versions belong to which, what a modern
+//! (2026-07-28) request carries in `_meta`, and the headers that mirror it.
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Versions of the handshake era (`initialize`, sessions).
+pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// The newest handshake-era version, what Warden asks a legacy upstream for.
+pub const LATEST_LEGACY: &str = "2025-11-25";
+/// Versions of the stateless era.
+pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+/// The modern version Warden speaks.
+pub const MODERN: &str = "2026-07-28";
+
+/// Whether `version` is one of the stateless era's.
+pub fn is_modern(version: &str) -> bool {
+    MODERN_VERSIONS.contains(&version)
+}
+
+/// `_meta` keys of the modern era.
+pub mod meta {
+    /// The version a request uses.
+    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    /// The client's capabilities for a request.
+    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    /// The client's self-description.
+    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    /// The server's self-description, on results.
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    /// The `subscriptions/listen` request a notification belongs to.
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+}
+
+/// Error codes of the modern era.
+pub mod code {
+    /// Method not found (also HTTP 404 in the modern era).
+    pub const METHOD_NOT_FOUND: i32 = -32601;
+    /// Invalid params, e.g. a missing required `_meta` key.
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// A mirrored header is missing, malformed or disagrees with the body.
+    pub const HEADER_MISMATCH: i32 = -32020;
+    /// The request needs a capability the client did not declare.
+    pub const MISSING_CAPABILITY: i32 = -32021;
+    /// The protocol version is not supported.
+    pub const UNSUPPORTED_VERSION: i32 = -32022;
+    /// Legacy "resource not found", retired in 2026-07-28.
+    pub const LEGACY_RESOURCE_NOT_FOUND: i32 = -32002;
+}
+
+/// Mirrored request headers (names are case-insensitive).
+pub mod header {
+    /// The request's method.
+    pub const METHOD: &str = "mcp-method";
+    /// `params.name` or `params.uri` of the methods that name something.
+    pub const NAME: &str = "mcp-name";
+}
+
+/// The param `Mcp-Name` mirrors for `method`, if any.
+pub fn named_param(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+/// What a request says about itself, read from its body.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// `method`.
+    pub method: String,
+    /// `params.name` / `params.uri`, for the methods `Mcp-Name` mirrors.
+    pub name: Option<String>,
+    /// `_meta` protocol version.
+    pub version: Option<String>,
+    /// `_meta` client capabilities, as JSON text.
+    pub capabilities: Option<String>,
+    /// `_meta` client info, as JSON text.
+    pub client_info: Option<String>,
+    /// `params.requestState` of a multi-round-trip retry.
+    pub request_state: Option<String>,
+    /// `params.inputResponses` of a retry, as JSON text.
+    pub input_responses: Option<String>,
+}
+
+/// Reads the [`Facts`] of a request; `None` if it is not a JSON-RPC request body.
+pub fn facts(message: &[u8]) -> Option<Facts> {
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        method: String,
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params<'a> {
+        #[serde(borrow)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow)]
+        uri: Option<&'a RawValue>,
+        #[serde(rename = "_meta", borrow)]
+        meta: Option<Meta<'a>>,
+        request_state: Option<String>,
+        #[serde(borrow)]
+        input_responses: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<String>,
+        #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow)]
+        capabilities: Option<&'a RawValue>,
+        #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow)]
+        client_info: Option<&'a RawValue>,
+    }
+    let body: Body = serde_json::from_slice(message).ok()?;
+    let mut facts = Facts { method: body.method, ..Facts::default() };
+    let Some(params) = body.params else { return Some(facts) };
+    let named = match named_param(&facts.method) {
+        Some("name") => params.name,
+        Some(_) => params.uri,
+        None => None,
+    };
+    facts.name = named.and_then(|v| serde_json::from_str::<String>(v.get()).ok());
+    if let Some(meta) = params.meta {
+        facts.version = meta.version;
+        facts.capabilities = meta.capabilities.map(|c| c.get().to_owned());
+        facts.client_info = meta.client_info.map(|c| c.get().to_owned());
+    }
+    facts.request_state = params.request_state;
+    facts.input_responses = params.input_responses.map(|r| r.get().to_owned());
+    Some(facts)
+}
+
+const ENCODED_PREFIX: &str = "=?base64?";
+const ENCODED_SUFFIX: &str = "?=";
+
+/// A header value for `value`: as is when it is plain visible ASCII without
+/// edge whitespace, else `=?base64?…?=` (also when the plain value looks encoded).
+pub fn encode_header_value(value: &str) -> String {
+    let looks_encoded = value.starts_with(ENCODED_PREFIX) && value.ends_with(ENCODED_SUFFIX);
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !looks_encoded;
+    if plain {
+        value.to_owned()
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+        format!("{ENCODED_PREFIX}{encoded}{ENCODED_SUFFIX}")
+    }
+}
+
+/// The value a mirrored header stands for; `None` if it is malformed.
+pub fn decode_header_value(value: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?;
+    match text.strip_prefix(ENCODED_PREFIX).and_then(|t| t.strip_suffix(ENCODED_SUFFIX)) {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None if text.bytes().all(|b| (0x20..0x7f).contains(&b)) => Some(text.to_owned()),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_of_a_modern_request() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}}"#;
+        let call = facts(body).expect("a request");
+        assert_eq!(call.method, "tools/call");
+        assert_eq!(call.name.as_deref(), Some("echo"));
+        assert_eq!(call.version.as_deref(), Some("2026-07-28"));
+        assert_eq!(call.capabilities.as_deref(), Some(r#"{"sampling":{}}"#));
+        let read = facts(br#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"a://b","name":"x"}}"#);
+        assert_eq!(read.and_then(|f| f.name).as_deref(), Some("a://b"));
+    }
+
+    #[test]
+    fn header_values_round_trip() {
+        for value in ["echo", "tools/call", "naïve", " padded", "=?base64?abc?=", "line\nbreak"] {
+            let encoded = encode_header_value(value);
+            assert!(encoded.bytes().all(|b| (0x20..0x7f).contains(&b)), "{encoded}");
+            assert_eq!(decode_header_value(encoded.as_bytes()).as_deref(), Some(value));
+        }
+        assert_eq!(encode_header_value("echo"), "echo");
+        assert_eq!(decode_header_value(b"=?base64?bmHvdmU?="), None, "not UTF-8");
+    }
+}

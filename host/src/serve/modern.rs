@@ -1,0 +1,564 @@
+//! The stateless era (2026-07-28) at the gateway: requests with no session.
+//!
+//! Modern requests share upstream sessions ("backings"). The first one probes
+//! the upstream with `server/discover`: an upstream that answers it speaks the
+//! modern era and one backing carries every request as it is. Any other answer
+//! means a legacy upstream: then there is a backing per set of client
+//! capabilities, opened by Warden's own `initialize` declaring them (a legacy
+//! server fixes capabilities per session), and Warden bridges:
+//! - `server/discover` is answered from the backing's `initialize` result;
+//! - results gain `resultType: "complete"`, list and read results caching hints,
+//!   and the retired `-32002` becomes `-32602`;
+//! - a server→client request during a call (sampling, elicitation, roots) ends
+//!   the response with an `input_required` result; the client's retry brings the
+//!   answer, which goes upstream, and the retry then carries on with the call,
+//!   which never stopped upstream. `requestState` is a single-use random handle;
+//! - the upstream's `ping` is answered by Warden;
+//! - `subscriptions/listen` is served by Warden from the backing's change
+//!   notifications.
+//!
+//! Either way each request goes up under an id of Warden's (clients' ids
+//! collide) and its answer comes back under the client's, and a client that
+//! closes its response stream cancels the call (`notifications/cancelled` upstream).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, OnceCell};
+
+use crate::era::{self, Facts};
+use crate::jsonrpc::{self, code, Head, Kind};
+use crate::serve::streams::{Event, Receiver};
+use crate::serve::{lock, Gateway, HttpSession, SessionError};
+
+/// How long the `server/discover` probe and Warden's own `initialize` may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long a call waiting for its client's retry is kept.
+const PARKED_FOR: Duration = Duration::from_secs(300);
+/// Most backings (distinct client capability sets) against a legacy upstream.
+const MAX_BACKINGS: usize = 32;
+/// Server→client requests that travel inside an `input_required` result.
+const INPUT_METHODS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
+/// The methods whose complete results carry caching hints.
+const CACHEABLE: &[&str] =
+    &["tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"];
+
+/// What the probe found the upstream to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpstreamEra {
+    Modern,
+    Legacy,
+}
+
+/// The key of the one input a bridged `input_required` result asks for.
+const INPUT_KEY: &str = "input";
+
+/// The modern side of one gateway.
+#[derive(Default)]
+pub struct Modern {
+    era: OnceCell<UpstreamEra>,
+    backings: Mutex<HashMap<String, Arc<OnceCell<Arc<Backing>>>>>,
+    parked: Mutex<HashMap<String, Parked>>,
+    next_id: AtomicU64,
+}
+
+/// An upstream session shared by modern requests.
+struct Backing {
+    session: Arc<HttpSession>,
+    era: UpstreamEra,
+    /// The legacy upstream's `initialize` result.
+    init: Value,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+/// A `subscriptions/listen` Warden serves from a legacy backing.
+struct Subscriber {
+    id: String,
+    wants: Vec<&'static str>,
+    out: mpsc::UnboundedSender<Event>,
+}
+
+/// A call waiting for its client to retry with the input it asked for.
+struct Parked {
+    call: Call,
+    stream: Receiver,
+    /// The upstream's request the input answers: its id (JSON text) and `{method, params}`.
+    asked: String,
+    request: Value,
+}
+
+/// One modern request in flight on a backing.
+struct Call {
+    modern: Arc<Modern>,
+    backing: Arc<Backing>,
+    /// Warden's id for it upstream (JSON text).
+    upstream_id: String,
+    /// The client's id for it (JSON text); a retry brings a new one.
+    client_id: String,
+    /// The client's progress token (JSON text), if it asked for progress.
+    progress: Option<String>,
+    method: String,
+    name: Option<String>,
+}
+
+/// What a modern POST gets.
+pub enum Outcome {
+    /// An HTTP error status with a JSON-RPC error body.
+    Refused(hyper::StatusCode, Bytes),
+    /// What the server says about the request, ending with the answer.
+    Events(mpsc::UnboundedReceiver<Event>),
+    /// A notification, accepted.
+    Accepted,
+}
+
+impl Modern {
+    /// Serves one modern message (already checked against its headers).
+    pub async fn serve(self: &Arc<Self>, gateway: &Gateway, head: &Head, raw: &Bytes, facts: Facts) -> Outcome {
+        let Some(client_id) = head.id.clone().filter(|_| head.kind == Kind::Request) else {
+            // The core defines no client notifications over HTTP.
+            return Outcome::Accepted;
+        };
+        let era = match self.era.get_or_try_init(|| probe(gateway)).await {
+            Ok(era) => *era,
+            Err(why) => return failed(&client_id, &why),
+        };
+        if era == UpstreamEra::Legacy {
+            if let Some(state) = facts.request_state.as_deref() {
+                return self.resume(&client_id, &facts, state);
+            }
+        }
+        let key = match era {
+            UpstreamEra::Modern => String::new(),
+            UpstreamEra::Legacy => facts.capabilities.clone().unwrap_or_else(|| "{}".to_owned()),
+        };
+        let backing = match self.backing(gateway, era, key, &facts).await {
+            Ok(backing) => backing,
+            Err(why) => return failed(&client_id, &why),
+        };
+        if era == UpstreamEra::Legacy {
+            match facts.method.as_str() {
+                "server/discover" => return answered(&client_id, &discover_result(&backing.init)),
+                "subscriptions/listen" => return backing.listen(&client_id, raw),
+                _ => {}
+            }
+        }
+        let upstream_id = format!("\"w{}\"", self.next_id.fetch_add(1, Ordering::Relaxed));
+        // Clients' progress tokens collide as their ids do: the upstream sees Warden's id as the token.
+        let progress = jsonrpc::progress_token(raw);
+        let Some(message) = rewrite(raw, &upstream_id, progress.is_some()) else {
+            return refused(hyper::StatusCode::BAD_REQUEST, Some(&client_id), code::INVALID_REQUEST, "unreadable request");
+        };
+        let stream = match backing.session.call(upstream_id.clone(), message).await {
+            Ok((_, stream)) => stream,
+            Err(e) => return failed(&client_id, &e.to_string()),
+        };
+        let call = Call {
+            modern: self.clone(),
+            backing,
+            upstream_id,
+            client_id,
+            progress,
+            method: facts.method,
+            name: facts.name,
+        };
+        let (out, events) = mpsc::unbounded_channel();
+        tokio::spawn(call.run(stream, out));
+        Outcome::Events(events)
+    }
+
+    /// A retry carrying `requestState`: its input goes to the upstream's
+    /// waiting request, and the retry takes over the parked call.
+    fn resume(self: &Arc<Self>, client_id: &str, facts: &Facts, state: &str) -> Outcome {
+        let Some(mut parked) = lock(&self.parked).remove(state) else {
+            let why = "requestState is unknown, used or expired; send the request again without it";
+            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), era::code::INVALID_PARAMS, why);
+        };
+        if parked.call.method != facts.method || parked.call.name != facts.name {
+            let why = "requestState belongs to another request";
+            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), era::code::INVALID_PARAMS, why);
+        }
+        parked.call.client_id = client_id.to_owned();
+        let (out, events) = mpsc::unbounded_channel();
+        let responses: Option<Value> = facts.input_responses.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        let Some(input) = responses.as_ref().and_then(|r| r.get(INPUT_KEY)) else {
+            // The input is missing: ask for it again.
+            let (message, token) = (input_required(client_id, &parked.request), parked_token());
+            let _ = out.send(Event { id: None, message: message(&token), last: true });
+            self.park(token, parked);
+            return Outcome::Events(events);
+        };
+        let reply = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{},"result":{input}}}"#, parked.asked));
+        let Parked { call, stream, .. } = parked;
+        tokio::spawn(async move {
+            if call.backing.session.submit(reply).await.is_err() {
+                tracing::debug!("the backing session ended before the client's input reached it");
+            }
+            call.run(stream, out).await;
+        });
+        Outcome::Events(events)
+    }
+
+    /// Keeps a call for its client's retry; after a while it is cancelled.
+    fn park(self: &Arc<Self>, token: String, parked: Parked) {
+        lock(&self.parked).insert(token.clone(), parked);
+        let modern = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PARKED_FOR).await;
+            let expired = lock(&modern.parked).remove(&token);
+            if let Some(parked) = expired {
+                tracing::info!(method = %parked.call.method, "a call waited too long for its client's input; cancelled");
+                parked.call.cancel().await;
+            }
+        });
+    }
+
+    /// The backing for `key`, opened (and, for a legacy upstream, initialized) on first use.
+    async fn backing(&self, gateway: &Gateway, era: UpstreamEra, key: String, facts: &Facts) -> Result<Arc<Backing>, String> {
+        let cell = {
+            let mut backings = lock(&self.backings);
+            // A backing whose upstream ended is replaced.
+            backings.retain(|_, cell| cell.get().is_none_or(|b| !b.session.ended()));
+            if !backings.contains_key(&key) && backings.len() >= MAX_BACKINGS {
+                return Err(format!("too many distinct client capability sets (limit {MAX_BACKINGS})"));
+            }
+            backings.entry(key).or_default().clone()
+        };
+        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts)).await?;
+        Ok(backing.clone())
+    }
+}
+
+/// Asks the upstream `server/discover` on a session of its own: a discover
+/// result means a modern upstream; anything else (an error, silence) a legacy one.
+async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
+    let session = gateway.start_session("probe".to_owned(), false).map_err(|e| e.to_string())?;
+    let discover = json!({
+        "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
+        "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
+    });
+    let answer = session.ask("\"warden-probe\"", Bytes::from(discover.to_string())).await;
+    session.close();
+    let modern = answer.is_some_and(|a| {
+        let versions = &a["result"]["supportedVersions"];
+        versions.as_array().is_some_and(|v| v.iter().any(|v| v.as_str().is_some_and(era::is_modern)))
+    });
+    let era = if modern { UpstreamEra::Modern } else { UpstreamEra::Legacy };
+    tracing::info!(?era, "the upstream's era, as probed with server/discover");
+    Ok(era)
+}
+
+impl Backing {
+    async fn open(gateway: &Gateway, era: UpstreamEra, facts: &Facts) -> Result<Arc<Backing>, String> {
+        let session = gateway.start_session("modern".to_owned(), false).map_err(|e: SessionError| e.to_string())?;
+        let init = match era {
+            UpstreamEra::Modern => Value::Null,
+            UpstreamEra::Legacy => {
+                let capabilities: Value =
+                    facts.capabilities.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or(json!({}));
+                let client_info: Value = facts
+                    .client_info
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .unwrap_or(json!({"name": "warden", "version": env!("CARGO_PKG_VERSION")}));
+                let initialize = json!({
+                    "jsonrpc": "2.0", "id": "warden-init", "method": "initialize",
+                    "params": {"protocolVersion": era::LATEST_LEGACY, "capabilities": capabilities, "clientInfo": client_info}
+                });
+                let answer = session.ask("\"warden-init\"", Bytes::from(initialize.to_string())).await;
+                let Some(result) = answer.and_then(|mut a| a.get_mut("result").map(Value::take)) else {
+                    session.close();
+                    return Err("the upstream did not answer Warden's initialize".to_owned());
+                };
+                let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+                session.submit(initialized).await.map_err(|e| e.to_string())?;
+                result
+            }
+        };
+        let backing = Arc::new(Backing { session, era, init, subscribers: Mutex::new(Vec::new()) });
+        if era == UpstreamEra::Legacy {
+            tokio::spawn(backing.clone().fan_out());
+        }
+        Ok(backing)
+    }
+
+    /// Serves `subscriptions/listen` from a legacy upstream's change notifications.
+    fn listen(&self, client_id: &str, raw: &Bytes) -> Outcome {
+        let asked: Value = serde_json::from_slice::<Value>(raw)
+            .ok()
+            .map(|mut v| v["params"]["notifications"].take())
+            .unwrap_or_default();
+        let offered = |kind: &str| self.init["capabilities"][kind]["listChanged"].as_bool().unwrap_or(false);
+        let mut wants = Vec::new();
+        let mut honoured = Map::new();
+        for (flag, kind, method) in [
+            ("toolsListChanged", "tools", "notifications/tools/list_changed"),
+            ("promptsListChanged", "prompts", "notifications/prompts/list_changed"),
+            ("resourcesListChanged", "resources", "notifications/resources/list_changed"),
+        ] {
+            if asked[flag].as_bool() == Some(true) && offered(kind) {
+                wants.push(method);
+                honoured.insert(flag.to_owned(), Value::Bool(true));
+            }
+        }
+        let (out, events) = mpsc::unbounded_channel();
+        let id: Value = serde_json::from_str(client_id).unwrap_or(Value::Null);
+        let ack = json!({
+            "jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": honoured, "_meta": {era::meta::SUBSCRIPTION_ID: id}}
+        });
+        let _ = out.send(Event { id: None, message: Bytes::from(ack.to_string()), last: false });
+        lock(&self.subscribers).push(Subscriber { id: client_id.to_owned(), wants, out });
+        Outcome::Events(events)
+    }
+
+    /// Passes the backing's change notifications to the subscriptions that asked for them.
+    async fn fan_out(self: Arc<Self>) {
+        let Ok(mut changes) = self.session.listen(None) else { return };
+        while let Some(event) = changes.recv().await {
+            let Ok(head) = jsonrpc::parse_head(&event.message) else { continue };
+            let method = head.method.unwrap_or_default();
+            let mut subscribers = lock(&self.subscribers);
+            subscribers.retain(|s| !s.out.is_closed());
+            for subscriber in subscribers.iter().filter(|s| s.wants.contains(&method.as_str())) {
+                let id: Value = serde_json::from_str(&subscriber.id).unwrap_or(Value::Null);
+                let note = json!({"jsonrpc": "2.0", "method": method, "params": {"_meta": {era::meta::SUBSCRIPTION_ID: id}}});
+                let _ = subscriber.out.send(Event { id: None, message: Bytes::from(note.to_string()), last: false });
+            }
+        }
+        // The upstream is gone: subscriptions end.
+        lock(&self.subscribers).clear();
+    }
+}
+
+impl Call {
+    /// Relays what the upstream says about the call until its answer, an
+    /// input request (then the call is parked), or the client leaving (then
+    /// the call is cancelled upstream).
+    async fn run(self, mut stream: Receiver, out: mpsc::UnboundedSender<Event>) {
+        loop {
+            let event = tokio::select! {
+                event = stream.recv() => event,
+                () = out.closed() => {
+                    self.cancel().await;
+                    return;
+                }
+            };
+            let Some(event) = event else {
+                let _ = out.send(Event { id: None, message: failure(&self.client_id, "the upstream session ended"), last: true });
+                return;
+            };
+            if event.last {
+                let answer = self.answer(&event.message);
+                let _ = out.send(Event { id: None, message: answer, last: true });
+                return;
+            }
+            let Ok(head) = jsonrpc::parse_head(&event.message) else { continue };
+            match head.kind {
+                Kind::Notification => {
+                    let message = match (&self.progress, head.method.as_deref()) {
+                        (Some(token), Some("notifications/progress")) => with_token(&event.message, token),
+                        _ => event.message,
+                    };
+                    let _ = out.send(Event { id: None, message, last: false });
+                }
+                Kind::Request if self.backing.era == UpstreamEra::Legacy => {
+                    let method = head.method.as_deref().unwrap_or_default();
+                    let asked = head.id.unwrap_or_else(|| "null".to_owned());
+                    if method == "ping" {
+                        let pong = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{asked},"result":{{}}}}"#));
+                        let _ = self.backing.session.submit(pong).await;
+                    } else if INPUT_METHODS.contains(&method) {
+                        let request = server_request(&event.message);
+                        let token = parked_token();
+                        let message = input_required(&self.client_id, &request)(&token);
+                        let _ = out.send(Event { id: None, message, last: true });
+                        let modern = self.modern.clone();
+                        modern.park(token, Parked { call: self, stream, asked, request });
+                        return;
+                    } else {
+                        let why = format!("{method} has no carrier to a 2026-07-28 client");
+                        let refusal = jsonrpc::error_response(Some(&asked), era::code::METHOD_NOT_FOUND, &why, None);
+                        let _ = self.backing.session.submit(refusal).await;
+                    }
+                }
+                _ => tracing::debug!(kind = ?head.kind, "unexpected message on a modern call's stream dropped"),
+            }
+        }
+    }
+
+    /// The upstream's answer, under the client's id (and bridged for a legacy upstream).
+    fn answer(&self, message: &[u8]) -> Bytes {
+        let Ok(mut value) = serde_json::from_slice::<Value>(message) else {
+            return failure(&self.client_id, "the upstream's answer is not JSON");
+        };
+        value["id"] = serde_json::from_str(&self.client_id).unwrap_or(Value::Null);
+        if self.backing.era == UpstreamEra::Legacy {
+            if let Some(result) = value.get_mut("result").and_then(Value::as_object_mut) {
+                complete(result, &self.method);
+            }
+            if let Some(error) = value.get_mut("error").and_then(Value::as_object_mut) {
+                if error.get("code").and_then(Value::as_i64) == Some(era::code::LEGACY_RESOURCE_NOT_FOUND.into()) {
+                    error.insert("code".to_owned(), era::code::INVALID_PARAMS.into());
+                }
+            }
+        }
+        Bytes::from(value.to_string())
+    }
+
+    /// Tells the upstream the call is no longer wanted.
+    async fn cancel(&self) {
+        let note = json!({
+            "jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": serde_json::from_str::<Value>(&self.upstream_id).unwrap_or(Value::Null),
+                       "reason": "the client closed its response stream"}
+        });
+        tracing::debug!(method = %self.method, "client left; cancelling the call upstream");
+        self.backing.session.forget(&self.upstream_id);
+        let _ = self.backing.session.submit(Bytes::from(note.to_string())).await;
+    }
+}
+
+impl HttpSession {
+    /// Sends a request of Warden's own and waits for its answer (parsed).
+    async fn ask(&self, id: &str, message: Bytes) -> Option<Value> {
+        let (_, mut stream) = self.call(id.to_owned(), message).await.ok()?;
+        let answer = tokio::time::timeout(HANDSHAKE, async {
+            while let Some(event) = stream.recv().await {
+                if event.last {
+                    return Some(event.message);
+                }
+            }
+            None
+        });
+        let message = answer.await.ok().flatten()?;
+        serde_json::from_slice(&message).ok()
+    }
+}
+
+/// A complete result as a 2026-07-28 client expects it.
+fn complete(result: &mut Map<String, Value>, method: &str) {
+    result.entry("resultType").or_insert_with(|| "complete".into());
+    if CACHEABLE.contains(&method) {
+        result.entry("ttlMs").or_insert_with(|| 0.into());
+        result.entry("cacheScope").or_insert_with(|| "private".into());
+    }
+}
+
+/// `server/discover`'s result for a legacy upstream, from its `initialize` result.
+fn discover_result(init: &Value) -> Value {
+    let mut result = Map::new();
+    result.insert("supportedVersions".to_owned(), json!([era::MODERN]));
+    result.insert("capabilities".to_owned(), init.get("capabilities").cloned().unwrap_or(json!({})));
+    if let Some(instructions) = init.get("instructions") {
+        result.insert("instructions".to_owned(), instructions.clone());
+    }
+    if let Some(info) = init.get("serverInfo") {
+        result.insert("_meta".to_owned(), json!({era::meta::SERVER_INFO: info}));
+    }
+    complete(&mut result, "server/discover");
+    Value::Object(result)
+}
+
+/// `{method, params}` of a server→client request.
+fn server_request(message: &[u8]) -> Value {
+    let value: Value = serde_json::from_slice(message).unwrap_or_default();
+    json!({"method": value["method"], "params": value.get("params").cloned().unwrap_or(json!({}))})
+}
+
+/// An `input_required` answer to `client_id` asking for `request`, given its state token.
+fn input_required(client_id: &str, request: &Value) -> impl Fn(&str) -> Bytes {
+    let id: Value = serde_json::from_str(client_id).unwrap_or(Value::Null);
+    let request = request.clone();
+    move |token| {
+        let answer = json!({
+            "jsonrpc": "2.0", "id": id,
+            "result": {"resultType": "input_required", "inputRequests": {INPUT_KEY: request}, "requestState": token}
+        });
+        Bytes::from(answer.to_string())
+    }
+}
+
+/// 128 random bits as hex; falls back to a counter-free error string only if the OS has no randomness.
+fn parked_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        tracing::error!("no OS random source for a requestState handle");
+    }
+    hex::encode(bytes)
+}
+
+/// A request with its id replaced by `id` (JSON text), and its progress token too if `progress`.
+fn rewrite(message: &[u8], id: &str, progress: bool) -> Option<Bytes> {
+    let mut value: Value = serde_json::from_slice(message).ok()?;
+    let id: Value = serde_json::from_str(id).ok()?;
+    if progress {
+        value["params"]["_meta"]["progressToken"] = id.clone();
+    }
+    value["id"] = id;
+    Some(Bytes::from(value.to_string()))
+}
+
+/// A `notifications/progress` with the client's token put back.
+fn with_token(message: &Bytes, token: &str) -> Bytes {
+    let Ok(mut value) = serde_json::from_slice::<Value>(message) else { return message.clone() };
+    value["params"]["progressToken"] = serde_json::from_str(token).unwrap_or(Value::Null);
+    Bytes::from(value.to_string())
+}
+
+fn answered(client_id: &str, result: &Value) -> Outcome {
+    let (out, events) = mpsc::unbounded_channel();
+    let id: Value = serde_json::from_str(client_id).unwrap_or(Value::Null);
+    let message = json!({"jsonrpc": "2.0", "id": id, "result": result});
+    let _ = out.send(Event { id: None, message: Bytes::from(message.to_string()), last: true });
+    Outcome::Events(events)
+}
+
+fn failure(client_id: &str, why: &str) -> Bytes {
+    jsonrpc::error_response(Some(client_id), code::UPSTREAM_FAILED, why, None)
+}
+
+fn failed(client_id: &str, why: &str) -> Outcome {
+    tracing::warn!("modern request failed: {why}");
+    Outcome::Refused(hyper::StatusCode::BAD_GATEWAY, failure(client_id, why))
+}
+
+fn refused(status: hyper::StatusCode, id: Option<&str>, code: i32, why: &str) -> Outcome {
+    Outcome::Refused(status, jsonrpc::error_response(id, code, why, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_results_become_complete_modern_ones() {
+        let mut list = Map::new();
+        complete(&mut list, "tools/list");
+        assert_eq!(Value::Object(list), json!({"resultType": "complete", "ttlMs": 0, "cacheScope": "private"}));
+        let mut call = serde_json::from_str::<Map<String, Value>>(r#"{"resultType":"input_required"}"#).unwrap();
+        complete(&mut call, "tools/call");
+        assert_eq!(call["resultType"], "input_required", "an upstream's own resultType stays");
+        let discover = discover_result(&json!({"capabilities": {"tools": {}}, "serverInfo": {"name": "s"}}));
+        assert_eq!(discover["supportedVersions"], json!(["2026-07-28"]));
+        assert_eq!(discover["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "s");
+    }
+
+    #[test]
+    fn ids_are_replaced_whatever_their_type() {
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":1}}}"#;
+        let value: Value = serde_json::from_slice(&rewrite(call, "\"w7\"", true).unwrap()).unwrap();
+        assert_eq!((&value["id"], &value["params"]["_meta"]["progressToken"]), (&json!("w7"), &json!("w7")));
+        let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"w7"}}"#);
+        let value: Value = serde_json::from_slice(&with_token(&note, "1")).unwrap();
+        assert_eq!(value["params"]["progressToken"], 1);
+        let asked = input_required("3", &json!({"method": "roots/list", "params": {}}))("t");
+        let value: Value = serde_json::from_slice(&asked).unwrap();
+        assert_eq!(value["id"], 3);
+        assert_eq!(value["result"]["inputRequests"]["input"]["method"], "roots/list");
+        assert_eq!(value["result"]["requestState"], "t");
+    }
+}
