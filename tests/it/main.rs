@@ -6,6 +6,7 @@ mod chain;
 mod conformance;
 mod gateway;
 mod lifecycle;
+mod modern;
 mod relay;
 mod remote;
 mod sandbox;

@@ -122,6 +122,25 @@ impl Gateway {
         answer(request.send_string(body))
     }
 
+    /// POSTs a request answered with a stream that stays open; returns its first event's message.
+    pub fn first_event(&self, body: &str, extra: &[(&str, &str)]) -> Value {
+        let mut request = ureq::post(&self.url)
+            .timeout(PATIENCE)
+            .set("content-type", "application/json")
+            .set("accept", "application/json, text/event-stream");
+        for (name, value) in extra {
+            request = request.set(name, value);
+        }
+        let response = request.send_string(body).unwrap_or_else(|e| panic!("POST failed: {e}"));
+        let mut lines = BufReader::new(response.into_reader()).lines();
+        loop {
+            let line = lines.next().expect("an event").expect("readable");
+            if let Some(data) = line.strip_prefix("data: ").filter(|d| !d.is_empty()) {
+                return serde_json::from_str(data).expect("event data is JSON");
+            }
+        }
+    }
+
     pub fn delete(&self, session: &str) -> Answer {
         answer(ureq::delete(&self.url).timeout(PATIENCE).set("mcp-session-id", session).call())
     }

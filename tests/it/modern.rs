@@ -1,0 +1,132 @@
+//! The 2026-07-28 era at `warden serve`: sessionless requests, their mirrored
+//! headers, and a legacy upstream bridged for them (the fixture speaks 2025-06-18).
+
+use serde_json::{json, Value};
+
+use crate::common::http::{Answer, Gateway};
+use crate::common::{examples, text_of};
+
+const VERSION: &str = "2026-07-28";
+
+/// A 2026-07-28 request body with the `_meta` the era requires.
+fn request(id: Value, method: &str, mut params: Value) -> String {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": VERSION,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+/// POSTs a modern request with the headers mirrored from `method` and `name`.
+fn post(gw: &Gateway, body: &str, method: &str, name: Option<&str>) -> Answer {
+    let mut headers = vec![("mcp-protocol-version", VERSION), ("mcp-method", method)];
+    if let Some(name) = name {
+        headers.push(("mcp-name", name));
+    }
+    gw.post(None, body, &headers)
+}
+
+fn call(gw: &Gateway, id: u64, tool: &str, arguments: Value) -> Value {
+    let body = request(json!(id), "tools/call", json!({"name": tool, "arguments": arguments}));
+    post(gw, &body, "tools/call", Some(tool)).answer()
+}
+
+#[test]
+fn a_modern_client_reaches_a_legacy_server_through_the_plugins() {
+    let plugins = examples();
+    let gw = Gateway::start(Some(plugins.path()), &[]);
+    let discover = post(&gw, &request(json!(1), "server/discover", json!({})), "server/discover", None);
+    assert_eq!(discover.status, 200, "{discover:?}");
+    assert_eq!(discover.session, None, "the modern era has no sessions");
+    let result = &discover.answer()["result"];
+    assert_eq!(result["supportedVersions"], json!([VERSION]));
+    assert_eq!(result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "warden-fixture");
+    assert_eq!((result["resultType"].as_str(), result["cacheScope"].as_str()), (Some("complete"), Some("private")));
+
+    let list = post(&gw, &request(json!(2), "tools/list", json!({})), "tools/list", None).answer();
+    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"echo") && !names.contains(&"delete_everything"), "{names:?}");
+    assert_eq!(list["result"]["ttlMs"], 0, "list results carry caching hints: {list}");
+
+    let echo = call(&gw, 3, "echo", json!({"text": "modern"}));
+    assert_eq!((text_of(&echo), &echo["id"], &echo["result"]["resultType"]), ("modern", &json!(3), &json!("complete")));
+    let denied = call(&gw, 4, "delete_everything", json!({}));
+    assert_eq!(denied["error"]["code"], -32001, "{denied}");
+    let redacted = call(&gw, 5, "get_config", json!({}));
+    assert!(text_of(&redacted).contains("[REDACTED]") && !text_of(&redacted).contains("sk-proj-"), "{redacted}");
+}
+
+#[test]
+fn clients_with_the_same_ids_get_their_own_answers() {
+    let gw = Gateway::start(None, &[]);
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|n| {
+                let gw = &gw;
+                s.spawn(move || call(gw, 1, "echo", json!({"text": format!("client {n}")})))
+            })
+            .collect();
+        for (n, answer) in calls.into_iter().enumerate() {
+            let answer = answer.join().expect("call");
+            assert_eq!((text_of(&answer), &answer["id"]), (format!("client {n}").as_str(), &json!(1)));
+        }
+    });
+}
+
+#[test]
+fn a_sampling_request_becomes_input_required_and_the_retry_finishes_the_call() {
+    let gw = Gateway::start(None, &[]);
+    let first = call(&gw, 1, "ask_client", json!({}));
+    let result = &first["result"];
+    assert_eq!(result["resultType"], "input_required", "{first}");
+    let (key, asked) = result["inputRequests"].as_object().and_then(|m| m.iter().next()).expect("one input request");
+    assert_eq!(asked["method"], "sampling/createMessage");
+    let state = result["requestState"].as_str().expect("requestState");
+    let retry = json!({"name": "ask_client", "arguments": {}, "requestState": state,
+        "inputResponses": {key.clone(): {"role": "assistant", "content": {"type": "text", "text": "from the retry"}, "model": "m"}}});
+    let body = request(json!(2), "tools/call", retry.clone());
+    let done = post(&gw, &body, "tools/call", Some("ask_client")).answer();
+    assert_eq!((text_of(&done), &done["id"]), ("client said: from the retry", &json!(2)));
+    // A requestState works once.
+    let again = post(&gw, &request(json!(3), "tools/call", retry), "tools/call", Some("ask_client"));
+    assert_eq!((again.status, again.answer()["error"]["code"].as_i64()), (400, Some(-32602)));
+}
+
+#[test]
+fn headers_that_disagree_with_the_body_are_refused() {
+    let gw = Gateway::start(None, &[]);
+    let body = request(json!(1), "tools/call", json!({"name": "echo", "arguments": {"text": "x"}}));
+    let code = |a: Answer| (a.status, a.answer()["error"]["code"].as_i64().unwrap_or_default());
+    assert_eq!(code(post(&gw, &body, "tools/list", Some("echo"))), (400, -32020), "method mismatch");
+    assert_eq!(code(post(&gw, &body, "tools/call", Some("add"))), (400, -32020), "name mismatch");
+    assert_eq!(code(post(&gw, &body, "tools/call", None)), (400, -32020), "missing Mcp-Name");
+    assert_eq!(code(gw.post(None, &body, &[("mcp-protocol-version", VERSION)])), (400, -32020), "missing Mcp-Method");
+    // Names that are not plain ASCII travel base64-encoded; Warden decodes before comparing.
+    let named = request(json!(2), "tools/call", json!({"name": "échö", "arguments": {}}));
+    let encoded = post(&gw, &named, "tools/call", Some("=?base64?w6ljaMO2?="));
+    assert_eq!(encoded.answer()["error"]["message"], "unknown tool: échö", "{encoded:?}");
+    let bare = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}}).to_string();
+    assert_eq!(code(post(&gw, &bare, "tools/list", None)), (400, -32602), "missing _meta");
+    let other = request(json!(4), "tools/list", json!({})).replace(VERSION, "2026-07-28x");
+    assert_eq!(code(post(&gw, &other, "tools/list", None)), (400, -32020), "_meta disagrees with the header");
+    let unknown = gw.post(None, &request(json!(5), "tools/list", json!({})), &[("mcp-protocol-version", "2031-01-01")]);
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.answer()["error"]["code"], -32022);
+    assert!(unknown.answer()["error"]["data"]["supported"].as_array().unwrap().contains(&json!(VERSION)));
+    let no_such = post(&gw, &request(json!(6), "no/such", json!({})), "no/such", None);
+    assert_eq!((no_such.status, no_such.answer()["error"]["code"].as_i64()), (404, Some(-32601)));
+    let header_less = gw.post(None, &request(json!(7), "tools/list", json!({})), &[]);
+    assert_eq!(code(header_less), (400, -32020), "a modern body without MCP-Protocol-Version");
+}
+
+#[test]
+fn listen_is_acknowledged_first() {
+    let gw = Gateway::start(None, &[]);
+    let body = request(json!("sub-1"), "subscriptions/listen", json!({"notifications": {"toolsListChanged": true}}));
+    let first = gw.first_event(&body, &[("mcp-protocol-version", VERSION), ("mcp-method", "subscriptions/listen")]);
+    assert_eq!(first["method"], "notifications/subscriptions/acknowledged", "{first}");
+    assert_eq!(first["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1");
+    // The fixture declares no listChanged: nothing is honoured.
+    assert_eq!(first["params"]["notifications"], json!({}));
+}
