@@ -200,3 +200,22 @@ fn next_event(reader: &mut std::io::BufReader<std::net::TcpStream>) -> (Option<S
         }
     }
 }
+
+#[test]
+fn old_clients_speak_http_and_sse_2024_11_05_with_the_python_sdk() {
+    let Some(python) = python_sdk() else { return };
+    let plugins = examples();
+    let gw = Gateway::start(Some(plugins.path()), &[]);
+    let script = crate::common::paths().repo.join("tests/python/sse_client.py");
+    let url = gw.url.replace("/mcp", "/sse");
+    let out = std::process::Command::new(&python).arg(&script).arg(&url).output().expect("run python");
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(seen["echo"], "over sse");
+    assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{seen}");
+    assert_eq!(seen["sampling"], "client said: hi over sse");
+    let redacted = seen["redacted"].as_str().unwrap_or_default();
+    assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{redacted}");
+    assert_eq!(seen["concurrent"], json!(["1", "2", "3", "4", "5", "6", "7", "8"]));
+    assert!(gw.log_contains("HTTP+SSE stream closed; session ended"), "{}", gw.stderr());
+}

@@ -86,6 +86,8 @@ pub struct HttpSession {
     streams: Mutex<Streams>,
     /// The protocol version `initialize` settled on.
     version: Mutex<Option<String>>,
+    /// The one event stream of an HTTP+SSE (2024-11-05) session.
+    old_sse: Mutex<Option<mpsc::UnboundedSender<streams::Event>>>,
     last_seen: Mutex<Instant>,
 }
 
@@ -204,6 +206,7 @@ impl Gateway {
             input: Mutex::new(Some(input)),
             streams: Mutex::new(Streams::new(legacy)),
             version: Mutex::new(None),
+            old_sse: Mutex::new(None),
             last_seen: Mutex::new(Instant::now()),
         });
         let log_id = id.clone();
@@ -274,6 +277,16 @@ impl HttpSession {
             return Ok(rx);
         }
         Ok(streams.open_listener())
+    }
+
+    /// Makes `stream` the session's one HTTP+SSE event stream.
+    pub fn attach_sse(&self, stream: mpsc::UnboundedSender<streams::Event>) {
+        *lock(&self.old_sse) = Some(stream);
+    }
+
+    /// The session's HTTP+SSE event stream, if it is such a session.
+    pub fn sse(&self) -> Option<mpsc::UnboundedSender<streams::Event>> {
+        lock(&self.old_sse).clone()
     }
 
     /// Stops waiting for the answer to the request `id` (JSON text): it was cancelled.

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::serve::streams::{Event, Receiver};
+use super::http_sse;
 use crate::era;
 use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
 
@@ -32,7 +33,7 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 /// What a priming event tells a client to wait before reconnecting a broken stream.
 const RETRY_FIELD: &[u8] = b"retry: 1000\n";
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(super) type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves one TCP connection until the client closes it.
 pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gateway: Arc<Gateway>) {
@@ -46,7 +47,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gateway: Arc<
     }
 }
 
-async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<Body> {
     let headers = request.headers();
     if !host_allowed(headers.get(HOST), gateway.options()) {
         tracing::warn!(host = ?headers.get(HOST), "request for a foreign host refused");
@@ -59,7 +60,11 @@ async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body>
         }
     }
     if request.uri().path() != gateway.options().path {
-        return plain(StatusCode::NOT_FOUND, "not found");
+        return match (request.method(), request.uri().path()) {
+            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway),
+            (&Method::POST, http_sse::MESSAGES_PATH) => http_sse::message(gateway, request).await,
+            _ => plain(StatusCode::NOT_FOUND, "not found"),
+        };
     }
     match *request.method() {
         Method::POST => post(gateway, request).await,
@@ -69,16 +74,24 @@ async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body>
     }
 }
 
-async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+/// Reads a request body up to the configured limit (413 past it).
+pub(super) async fn read_body(gateway: &Gateway, body: Incoming) -> Result<Bytes, Response<Body>> {
     let limit = gateway.options().max_body_bytes;
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             let text = format!("request body exceeds the {limit}-byte limit");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, code::MESSAGE_TOO_LARGE, &text);
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, code::MESSAGE_TOO_LARGE, &text))
         }
-        Err(e) => return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("unreadable body: {e}")),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("unreadable body: {e}"))),
+    }
+}
+
+async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(gateway, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let headers = &parts.headers;
     if !header_has(headers, CONTENT_TYPE, "application/json") {
@@ -397,11 +410,11 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 }
 
 /// An HTTP error whose body is an id-less JSON-RPC error.
-fn error(status: StatusCode, code: i32, message: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, code: i32, message: &str) -> Response<Body> {
     json(status, jsonrpc::error_response(None, code, message, None))
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
     *response.status_mut() = status;
     response
