@@ -4,8 +4,12 @@
 # python3 are present), then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Nothing here reads stdin; a stray stdin once leaked into cargo's rustc probe.
-exec < /dev/null
+# On this machine /dev/null is a regular file that keeps what is written to
+# it, and cargo's rustc probe reads /dev/null as its source: empty it before
+# each cargo run (a real /dev/null is left as it is). Nothing here reads stdin.
+exec < <(:)
+empty_dev_null() { if [ -f /dev/null ]; then : > /dev/null; fi; }
+empty_dev_null
 scripts/build-plugins.sh
 # The same package selection for build and test, so dependencies are built once.
 cargo build --locked --workspace --exclude misbehave --bins
@@ -30,4 +34,5 @@ if command -v python3 >/dev/null 2>&1; then
 else
     echo "python3 not found: the tests with the official Python SDK client are skipped" >&2
 fi
+empty_dev_null
 cargo test --locked --workspace --exclude misbehave "$@"

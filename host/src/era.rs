@@ -31,6 +31,10 @@ pub mod meta {
     pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
     /// The `subscriptions/listen` request a notification belongs to.
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+    /// The per-request log level opt-in.
+    pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    /// What a modern request carries that a legacy session settled at `initialize`.
+    pub const ENVELOPE: &[&str] = &[PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL];
 }
 
 /// Error codes of the modern era.

@@ -32,7 +32,7 @@ fn every_check_that_passes_directly_passes_through_warden() {
     }
     let out = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let _upstream = HttpUpstream::start(&dir, port);
+    let _upstream = HttpUpstream::start(&dir, port, out.path());
     let upstream_url = format!("http://127.0.0.1:{port}/mcp");
     let direct = run_suite(&dir, &upstream_url, &out.path().join("direct"));
     assert!(direct.len() > 30, "the suite ran too few checks directly: {direct:?}");
@@ -67,8 +67,9 @@ fn run_suite(dir: &Path, url: &str, out: &Path) -> Results {
         .args(["--import", "./node20-shim.mjs", "node_modules/@modelcontextprotocol/conformance/dist/index.js"])
         .args(["server", "--suite", "all", "--url", url, "--output-dir"])
         .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(log_file(out, "suite.log"))
+        .stderr(log_file(out, "suite.log"))
         .status()
         .expect("run the conformance suite");
     // The exit status says whether anything failed; the checks say what.
@@ -76,6 +77,9 @@ fn run_suite(dir: &Path, url: &str, out: &Path) -> Results {
     let mut results = Results::new();
     for entry in std::fs::read_dir(out).expect("suite output") {
         let scenario_dir: PathBuf = entry.expect("entry").path();
+        if !scenario_dir.is_dir() {
+            continue;
+        }
         let name = scenario_dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
         // `server-<scenario>-<timestamp>`, the timestamp as `2026-12-01T00-05-35-797Z`.
         let scenario = name.strip_prefix("server-").unwrap_or(&name);
@@ -91,16 +95,25 @@ fn run_suite(dir: &Path, url: &str, out: &Path) -> Results {
     results
 }
 
+/// A log file in `dir` to append a child's output to. Not /dev/null: on this
+/// machine that is a regular file, and what is written there is read back by
+/// the next program that reads /dev/null.
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::create_dir_all(dir).expect("log folder");
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).expect("log file");
+    Stdio::from(file)
+}
+
 /// tests/conformance/server.mjs in its HTTP mode.
 struct HttpUpstream(Child);
 
 impl HttpUpstream {
-    fn start(dir: &Path, port: u16) -> HttpUpstream {
+    fn start(dir: &Path, port: u16, logs: &Path) -> HttpUpstream {
         let child = Command::new("node")
             .current_dir(dir)
             .args(["server.mjs", "--http", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_file(logs, "upstream.log"))
+            .stderr(log_file(logs, "upstream.log"))
             .spawn()
             .expect("start the conformance upstream");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -199,3 +199,84 @@ fn the_reference_server_over_http_through_wrap() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// tests/python/server.py (the official Python SDK's server) on a free port.
+struct PythonServer {
+    child: std::process::Child,
+    url: String,
+    _logs: tempfile::NamedTempFile,
+}
+
+impl PythonServer {
+    /// `mode`: `http` (Streamable HTTP, both eras, at /mcp) or `sse` (HTTP+SSE, 2024-11-05, at /sse).
+    fn start(python: &std::path::Path, mode: &str) -> PythonServer {
+        let port = free_port();
+        let script = paths().repo.join("tests/python/server.py");
+        // Its log goes to a file (not /dev/null: a regular file on this machine).
+        let logs = tempfile::NamedTempFile::new().expect("log file");
+        let log = |l: &tempfile::NamedTempFile| l.reopen().map(std::process::Stdio::from).expect("log file");
+        let child = std::process::Command::new(python)
+            .arg(&script)
+            .args([mode, &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(log(&logs))
+            .stderr(log(&logs))
+            .spawn()
+            .expect("start the Python SDK server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the Python SDK server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let path = if mode == "sse" { "sse" } else { "mcp" };
+        PythonServer { child, url: format!("http://127.0.0.1:{port}/{path}"), _logs: logs }
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Both eras of client in front of both a modern (dual-era) server and an
+/// HTTP+SSE (2024-11-05) one, with the example plugins between.
+#[test]
+fn serve_bridges_both_client_eras_to_python_sdk_servers_of_both_kinds() {
+    let Some(python) = python_sdk() else { return };
+    let plugins = examples();
+    for (mode, found) in [("http", "era=Modern"), ("sse", "speaks HTTP+SSE (2024-11-05)")] {
+        let upstream = PythonServer::start(&python, mode);
+        let front = Gateway::start_with(Some(plugins.path()), &["--upstream-url", upstream.url.as_str()], &[]);
+        for client in ["legacy", "auto"] {
+            let what = format!("{client} client, {mode} upstream");
+            let seen = front.python_client_with(&python, client, &["basic"]);
+            assert_eq!(seen["era"], if client == "auto" { "2026-07-28" } else { "2025-11-25" }, "{what}");
+            assert_eq!(seen["echo"], "hello", "{what}");
+            assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{what}: {seen}");
+            for key in ["redacted", "resource", "prompt"] {
+                let text = seen[key].as_str().unwrap_or_default();
+                assert!(text.contains("[REDACTED]") && !text.contains("sk-proj-"), "{what} {key}: {text}");
+            }
+            assert_eq!(seen["progress"], json!([1.0, 2.0, 3.0]), "{what}");
+            assert_eq!(seen["big"], 1 << 20, "{what}");
+            let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
+            assert_eq!(seen["concurrent"], json!(sums), "{what}");
+        }
+        assert!(front.log_contains(found), "{mode}: {}", front.stderr());
+    }
+}
+
+#[test]
+fn wrap_reaches_an_http_sse_server() {
+    let Some(python) = python_sdk() else { return };
+    let upstream = PythonServer::start(&python, "sse");
+    let plugins = examples();
+    let mut w = Warden::start_with(Some(plugins.path()), &["--url", upstream.url.as_str()], &[]);
+    let init = w.initialize();
+    assert_eq!(init["result"]["serverInfo"]["name"], "python-upstream", "{init}");
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "old transport"}))), "old transport");
+    assert_eq!(error_of(&w.call_tool("delete_everything", json!({}))).0, -32001);
+    w.finish();
+}

@@ -1,6 +1,9 @@
 """Drives Warden with the official Python MCP SDK (`mcp` on PyPI) and prints what it saw as JSON.
 
-Usage: python client.py URL MODE   (MODE: legacy | auto)
+Usage: python client.py URL MODE [basic]   (MODE: legacy | auto)
+  basic: only what any server with echo/add/get_config/delete_everything/big/progress,
+  mem://config and the prompt `p` has (tests/python/server.py); otherwise also the
+  fixture's conversations (sampling, elicitation, roots, logging, cancellation).
 """
 
 import asyncio
@@ -11,7 +14,7 @@ import mcp_types as types
 from mcp import Client
 
 
-async def main(url: str, mode: str) -> None:
+async def main(url: str, mode: str, basic: bool) -> None:
     seen: dict = {"log": []}
 
     async def sampling(context, params):
@@ -54,19 +57,20 @@ async def main(url: str, mode: str) -> None:
         except Exception as e:  # the SDK raises on a JSON-RPC error
             seen["denied"] = str(e)
         seen["redacted"] = text(await client.call_tool("get_config", {}))
-        seen["sampling"] = text(await client.call_tool("ask_client", {}))
-        seen["notify"] = text(await client.call_tool("notify", {}))
-        seen["elicitation"] = text(await client.call_tool("ask_elicitation", {}))
-        seen["roots"] = text(await client.call_tool("ask_roots", {}))
         seen["progress_answer"] = text(await client.call_tool("progress", {}, progress_callback=on_progress))
         seen["progress"] = progress
-        # A call the client gives up on: the server must hear of it.
-        try:
-            await asyncio.wait_for(client.call_tool("slow", {}), timeout=0.5)
-        except (asyncio.TimeoutError, TimeoutError):
-            pass
-        await asyncio.sleep(0.2)
-        seen["server_heard"] = text(await client.call_tool("client_notifications", {})).split(",")
+        if not basic:
+            seen["sampling"] = text(await client.call_tool("ask_client", {}))
+            seen["notify"] = text(await client.call_tool("notify", {}))
+            seen["elicitation"] = text(await client.call_tool("ask_elicitation", {}))
+            seen["roots"] = text(await client.call_tool("ask_roots", {}))
+            # A call the client gives up on: the server must hear of it.
+            try:
+                await asyncio.wait_for(client.call_tool("slow", {}), timeout=0.5)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+            seen["server_heard"] = text(await client.call_tool("client_notifications", {})).split(",")
         resource = await client.read_resource("mem://config")
         seen["resource"] = resource.contents[0].text
         prompt = await client.get_prompt("p", {})
@@ -79,4 +83,4 @@ async def main(url: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:] == ["basic"]))

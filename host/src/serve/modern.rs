@@ -149,7 +149,7 @@ impl Modern {
         let upstream_id = format!("\"w{}\"", self.next_id.fetch_add(1, Ordering::Relaxed));
         // Clients' progress tokens collide as their ids do: the upstream sees Warden's id as the token.
         let progress = jsonrpc::progress_token(raw);
-        let Some(message) = rewrite(raw, &upstream_id, progress.is_some()) else {
+        let Some(message) = rewrite(raw, &upstream_id, progress.is_some(), era == UpstreamEra::Legacy) else {
             return refused(hyper::StatusCode::BAD_REQUEST, Some(&client_id), code::INVALID_REQUEST, "unreadable request");
         };
         let stream = match backing.session.call(upstream_id.clone(), message).await {
@@ -491,12 +491,25 @@ fn parked_token() -> String {
     hex::encode(bytes)
 }
 
-/// A request with its id replaced by `id` (JSON text), and its progress token too if `progress`.
-fn rewrite(message: &[u8], id: &str, progress: bool) -> Option<Bytes> {
+/// A request with its id replaced by `id` (JSON text), and its progress token
+/// too if `progress`. For a legacy upstream the 2026-07-28 envelope (`_meta`
+/// protocol version, capabilities, client info, log level) is taken off: the
+/// session's `initialize` said all that, and some legacy servers refuse it.
+fn rewrite(message: &[u8], id: &str, progress: bool, legacy: bool) -> Option<Bytes> {
     let mut value: Value = serde_json::from_slice(message).ok()?;
     let id: Value = serde_json::from_str(id).ok()?;
     if progress {
         value["params"]["_meta"]["progressToken"] = id.clone();
+    }
+    if legacy {
+        if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
+            if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+                meta.retain(|key, _| !era::meta::ENVELOPE.contains(&key.as_str()));
+                if meta.is_empty() {
+                    params.remove("_meta");
+                }
+            }
+        }
     }
     value["id"] = id;
     Some(Bytes::from(value.to_string()))
@@ -550,8 +563,11 @@ mod tests {
     #[test]
     fn ids_are_replaced_whatever_their_type() {
         let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":1}}}"#;
-        let value: Value = serde_json::from_slice(&rewrite(call, "\"w7\"", true).unwrap()).unwrap();
+        let value: Value = serde_json::from_slice(&rewrite(call, "\"w7\"", true, false).unwrap()).unwrap();
         assert_eq!((&value["id"], &value["params"]["_meta"]["progressToken"]), (&json!("w7"), &json!("w7")));
+        let modern = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"x":1}}}"#;
+        let value: Value = serde_json::from_slice(&rewrite(modern, "2", false, true).unwrap()).unwrap();
+        assert_eq!(value["params"], json!({"_meta": {"x": 1}}), "a legacy upstream gets no modern envelope");
         let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"w7"}}"#);
         let value: Value = serde_json::from_slice(&with_token(&note, "1")).unwrap();
         assert_eq!(value["params"]["progressToken"], 1);

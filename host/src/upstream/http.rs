@@ -51,6 +51,8 @@ const BACKOFF: Duration = Duration::from_millis(100);
 const ERROR_BODY_BYTES: usize = 512;
 /// Error bodies are read up to this many bytes.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// How long an HTTP+SSE server may take to name its endpoint.
+const OLD_SSE_ENDPOINT_WAIT: Duration = Duration::from_secs(10);
 /// The longest `retry` delay honoured before resuming a broken stream.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// POSTs in flight per session; more wait (and the relay's queue fills behind them).
@@ -113,6 +115,10 @@ struct Shared {
     initialize: Mutex<Option<Bytes>>,
     /// Held while a new session is being made, so that only one is.
     renewing: tokio::sync::Mutex<()>,
+    /// Where to POST, once the server turned out to speak HTTP+SSE (2024-11-05).
+    old_endpoint: Mutex<Option<Uri>>,
+    /// The task reading that server's event stream.
+    old_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     output: mpsc::Sender<std::io::Result<Frame>>,
     max_message_bytes: usize,
 }
@@ -132,6 +138,8 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
         version: Mutex::new(None),
         initialize: Mutex::new(None),
         renewing: tokio::sync::Mutex::new(()),
+        old_endpoint: Mutex::new(None),
+        old_reader: Mutex::new(None),
         output: output_tx,
         max_message_bytes,
     });
@@ -203,6 +211,9 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
     if let Some(listener) = listener {
         listener.abort();
     }
+    if let Some(reader) = lock(&shared.old_reader).take() {
+        reader.abort();
+    }
     end_session(&shared).await;
 }
 
@@ -210,6 +221,10 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
 async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initialize: bool, modern: Option<Mirrored>) {
     if initialize {
         *lock(&shared.initialize) = Some(message.clone());
+    }
+    let old_endpoint = lock(&shared.old_endpoint).clone();
+    if let Some(endpoint) = old_endpoint {
+        return post_old(&shared, endpoint, message, id.as_deref()).await;
     }
     let mut renewed = false;
     let response = loop {
@@ -247,6 +262,14 @@ async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initializ
             // A JSON-RPC error answering the request (e.g. 404 + -32601, 400 + -32020): pass it on.
             return shared.deliver(body, false).await;
         }
+        let refused = matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED);
+        if initialize && refused && !is_modern_error(&body) {
+            // Not Streamable HTTP: perhaps the HTTP+SSE transport of 2024-11-05 (its back-compat probe).
+            match shared.open_old_sse().await {
+                Ok(endpoint) => return post_old(&shared, endpoint, message, id.as_deref()).await,
+                Err(why) => tracing::debug!("no HTTP+SSE transport there either: {why}"),
+            }
+        }
         let text = snippet(&body);
         return shared.fail(id.as_deref(), &format!("upstream answered HTTP {status}: {text}")).await;
     }
@@ -268,6 +291,29 @@ async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initializ
             shared.fail(Some(&id), "the upstream's answer ended before it answered this request").await;
         }
     }
+}
+
+/// Posts a message to an HTTP+SSE (2024-11-05) server's endpoint; the answer comes on its event stream.
+async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id: Option<&str>) {
+    let mut request = shared.request(Method::POST, Some(message));
+    *request.uri_mut() = endpoint;
+    match shared.client.request(request).await {
+        Ok(response) if response.status().is_success() => drop(read_limited(response, ERROR_BODY_LIMIT).await),
+        Ok(response) => {
+            let status = response.status();
+            let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
+            let text = snippet(&body);
+            shared.fail(id, &format!("upstream answered HTTP {status}: {text}")).await;
+        }
+        Err(e) => shared.fail(id, &format!("upstream {} unreachable ({e})", shared.options.url)).await,
+    }
+}
+
+/// Whether an HTTP error body is a 2026-07-28 server's JSON-RPC error (then
+/// the server is modern, and no older transport is tried).
+fn is_modern_error(body: &[u8]) -> bool {
+    let code = serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v["error"]["code"].as_i64());
+    code.is_some_and(|c| (-32022..=-32020).contains(&c))
 }
 
 /// The stream the server opens for what it sends on its own (GET). A server
@@ -360,6 +406,64 @@ async fn send(
 }
 
 impl Shared {
+    /// Opens an HTTP+SSE (2024-11-05) server's event stream and waits for the
+    /// `endpoint` event; a task then feeds the stream's messages to the relay.
+    async fn open_old_sse(self: &Arc<Self>) -> Result<Uri, String> {
+        let _one = self.renewing.lock().await;
+        if let Some(endpoint) = lock(&self.old_endpoint).clone() {
+            return Ok(endpoint);
+        }
+        let mut request = self.request(Method::GET, None);
+        request.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() || content_type(&response) != "text/event-stream" {
+            return Err(format!("GET answered HTTP {}", response.status()));
+        }
+        let mut parser = sse::Parser::new(self.max_message_bytes);
+        let mut body = response.into_body();
+        let endpoint = loop {
+            let frame = tokio::time::timeout(OLD_SSE_ENDPOINT_WAIT, body.frame()).await;
+            let Ok(Some(Ok(frame))) = frame else { return Err("no endpoint event".to_owned()) };
+            let Some(chunk) = frame.data_ref() else { continue };
+            let events = parser.push(chunk).map_err(|e| e.to_string())?;
+            if let Some(event) = events.iter().find(|e| e.kind == "endpoint") {
+                break self.endpoint(&event.data)?;
+            }
+        };
+        *lock(&self.old_endpoint) = Some(endpoint.clone());
+        tracing::info!(upstream = %self.options.url, "the upstream speaks HTTP+SSE (2024-11-05)");
+        let shared = self.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(frame)) = body.frame().await {
+                let Some(chunk) = frame.data_ref() else { continue };
+                let Ok(events) = parser.push(chunk) else { break };
+                for event in events.into_iter().filter(|e| e.kind == "message" && !e.data.is_empty()) {
+                    shared.deliver(event.data, true).await;
+                }
+            }
+            tracing::warn!(upstream = %shared.options.url, "the upstream's HTTP+SSE stream ended");
+        });
+        *lock(&self.old_reader) = Some(reader);
+        Ok(endpoint)
+    }
+
+    /// Where an `endpoint` event says to POST: on the same origin as the stream, nowhere else.
+    fn endpoint(&self, data: &[u8]) -> Result<Uri, String> {
+        let text = std::str::from_utf8(data).map_err(|_| "endpoint is not UTF-8")?.trim();
+        let base = &self.options.url;
+        let uri: Uri = if text.starts_with('/') {
+            let authority = base.authority().ok_or("upstream URL has no authority")?;
+            format!("{}://{authority}{text}", base.scheme_str().unwrap_or("http")).parse()
+        } else {
+            text.parse()
+        }
+        .map_err(|e| format!("endpoint {text:?}: {e}"))?;
+        if uri.scheme() != base.scheme() || uri.authority() != base.authority() {
+            return Err(format!("endpoint {text:?} is not on the upstream's origin; refused"));
+        }
+        Ok(uri)
+    }
+
     /// Makes a new session after the server forgot `failed`: the client's
     /// `initialize` again (its answer is not passed on), then `initialized`.
     async fn renew(&self, failed: Option<HeaderValue>) -> Result<(), String> {

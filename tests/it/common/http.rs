@@ -97,8 +97,13 @@ impl Gateway {
     /// Runs tests/python/client.py (the official Python SDK client) against this
     /// gateway in `mode` and returns what it saw.
     pub fn python_client(&self, python: &Path, mode: &str) -> Value {
+        self.python_client_with(python, mode, &[])
+    }
+
+    /// The same, with more arguments (`basic`: tools every test server has).
+    pub fn python_client_with(&self, python: &Path, mode: &str, args: &[&str]) -> Value {
         let script = paths().repo.join("tests/python/client.py");
-        let out = Command::new(python).arg(&script).arg(&self.url).arg(mode).output().expect("run python");
+        let out = Command::new(python).arg(&script).arg(&self.url).arg(mode).args(args).output().expect("run python");
         assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), self.stderr());
         serde_json::from_slice(&out.stdout).expect("client output is JSON")
     }
