@@ -10,6 +10,7 @@ use warden::config::defaults;
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
 use warden::upstream::http::RemoteOptions;
+use warden::upstream::Target;
 use warden::wrap::{self, WrapOptions};
 
 // Large messages come and go all the time: mimalloc keeps freed pages for
@@ -50,6 +51,11 @@ struct Common {
     /// Do not cache precompiled plugins.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Ask a stdio upstream `server/discover` before a client's `initialize`, and
+    /// bridge a handshake-era client to it if it speaks only 2026-07-28 (remote
+    /// upstreams are always asked).
+    #[arg(long)]
+    probe_era: bool,
     /// Name of the upstream in plugin contexts and audit records (default: the program name or URL host).
     #[arg(long)]
     name: Option<String>,
@@ -201,8 +207,11 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let (audit, writer) = open_audit(&args.common)?;
     let options = WrapOptions {
         plugins: args.common.plugins.clone(),
-        command: args.command,
-        remote: remote_options(args.url.as_deref(), &args.common)?,
+        upstream: Target {
+            command: args.command,
+            remote: remote_options(args.url.as_deref(), &args.common)?,
+            probe_era: args.common.probe_era,
+        },
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         cache_dir: cache_dir(&args.common),
@@ -229,8 +238,11 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         path: args.path,
         plugins: args.common.plugins.clone(),
-        command: args.command,
-        remote: remote_options(args.upstream_url.as_deref(), &args.common)?,
+        upstream: Target {
+            command: args.command,
+            remote: remote_options(args.upstream_url.as_deref(), &args.common)?,
+            probe_era: args.common.probe_era,
+        },
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         max_body_bytes: args.max_body_bytes,

@@ -46,6 +46,8 @@ pub struct Upstream {
     name: Arc<str>,
     output: Output,
     kind: Kind,
+    /// Whether a layer between it and the relay wants whole messages.
+    layered: bool,
 }
 
 enum Kind {
@@ -69,18 +71,32 @@ impl Upstream {
         let output =
             FramedRead::with_capacity(server.stdout, LineCodec::streaming(max_message_bytes, STREAM_FROM), READ_BUFFER);
         let kind = Kind::Child { process: server.process, writer };
-        Ok((Upstream { name, output: Box::pin(output), kind }, to_upstream))
+        Ok((Upstream { name, output: Box::pin(output), kind, layered: false }, to_upstream))
     }
 
     /// A remote upstream whose `pump` task turns what the relay sends into
     /// requests and their answers into `output`.
     pub fn remote(name: Arc<str>, output: Output, pump: JoinHandle<()>) -> Upstream {
-        Upstream { name, output, kind: Kind::Remote { pump } }
+        Upstream { name, output, kind: Kind::Remote { pump }, layered: false }
+    }
+
+    /// Puts a layer between it and the relay: `layer` takes its output and
+    /// gives what the relay reads instead (see [`crate::upstream::bridge`]).
+    pub fn map_output(mut self, layer: impl FnOnce(Output) -> Output) -> Upstream {
+        let output = std::mem::replace(&mut self.output, Box::pin(futures::stream::empty()));
+        self.output = layer(output);
+        self.layered = true;
+        self
+    }
+
+    /// Whether it is a remote server.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.kind, Kind::Remote { .. })
     }
 
     /// Whether messages to it may be written in pieces as they arrive.
     pub fn takes_pieces(&self) -> bool {
-        matches!(self.kind, Kind::Child { .. })
+        matches!(self.kind, Kind::Child { .. }) && !self.layered
     }
 }
 

@@ -14,21 +14,19 @@ use tokio_util::codec::FramedRead;
 use crate::audit::AuditSink;
 use crate::plugin::instances::Session;
 use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
-use crate::relay::{self, Relay};
-use crate::session::{self, SessionEnd, Upstream, QUEUE};
+use crate::relay::Relay;
+use crate::session::{self, SessionEnd, QUEUE};
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
-use crate::upstream::http::{self as remote, RemoteOptions};
+use crate::upstream::Target;
 
 /// Everything `warden wrap` needs.
 #[derive(Debug, Clone)]
 pub struct WrapOptions {
     /// The plugins folder; `None` runs with an empty chain.
     pub plugins: Option<PathBuf>,
-    /// The upstream server command and its arguments (unless `remote`).
-    pub command: Vec<String>,
-    /// A remote upstream instead of a command.
-    pub remote: Option<RemoteOptions>,
+    /// The server it fronts.
+    pub upstream: Target,
     /// The upstream's name in plugin contexts and audit records.
     pub upstream_name: Option<String>,
     /// Largest message accepted either way.
@@ -64,15 +62,8 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let upstream_name = match (&options.upstream_name, &options.remote) {
-        (Some(name), _) => Arc::from(name.as_str()),
-        (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
-        (None, None) => relay::default_upstream_name(&options.command),
-    };
-    let (upstream, to_upstream) = match &options.remote {
-        Some(url) => remote::connect(upstream_name.clone(), url.clone(), options.max_message_bytes),
-        None => Upstream::start(upstream_name.clone(), &options.command, options.max_message_bytes)?,
-    };
+    let upstream_name = options.upstream.name(options.upstream_name.as_deref());
+    let (upstream, to_upstream) = options.upstream.start(upstream_name.clone(), options.max_message_bytes)?;
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 

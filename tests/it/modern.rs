@@ -130,3 +130,45 @@ fn listen_is_acknowledged_first() {
     // The fixture declares no listChanged: nothing is honoured.
     assert_eq!(first["params"]["notifications"], json!({}));
 }
+
+/// A handshake-era stdio client in front of a server that speaks only
+/// 2026-07-28 (the fixture's `--modern` mode): Warden bridges.
+#[test]
+fn a_handshake_client_reaches_a_modern_only_server_through_the_bridge() {
+    let fixture = crate::common::paths().fixture.display().to_string();
+    let plugins = examples();
+    let mut w = crate::common::Warden::start_with(Some(plugins.path()), &["--probe-era"], &[&fixture, "--modern"]);
+    let init = w.initialize();
+    assert_eq!(init["result"]["serverInfo"]["name"], "warden-fixture-modern", "{init}");
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "the client's own version");
+    assert_eq!(w.request("ping", json!({}))["result"], json!({}), "ping is answered by Warden");
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "bridged"}))), "bridged");
+    let denied = w.call_tool("delete_everything", json!({}));
+    assert_eq!(denied["error"]["code"], -32001, "{denied}");
+    // The server's input_required becomes a sampling request the client answers.
+    let id = w.fresh_id();
+    w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}));
+    let ask = w.wait_for(|m| m["method"] == "sampling/createMessage");
+    w.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "bridged hi"}, "model": "m"}}));
+    let answer = w.answer_to(&id);
+    assert_eq!(text_of(&answer), "client said: bridged hi", "{answer}");
+    w.finish();
+}
+
+#[test]
+fn python_sdk_clients_of_both_eras_reach_a_modern_only_server() {
+    let Some(python) = crate::common::python_sdk() else { return };
+    let fixture = crate::common::paths().fixture.display().to_string();
+    let plugins = examples();
+    let gw = Gateway::start_with(Some(plugins.path()), &["--probe-era"], &[&fixture, "--modern"]);
+    for mode in ["legacy", "auto"] {
+        let seen = gw.python_client_with(&python, mode, &["basic"]);
+        assert_eq!(seen["echo"], "hello", "{mode}");
+        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
+        let redacted = seen["redacted"].as_str().unwrap_or_default();
+        assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{mode}: {redacted}");
+        assert_eq!(seen["progress"], json!([1.0, 2.0, 3.0]), "{mode}");
+        assert_eq!(seen["big"], 1 << 20, "{mode}");
+        assert_eq!(seen["concurrent"].as_array().map(Vec::len), Some(24), "{mode}");
+    }
+}

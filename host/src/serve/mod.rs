@@ -29,11 +29,11 @@ use crate::era;
 use crate::jsonrpc::{self, Kind};
 use crate::plugin::instances::Session;
 use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
-use crate::relay::{self, Relay};
-use crate::session::{self, Upstream, QUEUE};
+use crate::relay::Relay;
+use crate::session::{self, QUEUE};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::http;
-use crate::upstream::http::{self as remote, RemoteOptions};
+use crate::upstream::Target;
 
 /// Everything `warden serve` needs.
 #[derive(Debug, Clone)]
@@ -44,10 +44,8 @@ pub struct ServeOptions {
     pub path: String,
     /// The plugins folder; `None` runs with an empty chain.
     pub plugins: Option<PathBuf>,
-    /// The stdio upstream command, started once per session.
-    pub command: Vec<String>,
-    /// A remote upstream instead of a command: each session gets its own session there.
-    pub remote: Option<RemoteOptions>,
+    /// The server it fronts.
+    pub upstream: Target,
     /// The upstream's name in plugin contexts and audit records.
     pub upstream_name: Option<String>,
     /// Largest JSON-RPC message accepted from the upstream.
@@ -142,11 +140,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
 impl Gateway {
     /// A gateway serving `chain` with these options.
     pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, options: ServeOptions) -> Arc<Gateway> {
-        let upstream_name = match (&options.upstream_name, &options.remote) {
-            (Some(name), _) => Arc::from(name.as_str()),
-            (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
-            (None, None) => relay::default_upstream_name(&options.command),
-        };
+        let upstream_name = options.upstream.name(options.upstream_name.as_deref());
         let sessions = Mutex::new(HashMap::new());
         Arc::new(Gateway { runtime, chain, options, upstream_name, sessions, modern: Arc::default() })
     }
@@ -184,9 +178,12 @@ impl Gateway {
     /// streams. `legacy`: a client session (its id in plugin contexts,
     /// resumable streams); otherwise one shared by modern requests.
     pub(crate) fn start_session(&self, id: String, legacy: bool) -> Result<Arc<HttpSession>, SessionError> {
-        let (upstream, to_upstream) = match &self.options.remote {
-            Some(url) => remote::connect(self.upstream_name.clone(), url.clone(), self.options.max_message_bytes),
-            None => Upstream::start(self.upstream_name.clone(), &self.options.command, self.options.max_message_bytes)?,
+        // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
+        let target = &self.options.upstream;
+        let (upstream, to_upstream) = if legacy {
+            target.start(self.upstream_name.clone(), self.options.max_message_bytes)?
+        } else {
+            target.start_plain(self.upstream_name.clone(), self.options.max_message_bytes)?
         };
         let (to_client, client_rx) = mpsc::channel(QUEUE);
         let (input, mut input_rx) = mpsc::channel::<Bytes>(QUEUE);
@@ -377,8 +374,7 @@ pub(crate) mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             path: "/mcp".to_owned(),
             plugins: None,
-            command: Vec::new(),
-            remote: None,
+            upstream: Target::default(),
             upstream_name: None,
             max_message_bytes: 1 << 20,
             max_body_bytes: 1 << 20,
