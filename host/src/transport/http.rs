@@ -30,6 +30,8 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 /// The header naming the last SSE event a client saw.
 pub const LAST_EVENT_ID: &str = "last-event-id";
+/// How long an SSE stream may stay quiet before a keep-alive comment.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 /// What a priming event tells a client to wait before reconnecting a broken stream.
 const RETRY_FIELD: &[u8] = b"retry: 1000\n";
 
@@ -373,13 +375,31 @@ fn sse_stream(rx: Receiver) -> Response<Body> {
 }
 
 fn sse_body(stream: impl futures::Stream<Item = Event> + Send + Sync + 'static) -> Response<Body> {
-    let frames = stream.map(|event| Ok::<_, Infallible>(BodyFrame::data(encode_event(&event))));
+    let frames = keep_alive(stream.map(|event| encode_event(&event)))
+        .map(|bytes| Ok::<_, Infallible>(BodyFrame::data(bytes)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// An SSE stream with a comment every [`KEEP_ALIVE`] it is quiet, so that
+/// intermediaries do not close a long wait (a GET stream, a subscription, a
+/// slow call); clients ignore comments. Ends with `stream`.
+pub(super) fn keep_alive(
+    stream: impl futures::Stream<Item = Bytes> + Send + Sync + 'static,
+) -> impl futures::Stream<Item = Bytes> + Send + Sync + 'static {
+    let tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    futures::stream::unfold((Box::pin(stream), tick), |(mut stream, mut tick)| async move {
+        let next = tokio::select! {
+            item = stream.next() => item?,
+            _ = tick.tick() => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        tick.reset();
+        Some((next, (stream, tick)))
+    })
 }
 
 /// One SSE event. A priming event (no message) also says how long to wait

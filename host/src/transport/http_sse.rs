@@ -15,7 +15,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use super::http::{error, plain, read_body, Body};
+use super::http::{error, keep_alive, plain, read_body, Body};
 use crate::jsonrpc::{code, Kind, Message};
 use crate::serve::streams::{Event, Receiver};
 use crate::serve::{Gateway, SessionError};
@@ -52,8 +52,7 @@ pub fn open(gateway: &Arc<Gateway>) -> Response<Body> {
         frame.extend_from_slice(b"\n\n");
         Some((Bytes::from(frame), (rx, guard)))
     });
-    let frames = futures::stream::iter([Bytes::from(endpoint)])
-        .chain(events)
+    let frames = keep_alive(futures::stream::iter([Bytes::from(endpoint)]).chain(events))
         .map(|bytes| Ok::<_, std::convert::Infallible>(BodyFrame::data(bytes)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     let headers = response.headers_mut();
