@@ -88,6 +88,11 @@ struct ServeArgs {
     /// defends against DNS rebinding; on other addresses any, unless some are listed.
     #[arg(long = "allow-host")]
     allowed_hosts: Vec<String>,
+    /// Threads serving HTTP and the relays: 0 (default) one per core; 1 runs
+    /// everything on one thread (no cross-thread wake-ups: less CPU per call
+    /// when cores are few and shared).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Largest HTTP request body, in bytes.
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     max_body_bytes: usize,
@@ -128,10 +133,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One session needs one thread: in `wrap` every hop between the two pipes
     // stays on it, with no cross-thread wake-ups on the hot path. The gateway
-    // serves many sessions and uses every core.
-    let mut builder = match cli.command {
+    // serves many sessions and uses every core, unless told how many threads.
+    let mut builder = match &cli.command {
         Command::Wrap(_) => tokio::runtime::Builder::new_current_thread(),
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve(args) if args.threads == 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if args.threads > 1 {
+                builder.worker_threads(args.threads);
+            }
+            builder
+        }
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

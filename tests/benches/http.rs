@@ -2,13 +2,16 @@
 //!
 //! - `direct`: the fixture server's own Streamable HTTP endpoint (`mcp-fixture --http`),
 //! - `http→stdio`: `warden serve` in front of the fixture over stdio (a child per session),
+//!   on a thread per core and on one thread (`--threads 1`),
 //! - `http→http`: `warden serve --upstream-url` in front of the fixture's HTTP endpoint,
 //! - `stdio→http`: `warden wrap --url` in front of it, one Warden per client (a stdio
 //!   client has one session),
 //!
 //! with no plugins, 100-byte and 1 MiB `echo` calls, by 1 and by 16 concurrent
 //! sessions each making calls one after another. Reports calls per second, the
-//! median round trip, and Warden's peak memory per session. Run with
+//! median round trip, the CPU time per call of the measured process (the direct
+//! server, or Warden without its children) at 16 sessions, and Warden's peak
+//! memory per session. Run with
 //! `scripts/bench.sh` or `cargo bench -p warden-tests --bench http`.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -53,6 +56,18 @@ impl Listening {
                 .unwrap_or(0)
         };
         (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// CPU time it has used (user + system), in microseconds.
+    fn cpu_us(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at `) `; utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let mut fields = after.split_whitespace().skip(11);
+        let ticks: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        // Linux reports clock ticks of 1/100 s (USER_HZ).
+        ticks * 10_000
     }
 }
 
@@ -219,26 +234,43 @@ fn main() {
             .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--", &fixture])
             .env("WARDEN_LOG", "info"),
     );
+    let to_stdio_one_thread = Listening::start(
+        Command::new(&warden)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--threads", "1", "--", &fixture])
+            .env("WARDEN_LOG", "info"),
+    );
     let to_http = Listening::start(
         Command::new(&warden)
             .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--upstream-url", &direct.url])
             .env("WARDEN_LOG", "info"),
     );
-    let paths: [(&str, Path<'_>, Option<&Listening>); 4] = [
+    let paths: [(&str, Path<'_>, Option<&Listening>); 5] = [
         ("direct (fixture over HTTP)", Path::Http(&direct.url), None),
         ("http→stdio (warden serve)", Path::Http(&to_stdio.url), Some(&to_stdio)),
+        ("http→stdio (warden serve --threads 1)", Path::Http(&to_stdio_one_thread.url), Some(&to_stdio_one_thread)),
         ("http→http (warden serve --upstream-url)", Path::Http(&to_http.url), Some(&to_http)),
         ("stdio→http (warden wrap --url)", Path::StdioToHttp { warden: &warden, url: &direct.url }, None),
     ];
     let small = "a".repeat(100);
     let large = "b".repeat(1 << 20);
-    println!("| path | 100 B, 1 session: calls/s | p50 µs | 100 B, 16 sessions: calls/s | p50 µs | 1 MiB, 1 session: calls/s | 1 MiB, 16 sessions: calls/s | Warden peak RSS |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| path | 100 B, 1 session: calls/s | p50 µs | 100 B, 16 sessions: calls/s | p50 µs | CPU µs/call | 1 MiB, 1 session: calls/s | 1 MiB, 16 sessions: calls/s | Warden peak RSS |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, path, gateway) in &paths {
         run(path, 1, 200, &small); // warm-up
         let before = gateway.map(|g| g.memory());
         let (one_rps, one_p50) = run(path, 1, 2000, &small);
+        // The CPU the measured process (the direct server, or Warden) spends per call at 16 sessions.
+        let process: Option<&Listening> = match (gateway, path) {
+            (Some(g), _) => Some(g),
+            (None, Path::Http(_)) => Some(&direct),
+            (None, _) => None,
+        };
+        let cpu_before = process.map(|p| p.cpu_us());
         let (many_rps, many_p50) = run(path, 16, 500, &small);
+        let cpu = match (process, cpu_before) {
+            (Some(p), Some(before)) => format!("{:.0}", (p.cpu_us() - before) as f64 / (16.0 * 500.0)),
+            _ => "-".to_owned(),
+        };
         let (big_one, _) = run(path, 1, 20, &large);
         let (big_many, _) = run(path, 16, 5, &large);
         let memory = match (gateway, before) {
@@ -252,6 +284,6 @@ fn main() {
             }
             _ => "-".to_owned(),
         };
-        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {big_one:.1} | {big_many:.1} | {memory} |");
+        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {cpu} | {big_one:.1} | {big_many:.1} | {memory} |");
     }
 }

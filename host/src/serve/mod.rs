@@ -256,11 +256,12 @@ impl HttpSession {
         Ok(opened)
     }
 
-    /// The SSE id of a priming event for stream `number`, when the session's
-    /// protocol version has clients expect one (2025-11-25 and later).
-    pub fn prime(&self, number: u64) -> Option<String> {
+    /// Stream `number` goes out as SSE. Returns the id for a priming event
+    /// when the session's protocol version has clients expect one (2025-11-25 and later).
+    pub fn streamed(&self, number: u64) -> Option<streams::EventId> {
         let primed = lock(&self.version).as_deref().is_some_and(|v| v >= "2025-11-25");
-        primed.then(|| lock(&self.streams).prime(number)).flatten()
+        let id = lock(&self.streams).streamed(number);
+        id.filter(|_| primed)
     }
 
     /// Opens the GET stream for server messages unrelated to a request, or,

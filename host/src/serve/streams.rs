@@ -34,11 +34,35 @@ const FINISHED_KEPT: usize = 64;
 #[derive(Debug)]
 pub struct Event {
     /// The SSE event id, when the stream is resumable.
-    pub id: Option<String>,
+    pub id: Option<EventId>,
     /// The JSON-RPC message.
     pub message: Bytes,
     /// Whether it is the answer that ends its stream.
     pub last: bool,
+}
+
+/// An SSE event id: the stream and the event's number on it, written `<stream>-<event>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId {
+    /// The stream's number in its session.
+    pub stream: u64,
+    /// The event's number on the stream (0: the priming event).
+    pub event: u64,
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.stream, self.event)
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<EventId, ()> {
+        let (stream, event) = text.split_once('-').ok_or(())?;
+        Ok(EventId { stream: stream.parse().map_err(|_| ())?, event: event.parse().map_err(|_| ())? })
+    }
 }
 
 /// A stream's receiving end, for one HTTP response.
@@ -74,6 +98,9 @@ struct Stream {
     /// The connection carrying it now, if any.
     conn: Option<mpsc::UnboundedSender<Event>>,
     finished: bool,
+    /// Whether it goes out as SSE (then its events are kept for resumption);
+    /// a request answered with plain JSON has nothing to resume.
+    sse: bool,
 }
 
 impl Streams {
@@ -113,12 +140,12 @@ impl Streams {
         (number, rx)
     }
 
-    /// The SSE id of a priming event for stream `number` (an id, no data).
-    pub fn prime(&mut self, number: u64) -> Option<String> {
+    /// Stream `number` goes out as SSE: its events are kept for resumption.
+    /// Returns the id of a priming event for it (an id, no data).
+    pub fn streamed(&mut self, number: u64) -> Option<EventId> {
         let stream = self.streams.get_mut(&number).filter(|_| self.resumable)?;
-        let event = stream.next_event;
-        stream.next_event += 1;
-        Some(format!("{number}-{event}"))
+        stream.sse = true;
+        Some(EventId { stream: number, event: 0 })
     }
 
     /// Opens the GET stream, replacing any previous one; the backlog comes first.
@@ -127,6 +154,9 @@ impl Streams {
             self.finish(old);
         }
         let (number, rx) = self.open();
+        if let Some(stream) = self.streams.get_mut(&number) {
+            stream.sse = true;
+        }
         self.listener = Some(number);
         for message in std::mem::take(&mut self.backlog) {
             self.send(number, message, false);
@@ -137,14 +167,13 @@ impl Streams {
     /// Resumes the stream an event id names: the events after it, then what
     /// still comes on that stream. `None` when the id names no kept stream.
     pub fn resume(&mut self, last_event: &str) -> Option<Receiver> {
-        let (number, after) = last_event.split_once('-')?;
-        let (number, after): (u64, u64) = (number.parse().ok()?, after.parse().ok()?);
+        let EventId { stream: number, event: after } = last_event.parse().ok()?;
         let stream = self.streams.get_mut(&number)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let final_event = stream.sent.back().map(|(e, _)| *e).filter(|_| stream.finished);
         for (event, message) in stream.sent.iter().filter(|(e, _)| *e > after) {
             let last = Some(*event) == final_event;
-            let id = Some(format!("{number}-{event}"));
+            let id = Some(EventId { stream: number, event: *event });
             let _ = tx.send(Event { id, message: message.clone(), last });
         }
         if !stream.finished {
@@ -232,7 +261,7 @@ impl Streams {
         let number = self.next_stream;
         self.next_stream += 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        let stream = Stream { sent: VecDeque::new(), next_event: 1, conn: Some(tx), finished: false };
+        let stream = Stream { sent: VecDeque::new(), next_event: 1, conn: Some(tx), finished: false, sse: false };
         self.streams.insert(number, stream);
         (number, rx)
     }
@@ -254,7 +283,7 @@ impl Streams {
             stream.next_event += 1;
             self.kept_bytes += message.len();
             stream.sent.push_back((event, message.clone()));
-            Some(format!("{number}-{event}"))
+            Some(EventId { stream: number, event })
         } else {
             None
         };
@@ -272,8 +301,10 @@ impl Streams {
         let Some(stream) = self.streams.get_mut(&number) else { return };
         stream.finished = true;
         stream.conn = None;
-        if !self.resumable {
-            self.streams.remove(&number);
+        if !self.resumable || !stream.sse {
+            if let Some(stream) = self.streams.remove(&number) {
+                self.kept_bytes -= stream.sent.iter().map(|(_, m)| m.len()).sum::<usize>();
+            }
             return;
         }
         self.finished.push_back(number);
@@ -329,7 +360,7 @@ mod tests {
     fn drain(rx: &mut Receiver) -> Vec<(Option<String>, String, bool)> {
         let mut out = Vec::new();
         while let Ok(e) = rx.try_recv() {
-            out.push((e.id, String::from_utf8_lossy(&e.message).into_owned(), e.last));
+            out.push((e.id.map(|id| id.to_string()), String::from_utf8_lossy(&e.message).into_owned(), e.last));
         }
         out
     }
@@ -359,6 +390,7 @@ mod tests {
     fn a_broken_stream_resumes_after_its_last_event() {
         let mut streams = Streams::new(true);
         let (number, rx) = streams.open_request("7".into(), None);
+        assert_eq!(streams.streamed(number).map(|id| id.to_string()), Some(format!("{number}-0")));
         deliver(&mut streams, r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#);
         drop(rx); // the connection broke after the first event
         deliver(&mut streams, r#"{"jsonrpc":"2.0","method":"sampling/createMessage","id":"s1","params":{}}"#);

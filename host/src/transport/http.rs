@@ -19,7 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
 use crate::jsonrpc::{self, code, Kind, Message};
-use crate::serve::streams::{Event, Receiver};
+use crate::serve::streams::{Event, EventId, Receiver};
 use super::http_sse;
 use crate::era;
 use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
@@ -169,7 +169,7 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
         // Only the answer: plain JSON.
         json(StatusCode::OK, first.message)
     } else if accepts_sse {
-        sse(session.prime(stream), first, rx)
+        sse(session.streamed(stream), first, rx)
     } else {
         // A JSON-only client: wait for the answer; other messages go to the GET stream next time.
         let mut routed = first;
@@ -353,7 +353,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 
 /// An SSE response: a priming event (an id, no data) if the stream has one,
 /// then `first` and what follows, up to the answer.
-fn sse(priming: Option<String>, first: Event, rx: Receiver) -> Response<Body> {
+fn sse(priming: Option<EventId>, first: Event, rx: Receiver) -> Response<Body> {
     let done = first.last;
     let priming = priming.map(|id| Event { id: Some(id), message: Bytes::new(), last: false });
     let head = futures::stream::iter(priming.into_iter().chain([first]));
@@ -407,9 +407,7 @@ pub(super) fn keep_alive(
 fn encode_event(event: &Event) -> Bytes {
     let mut out = Vec::with_capacity(event.message.len() + 48);
     if let Some(id) = &event.id {
-        out.extend_from_slice(b"id: ");
-        out.extend_from_slice(id.as_bytes());
-        out.push(b'\n');
+        out.extend_from_slice(format!("id: {id}\n").as_bytes());
     }
     if event.message.is_empty() {
         out.extend_from_slice(RETRY_FIELD);
