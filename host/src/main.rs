@@ -51,6 +51,9 @@ struct Common {
     /// Do not cache precompiled plugins.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Do not reload the plugins folder when it changes (SIGHUP still does not reload then).
+    #[arg(long)]
+    no_watch: bool,
     /// Ask a stdio upstream `server/discover` before a client's `initialize`, and
     /// bridge a handshake-era client to it if it speaks only 2026-07-28 (remote
     /// upstreams are always asked).
@@ -228,6 +231,7 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
         max_message_bytes: args.common.max_message_bytes,
         cache_dir: cache_dir(&args.common),
         audit,
+        watch: !args.common.no_watch,
     };
     let exit = wrap::run(options, shutdown_signal()).await;
     close_audit(writer).await;
@@ -264,6 +268,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_sessions: args.max_sessions,
         cache_dir: cache_dir(&args.common),
         audit,
+        watch: !args.common.no_watch,
     };
     let result = serve::run(options, shutdown_signal()).await;
     close_audit(writer).await;

@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::audit::{AuditSink, Source};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Direction;
-use crate::plugin::{Instances, MessageContext, Outcome};
+use crate::plugin::{Chain, Instances, MessageContext, Outcome};
 use crate::transport::framing::{Frame, Outgoing};
 
 /// Requests one side may have in flight before new ones are refused.
@@ -31,6 +31,8 @@ const MAX_PENDING: usize = 16_384;
 struct Pending {
     method: String,
     tool: Option<String>,
+    /// The chain the request went through; its answer goes back through the same one.
+    generation: u64,
 }
 
 /// A long message arriving in pieces from one side.
@@ -54,7 +56,13 @@ enum Way {
 
 /// One session's relay state.
 pub struct Relay {
+    /// Instances of the chain in force.
     instances: Instances,
+    /// Instances of earlier chains, kept while answers to requests that went
+    /// through them are still to come.
+    retired: Vec<Instances>,
+    /// News of a reloaded chain.
+    chain_updates: Option<watch::Receiver<Arc<Chain>>>,
     /// Client→server requests awaiting the server's answer.
     upstream_pending: HashMap<String, Pending>,
     /// Server→client requests awaiting the client's answer.
@@ -84,6 +92,8 @@ impl Relay {
     ) -> Relay {
         Relay {
             instances,
+            retired: Vec::new(),
+            chain_updates: None,
             upstream_pending: HashMap::new(),
             client_pending: HashMap::new(),
             to_client,
@@ -94,6 +104,55 @@ impl Relay {
             held: [VecDeque::new(), VecDeque::new()],
             audit,
             max_message_bytes,
+        }
+    }
+
+    /// Follows reloads: each new message uses the chain in force when it arrives.
+    pub fn follow(mut self, updates: watch::Receiver<Arc<Chain>>) -> Relay {
+        self.chain_updates = Some(updates);
+        self
+    }
+
+    /// Puts a reloaded chain in force for the messages to come. The instances
+    /// of the one before stay while answers to requests that went through them
+    /// are still to come.
+    fn refresh(&mut self) {
+        let Some(updates) = self.chain_updates.as_mut() else { return };
+        if !updates.has_changed().unwrap_or(false) {
+            return;
+        }
+        let chain = updates.borrow_and_update().clone();
+        if chain.generation() == self.instances.chain().generation() {
+            return;
+        }
+        let next = self.instances.successor(chain);
+        let previous = std::mem::replace(&mut self.instances, next);
+        tracing::debug!(
+            session = self.instances.session().id.as_deref().unwrap_or("-"),
+            generation = self.instances.chain().generation(),
+            "next messages use the reloaded chain"
+        );
+        self.retired.push(previous);
+        self.release_retired();
+    }
+
+    /// Frees the instances of earlier chains no pending request needs any more.
+    fn release_retired(&mut self) {
+        if self.retired.is_empty() {
+            return;
+        }
+        let (upstream, client) = (&self.upstream_pending, &self.client_pending);
+        self.retired.retain(|old| {
+            let generation = old.chain().generation();
+            upstream.values().chain(client.values()).any(|p| p.generation == generation)
+        });
+    }
+
+    /// The instances of the chain `generation` (the one in force if it is gone).
+    fn instances_of(&mut self, generation: u64) -> &mut Instances {
+        match self.retired.iter().position(|i| i.chain().generation() == generation) {
+            Some(index) => &mut self.retired[index],
+            None => &mut self.instances,
         }
     }
 
@@ -248,6 +307,7 @@ impl Relay {
         if method == "notifications/cancelled" {
             self.forget_cancelled(from, &message);
         }
+        self.refresh();
         let (outcome, stopped_at) = if self.instances.chain().wants_request(method) {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             self.instances.on_request(cx, &message).await
@@ -262,6 +322,7 @@ impl Relay {
                     let pending = Pending {
                         method: message.head.method.clone().unwrap_or_default(),
                         tool: message.head.tool.clone(),
+                        generation: self.instances.chain().generation(),
                     };
                     self.pending(from).insert(id.clone(), pending);
                 }
@@ -306,15 +367,21 @@ impl Relay {
     /// A response or error travelling `from` one side, answering a request that went the other way.
     async fn answer(&mut self, from: Direction, message: Message) {
         let pending = message.head.id.as_ref().and_then(|id| self.answered(from).remove(id));
+        let generation = pending.as_ref().map_or(self.instances.chain().generation(), |p| p.generation);
         let (method, tool) = pending.map(|p| (p.method, p.tool)).unwrap_or_default();
         if method == "initialize" && from == Direction::ServerToClient {
             self.note_protocol_version(&message);
         }
-        if !self.instances.chain().wants_response(&method) {
-            return self.send_on(from, message.raw).await;
-        }
-        let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
-        let outcome = self.instances.on_response(cx, &message).await;
+        let outcome = {
+            let instances = self.instances_of(generation);
+            if !instances.chain().wants_response(&method) {
+                self.release_retired();
+                return self.send_on(from, message.raw).await;
+            }
+            let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
+            instances.on_response(cx, &message).await
+        };
+        self.release_retired();
         let id = message.head.id.as_deref();
         let onward = match outcome {
             Outcome::Forward(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
@@ -494,7 +561,8 @@ impl Relay {
                 if !quiet || special || self.pending(from).len() >= MAX_PENDING {
                     return None;
                 }
-                self.pending(from).insert(id.clone(), Pending { method: method.clone(), tool: None });
+                let generation = chain.generation();
+                self.pending(from).insert(id.clone(), Pending { method: method.clone(), tool: None, generation });
                 Some(Way::Stream { id, answer: false })
             }
             None if head.answer => {

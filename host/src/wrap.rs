@@ -13,7 +13,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::audit::AuditSink;
 use crate::plugin::instances::Session;
-use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
+use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd, QUEUE};
 use crate::transport::framing::{self, LineCodec};
@@ -35,24 +35,23 @@ pub struct WrapOptions {
     pub cache_dir: Option<PathBuf>,
     /// Audit events sink.
     pub audit: AuditSink,
+    /// Reload the plugins folder when it changes (and on SIGHUP).
+    pub watch: bool,
 }
 
 /// Runs `warden wrap` on this process's stdin/stdout until the client leaves,
 /// the upstream dies or `shutdown` resolves.
 pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<SessionEnd> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
-    let chain = match &options.plugins {
-        Some(dir) => runtime.load_dir(dir).await?,
-        None => Chain::default(),
-    };
-    tracing::info!(plugins = chain.plugins().len(), "chain ready");
-    run_with(runtime, Arc::new(chain), options, stdio::stdin(), stdio::stdout(), shutdown).await
+    let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
+    tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
+    let _watching = if options.watch { Some(plugins.watch()?) } else { None };
+    run_with(plugins, options, stdio::stdin(), stdio::stdout(), shutdown).await
 }
 
-/// [`run`] over any client streams, with a loaded chain.
+/// [`run`] over any client streams, with the plugins loaded.
 pub async fn run_with<R, W>(
-    runtime: Arc<Runtime>,
-    chain: Arc<Chain>,
+    plugins: Arc<Plugins>,
     options: WrapOptions,
     client_in: R,
     client_out: W,
@@ -68,8 +67,9 @@ where
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 
     let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
-    let instances = Instances::new(runtime, chain, session);
+    let instances = Instances::new(plugins.runtime().clone(), plugins.current(), session);
     let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes)
+        .follow(plugins.subscribe())
         .stream_to_client(true)
         .stream_to_upstream(upstream.takes_pieces());
     let codec = LineCodec::streaming(options.max_message_bytes, session::STREAM_FROM);

@@ -7,6 +7,7 @@ mod conformance;
 mod gateway;
 mod lifecycle;
 mod modern;
+mod reload;
 mod relay;
 mod remote;
 mod sandbox;

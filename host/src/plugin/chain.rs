@@ -4,6 +4,7 @@
 //! (a session) runs it through its own [`super::Instances`].
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::bindings::InterceptorPre;
@@ -27,16 +28,26 @@ pub struct Plugin {
     pub digest: String,
 }
 
+/// Numbers chains as they are built, so a session can tell them apart.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 /// The plugins of a chain, in order.
 #[derive(Default)]
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
+    /// Unique per chain built (0: the empty default).
+    generation: u64,
 }
 
 impl Chain {
     /// A chain of these plugins, in this order.
     pub fn new(plugins: Vec<Arc<Plugin>>) -> Chain {
-        Chain { plugins }
+        Chain { plugins, generation: GENERATIONS.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// Which chain this is: a reload builds one with a new generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The plugins, front to back.

@@ -152,6 +152,11 @@ impl Instances {
         Instances { runtime, chain, slots, session }
     }
 
+    /// Instances of a newer chain for the same owner (each made on first use).
+    pub fn successor(&self, chain: Arc<Chain>) -> Instances {
+        Instances::new(self.runtime.clone(), chain, self.session.clone())
+    }
+
     /// The chain these instances run.
     pub fn chain(&self) -> &Arc<Chain> {
         &self.chain

@@ -5,16 +5,19 @@
 //! - [`chain`]: an immutable, ordered snapshot of loaded plugins.
 //! - [`instances`]: one owner's live instances of a chain and the hook calls.
 //! - [`host`]: what a plugin may call back into (log, audit, state).
+//! - [`reload`]: the plugins folder watched, the chain in force swapped whole.
 
 pub mod cache;
 pub mod chain;
 pub mod host;
 pub mod instances;
+pub mod reload;
 pub mod runtime;
 pub mod state;
 
 pub use chain::{Chain, Plugin};
 pub use instances::{Fault, FaultKind, Instances, MessageContext, Outcome};
+pub use reload::Plugins;
 pub use runtime::{LoadError, Runtime, RuntimeOptions};
 
 /// Host bindings generated from `wit/` (documented there).

@@ -103,8 +103,10 @@ impl Runtime {
     }
 
     /// Loads every `*.wasm` in `dir` (with its optional `.toml`) into a chain,
-    /// ordered by `order` and then by file name. Any bad file refuses the whole chain.
-    pub async fn load_dir(self: &Arc<Self>, dir: &Path) -> Result<Chain, LoadError> {
+    /// ordered by `order` and then by file name. Any bad file refuses the whole
+    /// chain. A plugin of `previous` whose component and manifest are unchanged
+    /// is reused as it is (no compile, no `init`; its state lives on).
+    pub async fn load_dir(self: &Arc<Self>, dir: &Path, previous: &Chain) -> Result<Chain, LoadError> {
         let io = |error| LoadError::Io { path: dir.to_owned(), error };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -116,7 +118,16 @@ impl Runtime {
         files.sort();
         let mut plugins = Vec::with_capacity(files.len());
         for path in files {
-            plugins.push(Arc::new(self.load_plugin(&path).await?));
+            let manifest = Manifest::load(&path.with_extension("toml"))?;
+            let bytes = tokio::fs::read(&path).await.map_err(|error| LoadError::Io { path: path.clone(), error })?;
+            let digest = cache::digest(&bytes);
+            let name = plugin_name(&path);
+            let same = |p: &&Arc<Plugin>| p.name == name && p.digest == digest && p.manifest == manifest;
+            let plugin = match previous.plugins().iter().find(same) {
+                Some(unchanged) => unchanged.clone(),
+                None => Arc::new(self.load_bytes(&path, manifest, bytes, digest).await?),
+            };
+            plugins.push(plugin);
         }
         plugins.sort_by_key(|p| (p.manifest.order.is_none(), p.manifest.order));
         Ok(Chain::new(plugins))
@@ -126,9 +137,19 @@ impl Runtime {
     /// `init` once to check the configuration and learn which methods it wants.
     pub async fn load_plugin(self: &Arc<Self>, wasm: &Path) -> Result<Plugin, LoadError> {
         let manifest = Manifest::load(&wasm.with_extension("toml"))?;
-        let name: Arc<str> = wasm.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let bytes = tokio::fs::read(wasm).await.map_err(|error| LoadError::Io { path: wasm.to_owned(), error })?;
         let digest = cache::digest(&bytes);
+        self.load_bytes(wasm, manifest, bytes, digest).await
+    }
+
+    async fn load_bytes(
+        self: &Arc<Self>,
+        wasm: &Path,
+        manifest: Manifest,
+        bytes: Vec<u8>,
+        digest: String,
+    ) -> Result<Plugin, LoadError> {
+        let name = plugin_name(wasm);
 
         let started = Instant::now();
         let this = self.clone();
@@ -191,6 +212,11 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker.store(false, Ordering::Relaxed);
     }
+}
+
+/// A plugin's name: its file's stem.
+fn plugin_name(wasm: &Path) -> Arc<str> {
+    wasm.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into()
 }
 
 /// A deadline in epoch ticks, never zero.

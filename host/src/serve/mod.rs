@@ -28,7 +28,7 @@ use crate::audit::AuditSink;
 use crate::era;
 use crate::jsonrpc::{self, Kind};
 use crate::plugin::instances::Session;
-use crate::plugin::{Chain, Instances, Runtime, RuntimeOptions};
+use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, QUEUE};
 use crate::transport::framing::{Frame, Outgoing};
@@ -64,12 +64,13 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Audit events sink.
     pub audit: AuditSink,
+    /// Reload the plugins folder when it changes (and on SIGHUP).
+    pub watch: bool,
 }
 
 /// The shared state of the gateway.
 pub struct Gateway {
-    runtime: Arc<Runtime>,
-    chain: Arc<Chain>,
+    plugins: Arc<Plugins>,
     options: ServeOptions,
     upstream_name: Arc<str>,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
@@ -109,15 +110,13 @@ pub enum SessionError {
 /// Runs the gateway until `shutdown` resolves.
 pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
-    let chain = match &options.plugins {
-        Some(dir) => runtime.load_dir(dir).await?,
-        None => Chain::default(),
-    };
-    tracing::info!(plugins = chain.plugins().len(), "chain ready");
+    let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
+    tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
+    let _watching = if options.watch { Some(plugins.watch()?) } else { None };
     let listener = TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     tracing::info!("listening on http://{address}{}", options.path);
-    let gateway = Gateway::new(runtime, Arc::new(chain), options);
+    let gateway = Gateway::new(plugins, options);
     let reaper = tokio::spawn(reap_idle(gateway.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -139,10 +138,10 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
 
 impl Gateway {
     /// A gateway serving `chain` with these options.
-    pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, options: ServeOptions) -> Arc<Gateway> {
+    pub fn new(plugins: Arc<Plugins>, options: ServeOptions) -> Arc<Gateway> {
         let upstream_name = options.upstream.name(options.upstream_name.as_deref());
         let sessions = Mutex::new(HashMap::new());
-        Arc::new(Gateway { runtime, chain, options, upstream_name, sessions, modern: Arc::default() })
+        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default() })
     }
 
     /// The options it runs with.
@@ -193,9 +192,10 @@ impl Gateway {
             caller: None,
             protocol_version: (!legacy).then(|| era::MODERN.to_owned()),
         };
-        let instances = Instances::new(self.runtime.clone(), self.chain.clone(), facts);
+        let instances = Instances::new(self.plugins.runtime().clone(), self.plugins.current(), facts);
         let relay =
             Relay::new(instances, to_client, to_upstream, self.options.audit.clone(), self.options.max_message_bytes)
+                .follow(self.plugins.subscribe())
                 .stream_to_upstream(upstream.takes_pieces());
         let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::Line(b)))));
         let session = Arc::new(HttpSession {
@@ -385,6 +385,7 @@ pub(crate) mod tests {
             max_sessions: 4,
             cache_dir: None,
             audit: AuditSink::disabled(),
+            watch: false,
         }
     }
 }

@@ -123,7 +123,7 @@ impl Warden {
         if !upstream.is_empty() {
             cmd.arg("--").args(upstream);
         }
-        cmd.env("WARDEN_LOG", "info");
+        cmd.env("WARDEN_LOG", std::env::var("WARDEN_TEST_LOG").unwrap_or_else(|_| "info".to_owned()));
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn warden");
         let stdin = child.stdin.take();
@@ -166,6 +166,18 @@ impl Warden {
         let stdin = self.stdin.as_ref().expect("stdin open");
         let mut file = std::fs::File::from(stdin.as_fd().try_clone_to_owned().expect("dup stdin"));
         std::thread::spawn(move || file.write_all(data.as_bytes()).expect("write to warden"))
+    }
+
+    /// A second handle on Warden's stdin, for a thread that keeps writing.
+    pub fn stdin_writer(&self) -> std::fs::File {
+        use std::os::fd::AsFd;
+        let stdin = self.stdin.as_ref().expect("stdin open");
+        std::fs::File::from(stdin.as_fd().try_clone_to_owned().expect("dup stdin"))
+    }
+
+    /// How many times `needle` appears in the log so far.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.stderr.lock().unwrap().matches(needle).count()
     }
 
     pub fn send(&mut self, message: &Value) {
