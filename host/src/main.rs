@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use warden::audit::{AuditSink, AuditWriter};
-use warden::config::defaults;
+use warden::config::{defaults, Manifest};
+use warden::plugin::{Runtime, RuntimeOptions};
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
 use warden::upstream::http::RemoteOptions;
@@ -31,6 +32,28 @@ enum Command {
     Wrap(WrapArgs),
     /// Serve a stdio MCP server over Streamable HTTP: `warden serve --listen ADDR --plugins DIR -- CMD ARGS...`
     Serve(ServeArgs),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a component offline: its WIT version, its hooks, the methods it
+    /// asks for, and that its `init` accepts the config (the `.toml` beside it, or `--config`).
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The component, `NAME.wasm`.
+    wasm: PathBuf,
+    /// The manifest to check it with (default: `NAME.toml` beside it, if any).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Cache of precompiled plugins (default: $XDG_CACHE_HOME/warden or ~/.cache/warden).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
 }
 
 /// Options both modes share.
@@ -51,7 +74,7 @@ struct Common {
     /// Do not cache precompiled plugins.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
-    /// Do not reload the plugins folder when it changes (SIGHUP still does not reload then).
+    /// Do not reload the plugins folder when it changes (SIGHUP still reloads it).
     #[arg(long)]
     no_watch: bool,
     /// Ask a stdio upstream `server/discover` before a client's `initialize`, and
@@ -125,6 +148,42 @@ struct WrapArgs {
     command: Vec<String>,
 }
 
+/// `warden plugin check`: prints what the component is and whether it loads; exit 1 if not.
+async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let cache_dir = args.cache_dir.or_else(default_cache_dir);
+    let runtime = Runtime::new(RuntimeOptions { cache_dir, audit: AuditSink::disabled() })?;
+    let manifest_path = args.config.clone().unwrap_or_else(|| args.wasm.with_extension("toml"));
+    let report = async {
+        let manifest = Manifest::load(&manifest_path)?;
+        let (imports, exports) = runtime.surface(&args.wasm)?;
+        let plugin = runtime.load_with(&args.wasm, manifest).await?;
+        Ok::<_, warden::plugin::LoadError>((imports, exports, plugin))
+    };
+    match report.await {
+        Ok((imports, exports, plugin)) => {
+            let versions: std::collections::BTreeSet<&str> =
+                imports.iter().filter_map(|i| i.strip_prefix("warden:interceptor/")).filter_map(|i| i.split('@').nth(1)).collect();
+            let wit = versions.into_iter().collect::<Vec<_>>().join(", ");
+            println!("{}: ok", args.wasm.display());
+            println!("  digest:    sha256:{}", plugin.digest);
+            println!("  wit:       warden:interceptor@{} (this Warden serves {})", if wit.is_empty() { "?" } else { &wit }, WIT_VERSION);
+            println!("  exports:   {}", exports.join(", "));
+            println!("  imports:   {}", imports.join(", "));
+            println!("  requests:  {:?}", plugin.registered.0);
+            println!("  responses: {:?}", plugin.registered.1);
+            println!("  config:    {} (init accepted it)", if manifest_path.exists() { manifest_path.display().to_string() } else { "none".to_owned() });
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("{}: refused: {e}", args.wasm.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The WIT package version this build implements.
+const WIT_VERSION: &str = "0.1.0";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -140,6 +199,7 @@ fn main() -> ExitCode {
     let mut builder = match &cli.command {
         Command::Wrap(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) if args.threads == 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Plugin(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if args.threads > 1 {
@@ -158,6 +218,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
         Command::Serve(args) => runtime.block_on(serve_main(args)),
+        Command::Plugin(PluginCommand::Check(args)) => runtime.block_on(check_main(args)),
     };
     // A read of a terminal stdin may still be parked on a blocking thread: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -35,7 +35,7 @@ pub struct WrapOptions {
     pub cache_dir: Option<PathBuf>,
     /// Audit events sink.
     pub audit: AuditSink,
-    /// Reload the plugins folder when it changes (and on SIGHUP).
+    /// Reload the plugins folder when it changes (SIGHUP reloads either way).
     pub watch: bool,
 }
 
@@ -45,7 +45,7 @@ pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> an
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
-    let _watching = if options.watch { Some(plugins.watch()?) } else { None };
+    let _watching = plugins.watch(options.watch)?;
     run_with(plugins, options, stdio::stdin(), stdio::stdout(), shutdown).await
 }
 

@@ -224,3 +224,50 @@ fn an_http_session_follows_swaps_too() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn sighup_reloads_when_the_folder_is_not_watched() {
+    let plugins = PluginDir::new();
+    let dir = plugins.path().to_owned();
+    let fixture = paths().fixture.display().to_string();
+    let mut w = Warden::start_with(Some(&dir), &["--no-watch"], &[&fixture]);
+    w.initialize();
+    let denied = |w: &mut Warden| w.call_tool("delete_everything", json!({})).get("error").is_some();
+    drop_in_policy(&dir, "delete_*");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!denied(&mut w), "--no-watch: the folder change alone does nothing");
+    let status = std::process::Command::new("kill").args(["-HUP", &w.pid().to_string()]).status().expect("kill");
+    assert!(status.success());
+    wait_swaps(|| w.log_count("SIGHUP: new chain in force"), 1, || w.stderr());
+    assert!(denied(&mut w));
+    w.finish();
+}
+
+#[test]
+fn plugin_check_reports_a_component_or_why_it_is_refused() {
+    let wasm = paths().wasm.join("tool_policy.wasm");
+    let sample = paths().repo.join("plugins/tool-policy/sample.toml");
+    let check = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(&paths().warden)
+            .args(["plugin", "check"])
+            .args(args)
+            .arg("--cache-dir")
+            .arg(&paths().cache)
+            .output()
+            .expect("run warden plugin check");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, report) = check(&[wasm.as_os_str(), "--config".as_ref(), sample.as_os_str()]);
+    assert!(ok, "{report}");
+    assert!(report.contains("wit:       warden:interceptor@0.1.0"), "{report}");
+    assert!(report.contains("exports:   init, on-request, on-response"), "{report}");
+    assert!(report.contains(r#"requests:  ["tools/call"]"#), "{report}");
+    let bad = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(bad.path(), "[config]\nallow = 5\n").expect("write");
+    let (ok, report) = check(&[wasm.as_os_str(), "--config".as_ref(), bad.path().as_os_str()]);
+    assert!(!ok && report.contains("init failed: invalid config"), "{report}");
+    let junk = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(junk.path(), "not a component").expect("write");
+    let (ok, report) = check(&[junk.path().as_os_str()]);
+    assert!(!ok && report.contains("refused") && report.lines().count() == 1, "{report}");
+}

@@ -23,6 +23,8 @@ pub struct Plugin {
     pub requests: Interests,
     /// Which responses it is called for (by the method of the request answered).
     pub responses: Interests,
+    /// What it registered for, as it said it: requests, then responses.
+    pub registered: (Vec<String>, Vec<String>),
     pub(super) kv: Arc<KvStore>,
     /// sha256 of the component.
     pub digest: String,

@@ -97,10 +97,16 @@ impl Plugins {
         }
     }
 
-    /// Watches the folder and reloads on changes, and on `SIGHUP`, until dropped.
-    pub fn watch(self: &Arc<Self>) -> anyhow::Result<Watching> {
+    /// Reloads on `SIGHUP` and, with `folder`, whenever the folder changes, until dropped.
+    pub fn watch(self: &Arc<Self>, folder: bool) -> anyhow::Result<Watching> {
         let Some(dir) = self.dir.clone() else { return Ok(Watching { _watcher: None, task: None }) };
         let (tx, rx) = mpsc::unbounded_channel();
+        if !folder {
+            // Only SIGHUP: the sender is dropped, the folder never reported.
+            drop(tx);
+            let task = tokio::spawn(self.clone().follow(rx));
+            return Ok(Watching { _watcher: None, task: Some(task) });
+        }
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             // Reading the folder (a reload does) is not a change.
             Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
@@ -118,11 +124,13 @@ impl Plugins {
 
     async fn follow(self: Arc<Self>, mut changed: mpsc::UnboundedReceiver<()>) {
         let mut hangup = hangups();
+        let mut folder_open = true;
         loop {
             let why = tokio::select! {
-                change = changed.recv() => {
+                change = changed.recv(), if folder_open => {
                     if change.is_none() {
-                        return;
+                        folder_open = false;
+                        continue;
                     }
                     // Wait until the folder has been quiet for a moment.
                     while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changed.recv()).await {}

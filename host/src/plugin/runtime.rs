@@ -137,9 +137,25 @@ impl Runtime {
     /// `init` once to check the configuration and learn which methods it wants.
     pub async fn load_plugin(self: &Arc<Self>, wasm: &Path) -> Result<Plugin, LoadError> {
         let manifest = Manifest::load(&wasm.with_extension("toml"))?;
+        self.load_with(wasm, manifest).await
+    }
+
+    /// Loads one plugin with a manifest given apart from it.
+    pub async fn load_with(self: &Arc<Self>, wasm: &Path, manifest: Manifest) -> Result<Plugin, LoadError> {
         let bytes = tokio::fs::read(wasm).await.map_err(|error| LoadError::Io { path: wasm.to_owned(), error })?;
         let digest = cache::digest(&bytes);
         self.load_bytes(wasm, manifest, bytes, digest).await
+    }
+
+    /// What a component file imports and exports, by name (compiled, or read from the cache).
+    pub fn surface(&self, wasm: &Path) -> Result<(Vec<String>, Vec<String>), LoadError> {
+        let component_err = |message: String| LoadError::Component { path: wasm.to_owned(), message };
+        let bytes = std::fs::read(wasm).map_err(|error| LoadError::Io { path: wasm.to_owned(), error })?;
+        let (component, _) = self.compile(&bytes, &cache::digest(&bytes)).map_err(component_err)?;
+        let ty = component.component_type();
+        let imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        Ok((imports, exports))
     }
 
     async fn load_bytes(
@@ -193,14 +209,17 @@ impl Runtime {
             "loaded in {:?}",
             started.elapsed()
         );
-        Ok(Plugin { name, manifest, pre, requests, responses, kv, digest })
+        let registered = (registration.requests, registration.responses);
+        Ok(Plugin { name, manifest, pre, requests, responses, registered, kv, digest })
     }
 
     fn compile(&self, bytes: &[u8], digest: &str) -> Result<(Component, cache::Source), String> {
         if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
             return Ok((component, cache::Source::Cached));
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        // wasmtime's messages may span lines (e.g. a byte dump); a log line is one line.
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" "))?;
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);
         }

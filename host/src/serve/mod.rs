@@ -64,7 +64,7 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Audit events sink.
     pub audit: AuditSink,
-    /// Reload the plugins folder when it changes (and on SIGHUP).
+    /// Reload the plugins folder when it changes (SIGHUP reloads either way).
     pub watch: bool,
 }
 
@@ -112,7 +112,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
-    let _watching = if options.watch { Some(plugins.watch()?) } else { None };
+    let _watching = plugins.watch(options.watch)?;
     let listener = TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     tracing::info!("listening on http://{address}{}", options.path);

@@ -168,6 +168,11 @@ impl Warden {
         std::thread::spawn(move || file.write_all(data.as_bytes()).expect("write to warden"))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A second handle on Warden's stdin, for a thread that keeps writing.
     pub fn stdin_writer(&self) -> std::fs::File {
         use std::os::fd::AsFd;
