@@ -12,4 +12,4 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 cargo build --locked --target wasm32-wasip2 --profile plugin \
-    -p tool-policy -p secret-redact -p audit-log -p misbehave
+    -p tool-policy -p secret-redact -p audit-log -p misbehave -p wit-0-1

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use warden::audit::{AuditSink, AuditWriter};
 use warden::config::{defaults, Manifest};
-use warden::plugin::{Runtime, RuntimeOptions};
+use warden::plugin::{versions, Runtime, RuntimeOptions};
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
 use warden::upstream::http::RemoteOptions;
@@ -161,12 +161,10 @@ async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     match report.await {
         Ok((imports, exports, plugin)) => {
-            let versions: std::collections::BTreeSet<&str> =
-                imports.iter().filter_map(|i| i.strip_prefix("warden:interceptor/")).filter_map(|i| i.split('@').nth(1)).collect();
-            let wit = versions.into_iter().collect::<Vec<_>>().join(", ");
             println!("{}: ok", args.wasm.display());
             println!("  digest:    sha256:{}", plugin.digest);
-            println!("  wit:       warden:interceptor@{} (this Warden serves {})", if wit.is_empty() { "?" } else { &wit }, WIT_VERSION);
+            let served = format!("this Warden serves {}", versions::SERVED.join(", "));
+            println!("  wit:       warden:interceptor@{} ({served})", plugin.wit_version());
             println!("  exports:   {}", exports.join(", "));
             println!("  imports:   {}", imports.join(", "));
             println!("  requests:  {:?}", plugin.registered.0);
@@ -180,9 +178,6 @@ async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
 }
-
-/// The WIT package version this build implements.
-const WIT_VERSION: &str = "0.1.0";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
 use crate::audit::AuditSink;
-use crate::plugin::instances::Session;
+use crate::plugin::instances::{Session, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd, QUEUE};
@@ -66,7 +66,8 @@ where
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 
-    let session = Session { id: None, upstream: upstream_name, caller: None, protocol_version: None };
+    let session =
+        Session { id: None, upstream: upstream_name, caller: None, protocol_version: None, transport: Transport::Stdio };
     let instances = Instances::new(plugins.runtime().clone(), plugins.current(), session);
     let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes)
         .follow(plugins.subscribe())

@@ -2,7 +2,7 @@
 //!
 //! A plugin is a type that implements [`Plugin`]; every hook defaults to
 //! "forward", so a plugin only writes the hooks it needs. [`export_plugin!`]
-//! turns it into a `warden:interceptor@0.1.0` component.
+//! turns it into a `warden:interceptor@0.2.0` component.
 //!
 //! ```no_run
 //! use warden_sdk::{export_plugin, mcp, Config, Context, Plugin, Verdict};

@@ -4,6 +4,7 @@ mod common;
 
 mod chain;
 mod conformance;
+mod contract;
 mod gateway;
 mod lifecycle;
 mod modern;

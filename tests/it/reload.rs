@@ -259,7 +259,7 @@ fn plugin_check_reports_a_component_or_why_it_is_refused() {
     };
     let (ok, report) = check(&[wasm.as_os_str(), "--config".as_ref(), sample.as_os_str()]);
     assert!(ok, "{report}");
-    assert!(report.contains("wit:       warden:interceptor@0.1.0"), "{report}");
+    assert!(report.contains("wit:       warden:interceptor@0.2.0"), "{report}");
     assert!(report.contains("exports:   init, on-request, on-response"), "{report}");
     assert!(report.contains(r#"requests:  ["tools/call"]"#), "{report}");
     let bad = tempfile::NamedTempFile::new().expect("temp");

@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::bindings::InterceptorPre;
-use super::host::HostState;
+use super::versions::Pre;
 use super::state::KvStore;
 use crate::config::Manifest;
 
@@ -18,7 +17,7 @@ pub struct Plugin {
     pub name: Arc<str>,
     /// Its validated manifest.
     pub manifest: Manifest,
-    pub(super) pre: InterceptorPre<HostState>,
+    pub(super) pre: Pre,
     /// Which requests and notifications it is called for.
     pub requests: Interests,
     /// Which responses it is called for (by the method of the request answered).
@@ -28,6 +27,13 @@ pub struct Plugin {
     pub(super) kv: Arc<KvStore>,
     /// sha256 of the component.
     pub digest: String,
+}
+
+impl Plugin {
+    /// The WIT contract version it was built against.
+    pub fn wit_version(&self) -> &'static str {
+        self.pre.version()
+    }
 }
 
 /// Numbers chains as they are built, so a session can tell them apart.

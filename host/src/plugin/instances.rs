@@ -12,14 +12,14 @@ use serde_json::value::RawValue;
 use wasmtime::Store;
 
 use super::bindings::warden::interceptor::types::{self as wit, Verdict};
-use super::bindings::Interceptor;
+use super::versions::Bindings;
 use super::chain::{Chain, Plugin};
 use super::host::HostState;
 use super::runtime::{ticks, Runtime};
 use crate::config::FailureMode;
 use crate::jsonrpc::{self, Kind, Message};
 
-pub use wit::{Caller, Direction};
+pub use wit::{Caller, Direction, Transport};
 
 /// What the session knows, the same for every message.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct Session {
     pub caller: Option<Caller>,
     /// Negotiated protocol version, once known.
     pub protocol_version: Option<String>,
+    /// How the client reaches Warden.
+    pub transport: Transport,
 }
 
 /// What the relay knows about one message beyond its bytes.
@@ -128,7 +130,7 @@ impl FaultKind {
 
 struct Live {
     store: Store<HostState>,
-    bindings: Interceptor,
+    bindings: Bindings,
 }
 
 /// One owner's instances of a chain.
@@ -315,7 +317,7 @@ impl Instances {
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| s.limiter());
         store.set_epoch_deadline(ticks(plugin.manifest.deadline));
-        let bindings = match plugin.pre.instantiate_async(&mut store).await {
+        let bindings = match plugin.pre.instantiate(&mut store).await {
             Ok(b) => b,
             Err(e) => return Err(classify(&e, &store, plugin)),
         };
@@ -343,6 +345,7 @@ impl Instances {
             upstream: self.session.upstream.to_string(),
             caller: self.session.caller.clone(),
             protocol_version: self.session.protocol_version.clone(),
+            transport: self.session.transport,
         }
     }
 }

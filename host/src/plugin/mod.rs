@@ -6,6 +6,7 @@
 //! - [`instances`]: one owner's live instances of a chain and the hook calls.
 //! - [`host`]: what a plugin may call back into (log, audit, state).
 //! - [`reload`]: the plugins folder watched, the chain in force swapped whole.
+//! - [`versions`]: every released WIT version, served at once.
 
 pub mod cache;
 pub mod chain;
@@ -14,6 +15,7 @@ pub mod instances;
 pub mod reload;
 pub mod runtime;
 pub mod state;
+pub mod versions;
 
 pub use chain::{Chain, Plugin};
 pub use instances::{Fault, FaultKind, Instances, MessageContext, Outcome};

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use super::bindings::{Interceptor, InterceptorPre};
+use super::versions::{self, Pre};
 use super::cache::{self, Cache};
 use super::chain::{Chain, Interests, Plugin};
 use super::host::HostState;
@@ -85,7 +85,7 @@ impl Runtime {
         };
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Interceptor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        versions::add_to_linker(&mut linker)?;
         let cache = options.cache_dir.map(|dir| Cache::new(dir, &engine));
         let ticker = Arc::new(AtomicBool::new(true));
         spawn_ticker(engine.clone(), ticker.clone())?;
@@ -181,7 +181,7 @@ impl Runtime {
         let component_err =
             |e: wasmtime::Error| LoadError::Component { path: wasm.to_owned(), message: format!("{e:#}") };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(component_err)?;
-        let pre = InterceptorPre::new(instance_pre).map_err(component_err)?;
+        let pre = Pre::new(instance_pre).map_err(component_err)?;
 
         let kv = Arc::new(KvStore::default());
         let registration = {
@@ -190,7 +190,7 @@ impl Runtime {
             store.limiter(|s| s.limiter());
             store.set_epoch_deadline(ticks(manifest.deadline));
             let init_err = |message: String| LoadError::Init { path: wasm.to_owned(), message };
-            let bindings = pre.instantiate_async(&mut store).await.map_err(|e| init_err(format!("{e:#}")))?;
+            let bindings = pre.instantiate(&mut store).await.map_err(|e| init_err(format!("{e:#}")))?;
             store.set_epoch_deadline(ticks(manifest.deadline));
             bindings
                 .call_init(&mut store, &manifest.config_json)

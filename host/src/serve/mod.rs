@@ -27,7 +27,7 @@ use streams::Streams;
 use crate::audit::AuditSink;
 use crate::era;
 use crate::jsonrpc::{self, Kind};
-use crate::plugin::instances::Session;
+use crate::plugin::instances::{Session, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, QUEUE};
@@ -162,12 +162,12 @@ impl Gateway {
     }
 
     /// Opens a legacy session: a fresh upstream process, plugin instances and relay.
-    pub fn open_session(&self) -> Result<Arc<HttpSession>, SessionError> {
+    pub fn open_session(&self, transport: Transport) -> Result<Arc<HttpSession>, SessionError> {
         if lock(&self.sessions).len() >= self.options.max_sessions {
             return Err(SessionError::Full(self.options.max_sessions));
         }
         let id = new_session_id()?;
-        let session = self.start_session(id.clone(), true)?;
+        let session = self.start_session(id.clone(), true, transport)?;
         lock(&self.sessions).insert(id, session.clone());
         tracing::info!(session = %session.id, "session opened");
         Ok(session)
@@ -176,7 +176,12 @@ impl Gateway {
     /// Starts an upstream, plugin instances, a relay and the router to HTTP
     /// streams. `legacy`: a client session (its id in plugin contexts,
     /// resumable streams); otherwise one shared by modern requests.
-    pub(crate) fn start_session(&self, id: String, legacy: bool) -> Result<Arc<HttpSession>, SessionError> {
+    pub(crate) fn start_session(
+        &self,
+        id: String,
+        legacy: bool,
+        transport: Transport,
+    ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
         let (upstream, to_upstream) = if legacy {
@@ -191,6 +196,7 @@ impl Gateway {
             upstream: self.upstream_name.clone(),
             caller: None,
             protocol_version: (!legacy).then(|| era::MODERN.to_owned()),
+            transport,
         };
         let instances = Instances::new(self.plugins.runtime().clone(), self.plugins.current(), facts);
         let relay =

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, OnceCell};
 
 use crate::era::{self, Facts};
 use crate::jsonrpc::{self, code, Head, Kind};
+use crate::plugin::instances::Transport;
 use crate::serve::streams::{Event, Receiver};
 use crate::serve::{lock, Gateway, HttpSession, SessionError};
 
@@ -235,7 +236,7 @@ impl Modern {
 /// Asks the upstream `server/discover` on a session of its own: a discover
 /// result means a modern upstream; anything else (an error, silence) a legacy one.
 async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
-    let session = gateway.start_session("probe".to_owned(), false).map_err(|e| e.to_string())?;
+    let session = gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp).map_err(|e| e.to_string())?;
     let discover = json!({
         "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
         "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
@@ -253,7 +254,7 @@ async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
 
 impl Backing {
     async fn open(gateway: &Gateway, era: UpstreamEra, facts: &Facts) -> Result<Arc<Backing>, String> {
-        let session = gateway.start_session("modern".to_owned(), false).map_err(|e: SessionError| e.to_string())?;
+        let session = gateway.start_session("modern".to_owned(), false, Transport::StreamableHttp).map_err(|e: SessionError| e.to_string())?;
         let init = match era {
             UpstreamEra::Modern => Value::Null,
             UpstreamEra::Legacy => {

@@ -22,6 +22,7 @@ use crate::jsonrpc::{self, code, Kind, Message};
 use crate::serve::streams::{Event, EventId, Receiver};
 use super::http_sse;
 use crate::era;
+use crate::plugin::instances::Transport;
 use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
 
 /// The session header (names are case-insensitive).
@@ -132,7 +133,7 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
             Some(session) => session,
             None => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session"),
         },
-        None if is_initialize => match gateway.open_session() {
+        None if is_initialize => match gateway.open_session(Transport::StreamableHttp) {
             Ok(session) => session,
             Err(e @ SessionError::Full(_)) => {
                 return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())

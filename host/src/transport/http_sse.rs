@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::http::{error, keep_alive, plain, read_body, Body};
 use crate::jsonrpc::{code, Kind, Message};
+use crate::plugin::instances::Transport;
 use crate::serve::streams::{Event, Receiver};
 use crate::serve::{Gateway, SessionError};
 
@@ -27,7 +28,7 @@ pub const MESSAGES_PATH: &str = "/messages";
 
 /// `GET /sse`: a new session, its stream starting with the `endpoint` event.
 pub fn open(gateway: &Arc<Gateway>) -> Response<Body> {
-    let session = match gateway.open_session() {
+    let session = match gateway.open_session(Transport::HttpSse) {
         Ok(session) => session,
         Err(e @ SessionError::Full(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string()),
         Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
