@@ -25,3 +25,6 @@ cargo bench --locked -p warden-tests --bench relay -- "$@"
 echo
 echo "### HTTP paths (two cores)"
 cargo bench --locked -p warden-tests --bench http
+echo
+echo "### Plugin reloads"
+cargo bench --locked -p warden-tests --bench reload

@@ -197,32 +197,69 @@ fn a_call_in_flight_finishes_on_the_chain_it_started_on() {
 }
 
 #[test]
-fn an_http_session_follows_swaps_too() {
+fn an_http_session_under_concurrent_calls_follows_swaps_too() {
     let plugins = PluginDir::new();
     let dir = plugins.path().to_owned();
     let gw = Gateway::start(Some(&dir), &[]);
     let session = gw.open();
-    let denied = |n: u64| gw.call(&session, n, "delete_everything", json!({})).answer().get("error").is_some();
-    assert!(!denied(1));
-    drop_in_policy(&dir, "delete_*");
-    let deadline = Instant::now() + PATIENCE;
-    let mut n = 2;
-    while !denied(n) {
-        assert!(Instant::now() < deadline, "the session never saw the new chain: {}", gw.stderr());
-        n += 1;
-        std::thread::sleep(Duration::from_millis(10));
+    let stop = AtomicBool::new(false);
+    let swaps = |count: usize| {
+        let deadline = Instant::now() + PATIENCE;
+        while gw.stderr().matches(SWAPPED).count() < count {
+            assert!(Instant::now() < deadline, "no reload #{count}: {}", gw.stderr());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Instant::now()
+    };
+    let (added_at, added_seen, removed_at, removed_seen, calls) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4u64)
+            .map(|worker| {
+                let (gw, session, stop) = (&gw, &session, &stop);
+                s.spawn(move || {
+                    let mut calls = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let started = Instant::now();
+                        let answer = gw.call(session, worker * 1_000_000 + n, "delete_everything", json!({}));
+                        assert_eq!(answer.status, 200, "{answer:?}");
+                        let answer = answer.answer();
+                        let denied = match answer.get("error") {
+                            Some(error) => {
+                                assert_eq!(error["code"], -32001, "{answer}");
+                                true
+                            }
+                            None => false,
+                        };
+                        calls.push((started, Instant::now(), denied));
+                    }
+                    calls
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let added_at = Instant::now();
+        drop_in_policy(&dir, "delete_*");
+        let added_seen = swaps(1);
+        std::thread::sleep(Duration::from_millis(200));
+        let removed_at = Instant::now();
+        remove_policy(&dir);
+        let removed_seen = swaps(2);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let calls: Vec<_> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+        (added_at, added_seen, removed_at, removed_seen, calls)
+    });
+    assert!(calls.len() > 100, "the load kept going ({} calls)", calls.len());
+    for (started, ended, denied) in &calls {
+        if *ended < added_at || *started > removed_seen {
+            assert!(!denied, "a call with no policy in force was denied");
+        } else if *started > added_seen && *ended < removed_at {
+            assert!(denied, "a call made while the policy was in force was allowed");
+        }
     }
-    // Once denied, always denied: the swap happened between two messages.
-    for k in 0..20 {
-        assert!(denied(n + 1 + k));
-    }
-    remove_policy(&dir);
-    let deadline = Instant::now() + PATIENCE;
-    while denied(n) {
-        assert!(Instant::now() < deadline, "the removal never took effect: {}", gw.stderr());
-        n += 1;
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let denials = calls.iter().filter(|c| c.2).count();
+    assert!(denials > 10 && denials < calls.len(), "{denials} of {}", calls.len());
 }
 
 #[test]
