@@ -129,7 +129,7 @@ fn main() {
 
     // Traffic latency, steady and while the plugin comes and goes every 100 ms.
     let echo = json!({"name": "echo", "arguments": {"text": "a".repeat(100)}});
-    let mut sample = |wrap: &mut Wrap, n: usize| {
+    let sample = |wrap: &mut Wrap, n: usize| {
         let mut times: Vec<Duration> = (0..n)
             .map(|_| {
                 let started = Instant::now();
