@@ -147,6 +147,14 @@ fn a_bad_or_half_written_file_is_refused_and_the_chain_in_force_stays() {
     assert!(w.log_contains("30-broken.wasm"), "the log names the file: {}", w.stderr());
     assert!(denied(&mut w), "the chain in force stays");
     std::fs::remove_file(dir.join("30-broken.wasm")).expect("remove");
+    // A config that does not parse: refused too, naming the file.
+    let refusals = w.log_count("reload refused");
+    std::fs::write(dir.join("10-tool-policy.toml"), "order = \"first\"\n").expect("write");
+    wait_swaps(|| w.log_count("reload refused"), refusals + 1, || w.stderr());
+    assert!(w.log_contains("10-tool-policy.toml"), "{}", w.stderr());
+    assert!(denied(&mut w), "the chain in force stays");
+    let sample = std::fs::read_to_string(paths().repo.join("plugins/tool-policy/sample.toml")).expect("sample");
+    std::fs::write(dir.join("10-tool-policy.toml"), sample).expect("restore");
 
     // A component written in two halves, slowly: the first half is refused, the whole loads.
     let bytes = std::fs::read(paths().wasm.join("secret_redact.wasm")).expect("plugin");
