@@ -34,5 +34,13 @@ if command -v python3 >/dev/null 2>&1; then
 else
     echo "python3 not found: the tests with the official Python SDK client are skipped" >&2
 fi
+# The JavaScript and Python plugins are 12-18 MB components that take seconds
+# to compile: precompile them into the tests' cache once, before the tests
+# (which then load them in milliseconds) rather than inside a test's patience.
+for plugin in target/wasm32-wasip2/plugin/pii_redact_js.wasm target/wasm32-wasip2/plugin/rate_limit_py.wasm; do
+    if [ -f "$plugin" ]; then
+        target/debug/warden plugin check "$plugin" --cache-dir target/warden-test-cache >/dev/null
+    fi
+done
 empty_dev_null
 cargo test --locked --workspace --exclude misbehave --exclude wit-0-1 "$@"

@@ -6,6 +6,7 @@ mod chain;
 mod conformance;
 mod contract;
 mod gateway;
+mod languages;
 mod lifecycle;
 mod modern;
 mod reload;

@@ -1,0 +1,79 @@
+//! Plugins in other Wasm languages, built from source by scripts/build-plugins.sh
+//! and driven through `warden wrap` against the fixture: the JavaScript PII
+//! redactor (componentize-js) and the Python rate limiter (componentize-py).
+
+use serde_json::json;
+
+use crate::common::{error_of, installed, paths, text_of, PluginDir, Warden};
+
+#[test]
+fn the_javascript_pii_redactor_masks_emails_phones_and_luhn_valid_cards() {
+    if !installed(&paths().wasm.join("pii_redact_js.wasm"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let sample = std::fs::read_to_string(paths().repo.join("plugins/pii-redact-js/sample.toml")).expect("sample");
+    let plugins = PluginDir::new().add("25-pii-redact", "pii_redact_js", &sample);
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let text = "mail ada@example.com, call +44 20 7946 0958, card 4111 1111 1111 1111, \
+                not a card 4111 1111 1111 1112, order 12345";
+    let answer = w.call_tool("echo", json!({"text": text}));
+    assert_eq!(
+        text_of(&answer),
+        "mail [EMAIL], call [PHONE], card [CARD], not a card 4111 1111 1111 1112, order 12345",
+        "{answer}"
+    );
+    // Untouched when there is nothing to mask (forwarded byte for byte).
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "nothing here"}))), "nothing here");
+    let audit = w.finish();
+    let masked = audit.iter().find(|e| e["event"]["type"] == "redaction").expect("a redaction audit event");
+    assert_eq!((masked["event"]["email"].as_i64(), masked["event"]["card"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(masked["plugin"], "25-pii-redact");
+}
+
+#[test]
+fn the_python_rate_limiter_counts_per_tool_in_shared_state() {
+    if !installed(&paths().wasm.join("rate_limit_py.wasm"), "WARDEN_REQUIRE_PY") {
+        return;
+    }
+    let manifest = "order = 5\n[limits]\nmemory-mib = 128\ndeadline-ms = 500\n[config]\nlimit = 3\nwindow_ms = 60000\ntools = [\"echo\"]\n";
+    let plugins = PluginDir::new().add("05-rate-limit", "rate_limit_py", manifest);
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    for n in 0..3 {
+        assert_eq!(text_of(&w.call_tool("echo", json!({"text": format!("{n}")}))), format!("{n}"));
+    }
+    let limited = w.call_tool("echo", json!({"text": "one too many"}));
+    let (code, message) = error_of(&limited);
+    assert_eq!(code, -32001);
+    assert!(message.contains("rate limit reached for echo"), "{limited}");
+    assert_eq!(limited["error"]["data"]["limit"], 3, "{limited}");
+    // Other tools are not limited.
+    assert_eq!(text_of(&w.call_tool("add", json!({"a": 1, "b": 2}))), "3");
+    assert!(w.log_contains("reached 3 calls of echo"), "{}", w.stderr());
+    w.finish();
+}
+
+#[test]
+fn a_python_config_error_refuses_the_plugin_with_its_reason() {
+    if !installed(&paths().wasm.join("rate_limit_py.wasm"), "WARDEN_REQUIRE_PY") {
+        return;
+    }
+    let out = std::process::Command::new(&paths().warden)
+        .args(["plugin", "check"])
+        .arg(paths().wasm.join("rate_limit_py.wasm"))
+        .arg("--cache-dir")
+        .arg(&paths().cache)
+        .arg("--config")
+        .arg(write_temp("[config]\nlimit = 0\n"))
+        .output()
+        .expect("run warden plugin check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && report.contains("limit must be a positive integer"), "{report}");
+}
+
+fn write_temp(text: &str) -> std::path::PathBuf {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp").into_temp_path();
+    std::fs::write(&file, text).expect("write");
+    file.keep().expect("keep")
+}
