@@ -107,3 +107,19 @@ fn granted_environment_variables_are_visible() {
     let seen: serde_json::Value = serde_json::from_str(text_of(&answer)).expect("probe report");
     assert_eq!(seen["env"], 1, "{seen}");
 }
+
+#[test]
+fn an_instance_past_its_memory_high_water_mark_is_recycled_not_trapped() {
+    // 13 MiB kept per call against a 16 MiB cap: past the 3/4 mark after the first.
+    let manifest = "[limits]\nmemory-mib = 16\n[config]\naction = \"swell\"\ntool = \"echo\"\nresponses = []\n";
+    let plugins = PluginDir::new().add("50-swell", "misbehave", manifest);
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    for n in 0..3 {
+        assert_eq!(text_of(&w.call_tool("echo", json!({"text": format!("{n}")}))), format!("{n}"));
+    }
+    assert_eq!(w.log_count("instance recycled at its memory high-water mark"), 3, "{}", w.stderr());
+    // One instance at load (the init check), then a fresh one for each call.
+    assert_eq!(w.log_count("misbehave: instance started"), 4, "{}", w.stderr());
+    w.finish();
+}

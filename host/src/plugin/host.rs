@@ -70,6 +70,11 @@ impl HostState {
     pub fn hit_memory_cap(&self) -> bool {
         self.limiter.hit
     }
+
+    /// The most linear memory the instance has grown to, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.limiter.peak
+    }
 }
 
 impl WasiView for HostState {
@@ -133,12 +138,14 @@ struct Limiter {
     inner: StoreLimits,
     cap: usize,
     hit: bool,
+    /// The largest linear memory the instance has grown to.
+    peak: usize,
 }
 
 impl Limiter {
     fn new(cap: usize) -> Limiter {
         let inner = StoreLimitsBuilder::new().memory_size(cap).trap_on_grow_failure(true).build();
-        Limiter { inner, cap, hit: false }
+        Limiter { inner, cap, hit: false, peak: 0 }
     }
 }
 
@@ -146,6 +153,8 @@ impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.hit = true;
+        } else {
+            self.peak = self.peak.max(desired);
         }
         self.inner.memory_growing(current, desired, maximum)
     }

@@ -296,7 +296,17 @@ impl Instances {
             Hook::Response => live.bindings.call_on_response(&mut live.store, context, text).await,
         };
         match result {
-            Ok(verdict) => Ok(verdict),
+            Ok(verdict) => {
+                // An instance whose memory grew past the high-water mark is replaced by a
+                // fresh one on its next use: long-lived runtimes (JavaScript, Python) that
+                // fragment or leak do not creep up to the cap and trap mid-message.
+                let peak = live.store.data().memory_peak();
+                if peak > plugin.manifest.memory_bytes / 4 * 3 {
+                    tracing::info!(plugin = %plugin.name, peak, "instance recycled at its memory high-water mark");
+                    self.slots[index] = None;
+                }
+                Ok(verdict)
+            }
             Err(e) => {
                 let kind = classify(&e, &live.store, plugin);
                 // A failed instance may be in any state: never call it again.

@@ -4,7 +4,7 @@
 //! tool trigger it; every other message is forwarded), `methods` (what to
 //! register for; default `["tools/call"]`), and `requests` / `responses` to
 //! register each hook apart. The `record` action writes an audit event for
-//! every hook call instead, whatever the tool.
+//! every hook call instead, whatever the tool. Each instance logs when it starts.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +25,7 @@ enum Action {
     Probe,
     Nothing,
     Record,
+    Swell,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +48,7 @@ fn calls() -> Vec<String> {
 
 impl Plugin for Misbehave {
     fn init(config: Config) -> Result<Self, String> {
+        log::info("misbehave: instance started");
         config.parse()
     }
 
@@ -124,6 +126,11 @@ impl Plugin for Misbehave {
                 "tcp": std::net::TcpStream::connect("127.0.0.1:9").map(|_| true).unwrap_or_else(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
                 "clock": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).is_ok(),
             }).to_string()}]})),
+            // Keeps 13 MiB more each call, like a runtime that leaks, and carries on.
+            Action::Swell => {
+                self.hoard.push(vec![1u8; 13 << 20]);
+                Verdict::Forward
+            }
             Action::Nothing | Action::Record => Verdict::Forward,
         }
     }
