@@ -28,3 +28,6 @@ cargo bench --locked -p warden-tests --bench http
 echo
 echo "### Plugin reloads"
 cargo bench --locked -p warden-tests --bench reload
+echo
+echo "### Plugin languages"
+cargo bench --locked -p warden-tests --bench languages

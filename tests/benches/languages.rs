@@ -1,0 +1,151 @@
+//! Plugin languages benchmark (`cargo bench -p warden-tests --bench languages`):
+//! for the Rust tool-policy, the JavaScript pii-redact and the Python
+//! rate-limit plugins (built by scripts/build-plugins.sh):
+//!
+//! - load, cold: `warden plugin check` with an empty precompiled cache (compile + `init`);
+//! - load, cached: the same with the cache filled;
+//! - instantiate: the first call of a session (which makes the instance) minus a warm call;
+//! - memory per instance: Warden's resident memory after the first call minus before it;
+//! - per message, warm: the median 100 B `echo` round trip with the plugin minus without
+//!   any plugin (each plugin sees every `tools/call`).
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+struct Wrap {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    next: u64,
+}
+
+impl Wrap {
+    fn start(warden: &Path, fixture: &str, plugins: &Path, cache: &Path) -> Wrap {
+        let mut child = Command::new(warden)
+            .arg("wrap")
+            .arg("--plugins")
+            .arg(plugins)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["--", fixture])
+            .env("WARDEN_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn warden");
+        let stdin = BufWriter::new(child.stdin.take().expect("stdin"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut wrap = Wrap { child, stdin, stdout, next: 0 };
+        wrap.round_trip("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}));
+        wrap
+    }
+
+    fn round_trip(&mut self, method: &str, params: serde_json::Value) -> Duration {
+        self.next += 1;
+        let line = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params}).to_string();
+        let started = Instant::now();
+        self.stdin.write_all(line.as_bytes()).and_then(|()| self.stdin.write_all(b"\n")).expect("write");
+        self.stdin.flush().expect("flush");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read");
+        started.elapsed()
+    }
+
+    fn echo(&mut self) -> Duration {
+        self.round_trip("tools/call", json!({"name": "echo", "arguments": {"text": "a".repeat(100)}}))
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Wrap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Warm round trips: (median, the first call of the session).
+fn measure(wrap: &mut Wrap) -> (Duration, Duration, u64) {
+    let before = wrap.rss_kib();
+    let first = wrap.echo();
+    let after = wrap.rss_kib();
+    (0..200).for_each(|_| drop(wrap.echo()));
+    (median((0..3000).map(|_| wrap.echo()).collect()), first, after.saturating_sub(before))
+}
+
+fn main() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_owned();
+    let warden = repo.join("target/release/warden");
+    let built = repo.join("target/wasm32-wasip2/plugin");
+    let fixture = env!("CARGO_BIN_EXE_mcp-fixture");
+    let plugins = [
+        ("Rust: tool-policy", "tool_policy.wasm", "[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n"),
+        ("JavaScript: pii-redact", "pii_redact_js.wasm", "[limits]\nmemory-mib = 128\n"),
+        ("Python: rate-limit", "rate_limit_py.wasm", "[limits]\nmemory-mib = 128\n[config]\nlimit = 100000000\n"),
+    ];
+
+    let empty = tempfile::tempdir().expect("temp");
+    let cache = tempfile::tempdir().expect("temp");
+    let (baseline, _, _) = measure(&mut Wrap::start(&warden, fixture, empty.path(), cache.path()));
+
+    println!("| plugin | component | load, cold | load, cached | instantiate | memory per instance | per message, warm |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, file, manifest) in plugins {
+        let wasm = built.join(file);
+        if !wasm.exists() {
+            println!("| {name} | not built | | | | | |");
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::copy(&wasm, dir.path().join("plugin.wasm")).expect("copy");
+        std::fs::write(dir.path().join("plugin.toml"), manifest).expect("manifest");
+        let cold_cache = tempfile::tempdir().expect("temp");
+        let load = |cache: &Path| {
+            let started = Instant::now();
+            let status = Command::new(&warden)
+                .args(["plugin", "check"])
+                .arg(dir.path().join("plugin.wasm"))
+                .arg("--cache-dir")
+                .arg(cache)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("plugin check");
+            assert!(status.success(), "{name} does not load");
+            started.elapsed()
+        };
+        let cold = load(cold_cache.path());
+        let cached = load(cold_cache.path());
+        let mut wrap = Wrap::start(&warden, fixture, dir.path(), cold_cache.path());
+        let (warm, first, memory) = measure(&mut wrap);
+        let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64;
+        println!(
+            "| {name} | {size:.1} MiB | {:.2} s | {:.0} ms | {:.2} ms | {:.1} MiB | +{:.1} µs |",
+            cold.as_secs_f64(),
+            cached.as_secs_f64() * 1e3,
+            first.saturating_sub(warm).as_secs_f64() * 1e3,
+            memory as f64 / 1024.0,
+            warm.saturating_sub(baseline).as_secs_f64() * 1e6,
+        );
+    }
+    println!();
+    println!("(no plugin: {:.1} µs per 100 B echo round trip)", baseline.as_secs_f64() * 1e6);
+}
