@@ -3,9 +3,10 @@
 # - the Rust ones (examples and test plugins) as wasm32-wasip2 components: <crate_name>.wasm
 # - plugins/pii-redact-js with componentize-js (npm):  pii_redact_js.wasm
 # - plugins/rate-limit-py with componentize-py (PyPI): rate_limit_py.wasm
+# - plugins/allowlist-c with clang + wasi-libc and warden-c-build: allowlist_c.wasm
 # The JavaScript and Python ones are rebuilt only when their source or the WIT
-# changed (a stamp beside the output), and skipped with a note when node or
-# python3 is missing (unless WARDEN_REQUIRE_NPM / WARDEN_REQUIRE_PY is set).
+# changed (a stamp beside the output), and skipped with a note when node,
+# python3 or clang is missing (unless WARDEN_REQUIRE_NPM / _PY / _C is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Nothing here reads stdin; /dev/null is emptied for cargo's rustc probe
@@ -64,4 +65,19 @@ elif [ -n "${WARDEN_REQUIRE_PY:-}" ]; then
     exit 1
 else
     echo "python3 not found: the Python plugin is not built" >&2
+fi
+
+if command -v clang >/dev/null 2>&1 && [ -d /usr/lib/wasm32-wasi ]; then
+    c=plugins/allowlist-c
+    if stale "$out/allowlist_c.wasm" "$c/allowlist.c" "$c/build.sh"; then
+        echo "building $c with clang and warden-c-build" >&2
+        cargo build --locked -p warden-c-build >&2
+        "$c/build.sh" "$out/allowlist_c.wasm"
+        mark "$out/allowlist_c.wasm"
+    fi
+elif [ -n "${WARDEN_REQUIRE_C:-}" ]; then
+    echo "clang or wasi-libc is missing and WARDEN_REQUIRE_C is set" >&2
+    exit 1
+else
+    echo "clang or wasi-libc not found: the C plugin is not built" >&2
 fi

@@ -1,6 +1,6 @@
 //! Plugin languages benchmark (`cargo bench -p warden-tests --bench languages`):
-//! for the Rust tool-policy, the JavaScript pii-redact and the Python
-//! rate-limit plugins (built by scripts/build-plugins.sh):
+//! for the Rust tool-policy, the JavaScript pii-redact, the Python rate-limit
+//! and the C allowlist plugins (built by scripts/build-plugins.sh):
 //!
 //! - load, cold: `warden plugin check` with an empty precompiled cache (compile + `init`);
 //! - load, cached: the same with the cache filled;
@@ -100,6 +100,7 @@ fn main() {
         ("Rust: tool-policy", "tool_policy.wasm", "[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n"),
         ("JavaScript: pii-redact", "pii_redact_js.wasm", "[limits]\nmemory-mib = 128\n"),
         ("Python: rate-limit", "rate_limit_py.wasm", "[limits]\nmemory-mib = 128\n[config]\nlimit = 100000000\n"),
+        ("C: allowlist", "allowlist_c.wasm", "[config]\ntools = [\"echo\"]\n"),
     ];
 
     let empty = tempfile::tempdir().expect("temp");

@@ -1,6 +1,7 @@
 //! Plugins in other Wasm languages, built from source by scripts/build-plugins.sh
 //! and driven through `warden wrap` against the fixture: the JavaScript PII
-//! redactor (componentize-js) and the Python rate limiter (componentize-py).
+//! redactor (componentize-js), the Python rate limiter (componentize-py) and the
+//! C allowlist (clang, wasi-libc, wit-bindgen c, the preview1 adapter).
 
 use serde_json::json;
 
@@ -76,4 +77,42 @@ fn write_temp(text: &str) -> std::path::PathBuf {
     let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp").into_temp_path();
     std::fs::write(&file, text).expect("write");
     file.keep().expect("keep")
+}
+
+#[test]
+fn the_c_allowlist_hides_and_refuses_every_tool_not_listed() {
+    if !installed(&paths().wasm.join("allowlist_c.wasm"), "WARDEN_REQUIRE_C") {
+        return;
+    }
+    let sample = std::fs::read_to_string(paths().repo.join("plugins/allowlist-c/sample.toml")).expect("sample");
+    let plugins = PluginDir::new().add("08-allowlist", "allowlist_c", &sample);
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let list = w.request("tools/list", json!({}));
+    let mut names: Vec<&str> =
+        list["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["add", "echo", "get_config"], "{list}");
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "listed"}))), "listed");
+    let refused = w.call_tool("write_file", json!({"path": "/tmp/x", "content": "y"}));
+    assert_eq!(error_of(&refused), (-32001, "tool \"write_file\" is not on the allowlist"));
+    w.finish();
+}
+
+#[test]
+fn a_c_config_without_tools_is_refused() {
+    if !installed(&paths().wasm.join("allowlist_c.wasm"), "WARDEN_REQUIRE_C") {
+        return;
+    }
+    let out = std::process::Command::new(&paths().warden)
+        .args(["plugin", "check"])
+        .arg(paths().wasm.join("allowlist_c.wasm"))
+        .arg("--cache-dir")
+        .arg(&paths().cache)
+        .arg("--config")
+        .arg(write_temp("[config]\nnames = [\"echo\"]\n"))
+        .output()
+        .expect("run warden plugin check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && report.contains(r#"config needs "tools""#), "{report}");
 }
