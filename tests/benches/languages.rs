@@ -87,7 +87,9 @@ fn measure(wrap: &mut Wrap) -> (Duration, Duration, u64) {
     let before = wrap.rss_kib();
     let first = wrap.echo();
     let after = wrap.rss_kib();
-    (0..200).for_each(|_| drop(wrap.echo()));
+    for _ in 0..200 {
+        wrap.echo();
+    }
     (median((0..3000).map(|_| wrap.echo()).collect()), first, after.saturating_sub(before))
 }
 
