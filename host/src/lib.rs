@@ -17,6 +17,7 @@
 //! - [`relay`]: one session: pending tables, the chain run both ways, host-built replies.
 //! - [`plugin`]: the wasmtime runtime, the chain snapshot, per-session instances, host imports.
 //! - [`upstream`]: the server side: a child process, or a remote Streamable HTTP server.
+//! - [`scaffold`]: `warden plugin new`, a plugin skeleton per language.
 //! - [`jsonrpc`]: the little JSON-RPC routing needs; [`config`]: plugin manifests;
 //!   [`audit`]: the audit trail.
 
@@ -29,6 +30,7 @@ pub mod era;
 pub mod jsonrpc;
 pub mod plugin;
 pub mod relay;
+pub mod scaffold;
 pub mod serve;
 pub mod session;
 pub mod transport;

@@ -42,6 +42,20 @@ enum PluginCommand {
     /// Validate a component offline: its WIT version, its hooks, the methods it
     /// asks for, and that its `init` accepts the config (the `.toml` beside it, or `--config`).
     Check(CheckArgs),
+    /// Write a working plugin skeleton that builds with `./build.sh`.
+    New(NewArgs),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The language: rust, js, python or c.
+    #[arg(long)]
+    lang: warden::scaffold::Lang,
+    /// The plugin's name (lowercase letters, digits, dashes); also its folder's.
+    name: String,
+    /// Where to create the folder (default: here).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -214,6 +228,13 @@ fn main() -> ExitCode {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
         Command::Serve(args) => runtime.block_on(serve_main(args)),
         Command::Plugin(PluginCommand::Check(args)) => runtime.block_on(check_main(args)),
+        Command::Plugin(PluginCommand::New(args)) => match warden::scaffold::new_plugin(args.lang, &args.name, &args.dir) {
+            Ok(root) => {
+                println!("{}: build it with {}/build.sh", root.display(), root.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e),
+        },
     };
     // A read of a terminal stdin may still be parked on a blocking thread: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

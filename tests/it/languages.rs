@@ -116,3 +116,59 @@ fn a_c_config_without_tools_is_refused() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && report.contains(r#"config needs "tools""#), "{report}");
 }
+
+/// `warden plugin new` gives a skeleton that builds with one command and loads,
+/// in each language whose toolchain is here.
+#[test]
+fn plugin_new_skeletons_build_with_one_command_and_load() {
+    let p = paths();
+    let langs = [
+        ("rust", true),
+        ("js", installed(&p.wasm.join("pii_redact_js.wasm"), "WARDEN_REQUIRE_NPM")),
+        ("python", installed(&p.wasm.join("rate_limit_py.wasm"), "WARDEN_REQUIRE_PY")),
+        ("c", installed(&p.wasm.join("allowlist_c.wasm"), "WARDEN_REQUIRE_C")),
+    ];
+    let dir = tempfile::tempdir().expect("temp");
+    let c_build = p.warden.with_file_name("warden-c-build");
+    for (lang, available) in langs {
+        if !available {
+            continue;
+        }
+        let name = format!("my-{lang}-plugin");
+        let made = std::process::Command::new(&p.warden)
+            .args(["plugin", "new", "--lang", lang, "--dir"])
+            .arg(dir.path())
+            .arg(&name)
+            .output()
+            .expect("warden plugin new");
+        assert!(made.status.success(), "{lang}: {}", String::from_utf8_lossy(&made.stderr));
+        let root = dir.path().join(&name);
+        // One command; the Rust one shares the workspace's target folder to reuse its builds.
+        let built = std::process::Command::new(root.join("build.sh"))
+            .env("CARGO_TARGET_DIR", p.repo.join("target/skeletons"))
+            .env("WARDEN_C_BUILD", &c_build)
+            .output()
+            .expect("build.sh");
+        assert!(built.status.success(), "{lang}: {}", String::from_utf8_lossy(&built.stderr));
+        let wasm = root.join(format!("{name}.wasm"));
+        let checked = std::process::Command::new(&p.warden)
+            .args(["plugin", "check"])
+            .arg(&wasm)
+            .arg("--cache-dir")
+            .arg(&p.cache)
+            .output()
+            .expect("plugin check");
+        let report = String::from_utf8_lossy(&checked.stdout);
+        assert!(checked.status.success() && report.contains(r#"requests:  ["tools/call"]"#), "{lang}: {report}");
+        // And it does what the skeleton says: denies the tool its sample config names.
+        let plugins = PluginDir::new();
+        std::fs::copy(&wasm, plugins.path().join(format!("{name}.wasm"))).expect("copy");
+        std::fs::copy(root.join(format!("{name}.toml")), plugins.path().join(format!("{name}.toml"))).expect("copy");
+        let mut w = Warden::start(&plugins);
+        w.initialize();
+        let denied = w.call_tool("delete_everything", json!({}));
+        assert!(error_of(&denied).1.contains(&format!("denied by {name}")), "{lang}: {denied}");
+        assert_eq!(text_of(&w.call_tool("echo", json!({"text": "hi"}))), "hi");
+        w.finish();
+    }
+}
