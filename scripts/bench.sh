@@ -29,5 +29,5 @@ echo
 echo "### Plugin reloads"
 cargo bench --locked -p warden-tests --bench reload
 echo
-echo "### Plugin languages"
-cargo bench --locked -p warden-tests --bench languages
+echo "### Plugin languages (one core: per-message figures repeat; cold loads compile on one core)"
+taskset -c 1 cargo bench --locked -p warden-tests --bench languages
