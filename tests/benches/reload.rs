@@ -8,64 +8,17 @@
 //!   steady state and while the plugin is added and removed every 100 ms:
 //!   p50, p99 and max.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-struct Wrap {
-    child: Child,
-    stdin: BufWriter<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    next: u64,
-}
+mod support;
 
-impl Wrap {
-    fn start(warden: &Path, fixture: &str, plugins: &Path, cache: &Path) -> Wrap {
-        let mut child = Command::new(warden)
-            .arg("wrap")
-            .arg("--plugins")
-            .arg(plugins)
-            .arg("--cache-dir")
-            .arg(cache)
-            .args(["--", fixture])
-            .env("WARDEN_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn warden");
-        let stdin = BufWriter::new(child.stdin.take().expect("stdin"));
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut wrap = Wrap { child, stdin, stdout, next: 0 };
-        wrap.call("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}));
-        wrap
-    }
+use support::Wrap;
 
-    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        self.next += 1;
-        let line = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params}).to_string();
-        self.stdin.write_all(line.as_bytes()).and_then(|()| self.stdin.write_all(b"\n")).expect("write");
-        self.stdin.flush().expect("flush");
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).expect("read");
-        serde_json::from_str(&answer).expect("JSON")
-    }
-
-    fn denied(&mut self) -> bool {
-        self.call("tools/call", json!({"name": "delete_everything", "arguments": {}})).get("error").is_some()
-    }
-}
-
-impl Drop for Wrap {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn land(policy: &Path, dir: &Path) {
     let staged = dir.join(".10-tool-policy.wasm.part");
@@ -79,9 +32,13 @@ fn lift(dir: &Path) {
     let _ = std::fs::remove_file(dir.join("10-tool-policy.toml"));
 }
 
+fn denied(wrap: &mut Wrap) -> bool {
+    wrap.call("tools/call", json!({"name": "delete_everything", "arguments": {}})).get("error").is_some()
+}
+
 /// Calls until the verdict is `want`; the time it took.
 fn until(wrap: &mut Wrap, want: bool, from: Instant) -> Duration {
-    while wrap.denied() != want {
+    while denied(wrap) != want {
         assert!(from.elapsed() < Duration::from_secs(60), "the swap never took effect");
     }
     from.elapsed()

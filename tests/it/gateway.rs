@@ -107,17 +107,7 @@ fn the_python_sdk_client_works_through_the_gateway() {
         assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
         assert_eq!(seen["log"], json!(["hello from the fixture"]), "{mode}");
         assert_eq!(seen["big"], 1 << 20, "{mode}");
-        let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
-        assert_eq!(seen["concurrent"], json!(sums), "{mode}");
-        // auto: the client probes with server/discover, Warden answers as a 2026-07-28 server.
-        let era = if mode == "auto" { "2026-07-28" } else { "2025-06-18" };
-        assert_eq!(seen["era"], era);
-        assert_eq!(seen["elicitation"], r#"client said: accept {"name":"Ada"}"#, "{mode}");
-        assert_eq!(seen["roots"], "client said: file:///work", "{mode}");
-        assert_eq!(seen["progress"], json!([1.0, 2.0, 3.0]), "{mode}");
-        assert_eq!(seen["progress_answer"], "progressed", "{mode}");
-        let heard = seen["server_heard"].as_array().unwrap();
-        assert!(heard.contains(&json!("notifications/cancelled")), "{mode}: the upstream must see the cancellation: {heard:?}");
+        crate::common::http::assert_conversations(&seen, mode);
     }
 }
 

@@ -60,17 +60,23 @@ fn a_python_config_error_refuses_the_plugin_with_its_reason() {
     if !installed(&paths().wasm.join("rate_limit_py.wasm"), "WARDEN_REQUIRE_PY") {
         return;
     }
+    let report = refused("rate_limit_py.wasm", "[config]\nlimit = 0\n");
+    assert!(report.contains("limit must be a positive integer"), "{report}");
+}
+
+/// `warden plugin check` of a built plugin with this manifest, which must refuse it: its report.
+fn refused(artifact: &str, manifest: &str) -> String {
     let out = std::process::Command::new(&paths().warden)
         .args(["plugin", "check"])
-        .arg(paths().wasm.join("rate_limit_py.wasm"))
+        .arg(paths().wasm.join(artifact))
         .arg("--cache-dir")
         .arg(&paths().cache)
         .arg("--config")
-        .arg(write_temp("[config]\nlimit = 0\n"))
+        .arg(write_temp(manifest))
         .output()
         .expect("run warden plugin check");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && report.contains("limit must be a positive integer"), "{report}");
+    assert!(!out.status.success(), "{artifact} was accepted");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn write_temp(text: &str) -> std::path::PathBuf {
@@ -104,17 +110,8 @@ fn a_c_config_without_tools_is_refused() {
     if !installed(&paths().wasm.join("allowlist_c.wasm"), "WARDEN_REQUIRE_C") {
         return;
     }
-    let out = std::process::Command::new(&paths().warden)
-        .args(["plugin", "check"])
-        .arg(paths().wasm.join("allowlist_c.wasm"))
-        .arg("--cache-dir")
-        .arg(&paths().cache)
-        .arg("--config")
-        .arg(write_temp("[config]\nnames = [\"echo\"]\n"))
-        .output()
-        .expect("run warden plugin check");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && report.contains(r#"config needs "tools""#), "{report}");
+    let report = refused("allowlist_c.wasm", "[config]\nnames = [\"echo\"]\n");
+    assert!(report.contains(r#"config needs "tools""#), "{report}");
 }
 
 /// `warden plugin new` gives a skeleton that builds with one command and loads,

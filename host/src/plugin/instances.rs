@@ -291,10 +291,8 @@ impl Instances {
             return Err(FaultKind::Instantiate("no instance".into()));
         };
         live.store.set_epoch_deadline(ticks(plugin.manifest.deadline));
-        let result = match hook {
-            Hook::Request => live.bindings.call_on_request(&mut live.store, context, text).await,
-            Hook::Response => live.bindings.call_on_response(&mut live.store, context, text).await,
-        };
+        let response = matches!(hook, Hook::Response);
+        let result = live.bindings.call_hook(&mut live.store, response, context, text).await;
         match result {
             Ok(verdict) => {
                 // An instance whose memory grew past the high-water mark is replaced by a

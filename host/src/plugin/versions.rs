@@ -103,29 +103,19 @@ impl Bindings {
         })
     }
 
-    /// `on-request`.
-    pub async fn call_on_request(
+    /// `on-response` when `response`, else `on-request`.
+    pub async fn call_hook(
         &self,
         store: &mut Store<HostState>,
+        response: bool,
         context: &wit::Context,
         message: &str,
     ) -> wasmtime::Result<wit::Verdict> {
-        Ok(match self {
-            Bindings::Current(b) => b.call_on_request(store, context, message).await?,
-            Bindings::V0_1(b) => verdict(b.call_on_request(store, &context_0_1(context), message).await?),
-        })
-    }
-
-    /// `on-response`.
-    pub async fn call_on_response(
-        &self,
-        store: &mut Store<HostState>,
-        context: &wit::Context,
-        message: &str,
-    ) -> wasmtime::Result<wit::Verdict> {
-        Ok(match self {
-            Bindings::Current(b) => b.call_on_response(store, context, message).await?,
-            Bindings::V0_1(b) => verdict(b.call_on_response(store, &context_0_1(context), message).await?),
+        Ok(match (self, response) {
+            (Bindings::Current(b), false) => b.call_on_request(store, context, message).await?,
+            (Bindings::Current(b), true) => b.call_on_response(store, context, message).await?,
+            (Bindings::V0_1(b), false) => verdict(b.call_on_request(store, &context_0_1(context), message).await?),
+            (Bindings::V0_1(b), true) => verdict(b.call_on_response(store, &context_0_1(context), message).await?),
         })
     }
 }

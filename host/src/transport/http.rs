@@ -378,6 +378,13 @@ fn sse_stream(rx: Receiver) -> Response<Body> {
 fn sse_body(stream: impl futures::Stream<Item = Event> + Send + Sync + 'static) -> Response<Body> {
     let frames = keep_alive(stream.map(|event| encode_event(&event)))
         .map(|bytes| Ok::<_, Infallible>(BodyFrame::data(bytes)));
+    event_stream(frames)
+}
+
+/// A `text/event-stream` response with these frames, not to be cached or buffered on the way.
+pub(super) fn event_stream(
+    frames: impl futures::Stream<Item = Result<BodyFrame<Bytes>, Infallible>> + Send + Sync + 'static,
+) -> Response<Body> {
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

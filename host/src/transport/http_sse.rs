@@ -9,13 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame as BodyFrame, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use super::http::{error, keep_alive, plain, read_body, Body};
+use super::http::{error, event_stream, keep_alive, plain, read_body, Body};
 use crate::jsonrpc::{code, Kind, Message};
 use crate::plugin::instances::Transport;
 use crate::serve::streams::{Event, Receiver};
@@ -55,12 +53,7 @@ pub fn open(gateway: &Arc<Gateway>) -> Response<Body> {
     });
     let frames = keep_alive(futures::stream::iter([Bytes::from(endpoint)]).chain(events))
         .map(|bytes| Ok::<_, std::convert::Infallible>(BodyFrame::data(bytes)));
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    event_stream(frames)
 }
 
 /// `POST /messages?session_id=…`: one message for the session; what it brings comes on the stream.

@@ -192,3 +192,20 @@ impl Drop for Gateway {
         let _ = self.child.wait();
     }
 }
+
+/// What tests/python/client.py saw of the fixture's conversations, the same in
+/// every path: 24 concurrent calls, the era the client ran (auto: Warden answers
+/// `server/discover` as a 2026-07-28 server), elicitation, roots and progress
+/// answered or shown, and a cancellation the upstream heard of.
+pub fn assert_conversations(seen: &Value, mode: &str) {
+    let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
+    assert_eq!(seen["concurrent"], json!(sums), "{mode}");
+    let era = if mode == "auto" { "2026-07-28" } else { "2025-06-18" };
+    assert_eq!(seen["era"], era);
+    assert_eq!(seen["elicitation"], r#"client said: accept {"name":"Ada"}"#, "{mode}");
+    assert_eq!(seen["roots"], "client said: file:///work", "{mode}");
+    assert_eq!(seen["progress"], json!([1.0, 2.0, 3.0]), "{mode}");
+    assert_eq!(seen["progress_answer"], "progressed", "{mode}");
+    let heard = seen["server_heard"].as_array().expect("server_heard");
+    assert!(heard.contains(&json!("notifications/cancelled")), "{mode}: the upstream must see the cancellation: {heard:?}");
+}
