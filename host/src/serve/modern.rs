@@ -187,8 +187,12 @@ impl Modern {
         let responses: Option<Value> = facts.input_responses.as_deref().and_then(|r| serde_json::from_str(r).ok());
         let Some(input) = responses.as_ref().and_then(|r| r.get(INPUT_KEY)) else {
             // The input is missing: ask for it again.
-            let (message, token) = (input_required(client_id, &parked.request), parked_token());
-            let _ = out.send(Event { id: None, message: message(&token), last: true });
+            let Some(token) = parked_token() else {
+                tokio::spawn(async move { parked.call.cancel().await });
+                return failed(client_id, "no OS random source for a requestState handle");
+            };
+            let message = input_required(client_id, &parked.request)(&token);
+            let _ = out.send(Event { id: None, message, last: true });
             self.park(token, parked);
             return Outcome::Events(events);
         };
@@ -374,7 +378,12 @@ impl Call {
                         let _ = self.backing.session.submit(pong).await;
                     } else if INPUT_METHODS.contains(&method) {
                         let request = server_request(&event.message);
-                        let token = parked_token();
+                        let Some(token) = parked_token() else {
+                            let why = "no OS random source for a requestState handle";
+                            let _ = out.send(Event { id: None, message: failure(&self.client_id, why), last: true });
+                            self.cancel().await;
+                            return;
+                        };
                         let message = input_required(&self.client_id, &request)(&token);
                         let _ = out.send(Event { id: None, message, last: true });
                         let modern = self.modern.clone();
@@ -483,13 +492,17 @@ fn input_required(client_id: &str, request: &Value) -> impl Fn(&str) -> Bytes {
     }
 }
 
-/// 128 random bits as hex; falls back to a counter-free error string only if the OS has no randomness.
-fn parked_token() -> String {
+/// A `requestState` handle: 128 random bits as hex. `None` without an OS
+/// random source (a guessable handle would let others take over the call).
+fn parked_token() -> Option<String> {
     let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        tracing::error!("no OS random source for a requestState handle");
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => Some(hex::encode(bytes)),
+        Err(e) => {
+            tracing::error!("no OS random source for a requestState handle: {e}");
+            None
+        }
     }
-    hex::encode(bytes)
 }
 
 /// A request with its id replaced by `id` (JSON text), and its progress token
