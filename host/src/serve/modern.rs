@@ -192,8 +192,9 @@ impl Modern {
                 return failed(client_id, "no OS random source for a requestState handle");
             };
             let message = input_required(client_id, &parked.request)(&token);
-            let _ = out.send(Event { id: None, message, last: true });
+            // Parked before the client can read the token and retry.
             self.park(token, parked);
+            let _ = out.send(Event { id: None, message, last: true });
             return Outcome::Events(events);
         };
         let reply = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{},"result":{input}}}"#, parked.asked));
@@ -385,9 +386,10 @@ impl Call {
                             return;
                         };
                         let message = input_required(&self.client_id, &request)(&token);
-                        let _ = out.send(Event { id: None, message, last: true });
+                        // Parked before the client can read the token and retry.
                         let modern = self.modern.clone();
                         modern.park(token, Parked { call: self, stream, asked, request });
+                        let _ = out.send(Event { id: None, message, last: true });
                         return;
                     } else {
                         let why = format!("{method} has no carrier to a 2026-07-28 client");
