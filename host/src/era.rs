@@ -37,16 +37,11 @@ pub mod meta {
     pub const ENVELOPE: &[&str] = &[PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL];
 }
 
-/// Error codes of the modern era.
+/// Error codes the 2026-07-28 era defines (the standard JSON-RPC ones are in
+/// [`crate::jsonrpc::code`]).
 pub mod code {
-    /// Method not found (also HTTP 404 in the modern era).
-    pub const METHOD_NOT_FOUND: i32 = -32601;
-    /// Invalid params, e.g. a missing required `_meta` key.
-    pub const INVALID_PARAMS: i32 = -32602;
     /// A mirrored header is missing, malformed or disagrees with the body.
     pub const HEADER_MISMATCH: i32 = -32020;
-    /// The request needs a capability the client did not declare.
-    pub const MISSING_CAPABILITY: i32 = -32021;
     /// The protocol version is not supported.
     pub const UNSUPPORTED_VERSION: i32 = -32022;
     /// Legacy "resource not found", retired in 2026-07-28.

@@ -16,6 +16,10 @@ pub mod code {
     pub const PARSE_ERROR: i32 = -32700;
     /// Valid JSON, but not a JSON-RPC message (or too large to read).
     pub const INVALID_REQUEST: i32 = -32600;
+    /// No such method (in the 2026-07-28 era also HTTP 404).
+    pub const METHOD_NOT_FOUND: i32 = -32601;
+    /// Invalid params, e.g. a missing required `_meta` key.
+    pub const INVALID_PARAMS: i32 = -32602;
     /// A plugin failed (trap, timeout, memory cap) and its failure mode is `closed`.
     pub const PLUGIN_FAILED: i32 = -32050;
     /// A plugin asked for human approval, which this Warden cannot collect.
@@ -308,6 +312,8 @@ pub fn negotiated_version(answer: &[u8]) -> Option<String> {
     struct InitResult {
         protocol_version: Option<String>,
     }
+    // Most messages are not `initialize` answers: no parse for them.
+    memchr::memmem::find(answer, b"\"protocolVersion\"")?;
     serde_json::from_slice::<Init>(answer).ok()?.result?.protocol_version
 }
 

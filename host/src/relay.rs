@@ -136,7 +136,9 @@ impl Relay {
         self.release_retired();
     }
 
-    /// Frees the instances of earlier chains no pending request needs any more.
+    /// Frees the instances of earlier chains no pending request needs any more
+    /// (a scan of the pending tables, done only when an earlier chain may have
+    /// just been released: a swap, an answer through it, a cancellation).
     fn release_retired(&mut self) {
         if self.retired.is_empty() {
             return;
@@ -372,16 +374,22 @@ impl Relay {
         if method == "initialize" && from == Direction::ServerToClient {
             self.note_protocol_version(&message);
         }
+        // Only an answer through an earlier chain can be the last one it owed.
+        let retiring = generation != self.instances.chain().generation();
         let outcome = {
             let instances = self.instances_of(generation);
             if !instances.chain().wants_response(&method) {
-                self.release_retired();
+                if retiring {
+                    self.release_retired();
+                }
                 return self.send_on(from, message.raw).await;
             }
             let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
             instances.on_response(cx, &message).await
         };
-        self.release_retired();
+        if retiring {
+            self.release_retired();
+        }
         let id = message.head.id.as_deref();
         let onward = match outcome {
             Outcome::Forward(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
@@ -453,6 +461,7 @@ impl Relay {
     fn forget_cancelled(&mut self, from: Direction, message: &Message) {
         if let Some(id) = jsonrpc::cancelled_request(&message.raw) {
             self.pending(from).remove(&id);
+            self.release_retired();
         }
     }
 

@@ -89,11 +89,6 @@ impl Upstream {
         self
     }
 
-    /// Whether it is a remote server.
-    pub fn is_remote(&self) -> bool {
-        matches!(self.kind, Kind::Remote { .. })
-    }
-
     /// Whether messages to it may be written in pieces as they arrive.
     pub fn takes_pieces(&self) -> bool {
         matches!(self.kind, Kind::Child { .. }) && !self.layered

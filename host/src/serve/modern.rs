@@ -176,11 +176,11 @@ impl Modern {
     fn resume(self: &Arc<Self>, client_id: &str, facts: &Facts, state: &str) -> Outcome {
         let Some(mut parked) = lock(&self.parked).remove(state) else {
             let why = "requestState is unknown, used or expired; send the request again without it";
-            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), era::code::INVALID_PARAMS, why);
+            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), code::INVALID_PARAMS, why);
         };
         if parked.call.method != facts.method || parked.call.name != facts.name {
             let why = "requestState belongs to another request";
-            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), era::code::INVALID_PARAMS, why);
+            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), code::INVALID_PARAMS, why);
         }
         parked.call.client_id = client_id.to_owned();
         let (out, events) = mpsc::unbounded_channel();
@@ -393,7 +393,7 @@ impl Call {
                         return;
                     } else {
                         let why = format!("{method} has no carrier to a 2026-07-28 client");
-                        let refusal = jsonrpc::error_response(Some(&asked), era::code::METHOD_NOT_FOUND, &why, None);
+                        let refusal = jsonrpc::error_response(Some(&asked), code::METHOD_NOT_FOUND, &why, None);
                         let _ = self.backing.session.submit(refusal).await;
                     }
                 }
@@ -414,7 +414,7 @@ impl Call {
             }
             if let Some(error) = value.get_mut("error").and_then(Value::as_object_mut) {
                 if error.get("code").and_then(Value::as_i64) == Some(era::code::LEGACY_RESOURCE_NOT_FOUND.into()) {
-                    error.insert("code".to_owned(), era::code::INVALID_PARAMS.into());
+                    error.insert("code".to_owned(), code::INVALID_PARAMS.into());
                 }
             }
         }

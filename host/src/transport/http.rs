@@ -224,14 +224,14 @@ async fn modern(gateway: &Gateway, headers: &HeaderMap, message: Message, accept
         }
         let version = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
         match facts.version.as_deref() {
-            None => return refuse(era::code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/protocolVersion"),
+            None => return refuse(code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/protocolVersion"),
             Some(v) if Some(v) != version => {
                 return refuse(era::code::HEADER_MISMATCH, "MCP-Protocol-Version header does not match _meta")
             }
             Some(_) => {}
         }
         if facts.capabilities.is_none() {
-            return refuse(era::code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/clientCapabilities");
+            return refuse(code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/clientCapabilities");
         }
     }
     let mut events = match gateway.serve_modern(&message.head, &message.raw, facts).await {

@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use crate::era;
-use crate::jsonrpc::{self, Kind};
+use crate::jsonrpc::{self, code, Kind};
 use crate::session::{Output, Upstream, QUEUE};
 use crate::transport::framing::{Frame, Outgoing};
 
@@ -223,18 +223,15 @@ impl Bridge {
 
     /// A frame from the upstream. Returns whether it started the probe.
     async fn on_upstream(&mut self, frame: Frame) -> bool {
+        // A session settled as legacy passes everything as it comes, unread;
+        // an oversized message is the relay's to answer.
+        if matches!(self.mode, Mode::Legacy) || matches!(frame, Frame::TooLarge { .. }) {
+            let _ = self.to_client.send(Ok(frame)).await;
+            return false;
+        }
         let message = match frame {
             Frame::Line(line) => line,
-            // Long messages arrive in pieces; a legacy session passes them as they come.
-            // An oversized one is the relay's to answer.
-            piece @ Frame::TooLarge { .. } => {
-                let _ = self.to_client.send(Ok(piece)).await;
-                return false;
-            }
-            piece if matches!(self.mode, Mode::Legacy) => {
-                let _ = self.to_client.send(Ok(piece)).await;
-                return false;
-            }
+            Frame::TooLarge { .. } => return false,
             Frame::Start(part) | Frame::More(part) => {
                 self.pieces.extend_from_slice(&part);
                 return false;
@@ -320,7 +317,7 @@ impl Bridge {
             }
             (Some("resources/subscribe" | "resources/unsubscribe"), Some(id)) => {
                 let why = "resource subscriptions are not available from this 2026-07-28 server";
-                let error = json!({"code": era::code::METHOD_NOT_FOUND, "message": why});
+                let error = json!({"code": code::METHOD_NOT_FOUND, "message": why});
                 self.down_value(json!({"jsonrpc": "2.0", "id": id, "error": error})).await;
             }
             (Some(method), Some(id)) => {

@@ -116,7 +116,7 @@ struct Shared {
     /// Held while a new session is being made, so that only one is.
     renewing: tokio::sync::Mutex<()>,
     /// Where to POST, once the server turned out to speak HTTP+SSE (2024-11-05).
-    old_endpoint: Mutex<Option<Uri>>,
+    old_endpoint: std::sync::OnceLock<Uri>,
     /// The task reading that server's event stream.
     old_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     output: mpsc::Sender<std::io::Result<Frame>>,
@@ -138,7 +138,7 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
         version: Mutex::new(None),
         initialize: Mutex::new(None),
         renewing: tokio::sync::Mutex::new(()),
-        old_endpoint: Mutex::new(None),
+        old_endpoint: std::sync::OnceLock::new(),
         old_reader: Mutex::new(None),
         output: output_tx,
         max_message_bytes,
@@ -222,9 +222,8 @@ async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initializ
     if initialize {
         *lock(&shared.initialize) = Some(message.clone());
     }
-    let old_endpoint = lock(&shared.old_endpoint).clone();
-    if let Some(endpoint) = old_endpoint {
-        return post_old(&shared, endpoint, message, id.as_deref()).await;
+    if let Some(endpoint) = shared.old_endpoint.get() {
+        return post_old(&shared, endpoint.clone(), message, id.as_deref()).await;
     }
     let mut renewed = false;
     let response = loop {
@@ -410,8 +409,8 @@ impl Shared {
     /// `endpoint` event; a task then feeds the stream's messages to the relay.
     async fn open_old_sse(self: &Arc<Self>) -> Result<Uri, String> {
         let _one = self.renewing.lock().await;
-        if let Some(endpoint) = lock(&self.old_endpoint).clone() {
-            return Ok(endpoint);
+        if let Some(endpoint) = self.old_endpoint.get() {
+            return Ok(endpoint.clone());
         }
         let mut request = self.request(Method::GET, None);
         request.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
@@ -430,7 +429,8 @@ impl Shared {
                 break self.endpoint(&event.data)?;
             }
         };
-        *lock(&self.old_endpoint) = Some(endpoint.clone());
+        // Only set here, under `renewing`.
+        let _ = self.old_endpoint.set(endpoint.clone());
         tracing::info!(upstream = %self.options.url, "the upstream speaks HTTP+SSE (2024-11-05)");
         let shared = self.clone();
         let reader = tokio::spawn(async move {
