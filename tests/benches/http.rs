@@ -60,15 +60,48 @@ impl Listening {
 
     /// CPU time it has used (user + system), in microseconds.
     fn cpu_us(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start at `) `; utime and stime are the 12th and 13th.
-        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let mut fields = after.split_whitespace().skip(11);
-        let ticks: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        // Linux reports clock ticks of 1/100 s (USER_HZ).
-        ticks * 10_000
+        cpu_us(&self.child.id().to_string())
     }
+
+    /// CPU time its child processes (Warden's stdio upstreams) have used, in microseconds.
+    fn children_cpu_us(&self) -> u64 {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|children| children.split_whitespace().map(cpu_us).collect::<Vec<_>>())
+            .sum()
+    }
+}
+
+/// CPU time process `pid` (or `self`) has used, all its threads, in microseconds.
+/// Read from `schedstat` (nanoseconds on the CPU): `stat`'s clock ticks of 10 ms
+/// round a stdio server's share of a run to nothing.
+fn cpu_us(pid: &str) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let nanos: u64 = tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    nanos / 1000
+}
+
+/// CPU time this process (the clients) has used, in microseconds, threads that
+/// have ended included (`schedstat` lists only live ones).
+fn client_cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name start at `) `; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let mut fields = after.split_whitespace().skip(11);
+    let ticks: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Clock ticks of 1/100 s (USER_HZ).
+    ticks * 10_000
 }
 
 impl Drop for Listening {
@@ -179,13 +212,22 @@ impl StdioSession {
     }
 }
 
+enum Session {
+    Http(HttpSession),
+    Stdio(StdioSession),
+}
+
 enum Path<'a> {
     Http(&'a str),
     StdioToHttp { warden: &'a str, url: &'a str },
 }
 
-/// `sessions` clients at once, each making `calls` calls: (calls per second, median µs).
-fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str) -> (f64, f64) {
+/// CPU time used so far (µs) by the client (this process), Warden and the upstream server(s).
+type CpuSample<'a> = &'a dyn Fn() -> [u64; 3];
+
+/// `sessions` clients at once, each making `calls` calls: (calls per second,
+/// median µs, CPU µs per call of client, Warden and upstream while they ran).
+fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str, cpu: CpuSample<'_>) -> (f64, f64, [f64; 3]) {
     let barrier = Arc::new(Barrier::new(sessions + 1));
     let workers: Vec<_> = (0..sessions)
         .map(|_| {
@@ -198,8 +240,7 @@ fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str) -> (f64, f64)
                     std::thread::spawn(move || {
                         barrier.wait();
                         let samples: Vec<Duration> = bodies.iter().map(|b| s.round_trip(b)).collect();
-                        s.close();
-                        samples
+                        (samples, Session::Http(s))
                     })
                 }
                 Path::StdioToHttp { warden, url } => {
@@ -207,8 +248,7 @@ fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str) -> (f64, f64)
                     std::thread::spawn(move || {
                         barrier.wait();
                         let samples: Vec<Duration> = bodies.iter().map(|b| s.round_trip(b)).collect();
-                        s.close();
-                        samples
+                        (samples, Session::Stdio(s))
                     })
                 }
             }
@@ -216,11 +256,23 @@ fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str) -> (f64, f64)
         .collect();
     barrier.wait();
     let started = Instant::now();
-    let mut samples: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+    let cpu_before = cpu();
+    let (samples, open): (Vec<_>, Vec<_>) = workers.into_iter().map(|w| w.join().expect("worker")).unzip();
     let elapsed = started.elapsed();
+    // Sampled before the sessions close, while Warden's children are there to be read.
+    let cpu_after = cpu();
+    for session in open {
+        match session {
+            Session::Http(s) => s.close(),
+            Session::Stdio(s) => s.close(),
+        }
+    }
+    let mut samples: Vec<Duration> = samples.into_iter().flatten().collect();
     samples.sort();
     let median = samples[samples.len() / 2].as_secs_f64() * 1e6;
-    ((sessions * calls) as f64 / elapsed.as_secs_f64(), median)
+    let total = (sessions * calls) as f64;
+    let per_call = std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]) as f64 / total);
+    (total / elapsed.as_secs_f64(), median, per_call)
 }
 
 fn main() {
@@ -253,26 +305,37 @@ fn main() {
     ];
     let small = "a".repeat(100);
     let large = "b".repeat(1 << 20);
-    println!("| path | 100 B, 1 session: calls/s | p50 µs | 100 B, 16 sessions: calls/s | p50 µs | CPU µs/call | 1 MiB, 1 session: calls/s | 1 MiB, 16 sessions: calls/s | Warden peak RSS |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, path, gateway) in &paths {
-        run(path, 1, 200, &small); // warm-up
+    // `WARDEN_BENCH_SOAK=SECONDS cargo bench --bench http -- NAME`: only the paths
+    // whose name holds NAME, 100 B by 16 sessions for that long (for a profiler).
+    let soak: Option<f64> = std::env::var("WARDEN_BENCH_SOAK").ok().and_then(|s| s.parse().ok());
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let paths = paths.into_iter().filter(|(name, ..)| only.as_deref().is_none_or(|o| name.contains(o)));
+    println!("| path | 100 B, 1 session: calls/s | p50 µs | 100 B, 16 sessions: calls/s | p50 µs | CPU µs/call: client, Warden, upstream | 1 MiB, 1 session: calls/s | 1 MiB, 16 sessions: calls/s | Warden peak RSS |");
+    println!("|---|---:|---:|---:|---:|---|---:|---:|---:|");
+    for (name, path, gateway) in paths {
+        // Warden's CPU for stdio→http is left out: each client starts its own Warden inside the run.
+        let cpu = || {
+            let upstream = match (gateway, &path) {
+                (Some(g), Path::Http(url)) if *url == to_stdio.url || *url == to_stdio_one_thread.url => g.children_cpu_us(),
+                _ => direct.cpu_us(),
+            };
+            [client_cpu_us(), gateway.map_or(0, Listening::cpu_us), upstream]
+        };
+        if let Some(seconds) = soak {
+            let until = Instant::now() + Duration::from_secs_f64(seconds);
+            while Instant::now() < until {
+                let (rps, p50, _) = run(&path, 16, 2000, &small, &cpu);
+                println!("{name}: {rps:.0} calls/s, p50 {p50:.0} µs");
+            }
+            continue;
+        }
+        run(&path, 1, 200, &small, &cpu); // warm-up
         let before = gateway.map(|g| g.memory());
-        let (one_rps, one_p50) = run(path, 1, 2000, &small);
-        // The CPU the measured process (the direct server, or Warden) spends per call at 16 sessions.
-        let process: Option<&Listening> = match (gateway, path) {
-            (Some(g), _) => Some(g),
-            (None, Path::Http(_)) => Some(&direct),
-            (None, _) => None,
-        };
-        let cpu_before = process.map(|p| p.cpu_us());
-        let (many_rps, many_p50) = run(path, 16, 500, &small);
-        let cpu = match (process, cpu_before) {
-            (Some(p), Some(before)) => format!("{:.0}", (p.cpu_us() - before) as f64 / (16.0 * 500.0)),
-            _ => "-".to_owned(),
-        };
-        let (big_one, _) = run(path, 1, 20, &large);
-        let (big_many, _) = run(path, 16, 5, &large);
+        let (one_rps, one_p50, _) = run(&path, 1, 2000, &small, &cpu);
+        let (many_rps, many_p50, [client, proxy, upstream]) = run(&path, 16, 500, &small, &cpu);
+        let proxy = if gateway.is_some() { format!("{proxy:.0}") } else { "-".to_owned() };
+        let (big_one, _, _) = run(&path, 1, 20, &large, &cpu);
+        let (big_many, _, _) = run(&path, 16, 5, &large, &cpu);
         let memory = match (gateway, before) {
             (Some(g), Some((_, rss_before))) => {
                 let (peak, _) = g.memory();
@@ -284,6 +347,6 @@ fn main() {
             }
             _ => "-".to_owned(),
         };
-        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {cpu} | {big_one:.1} | {big_many:.1} | {memory} |");
+        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {client:.0}, {proxy}, {upstream:.0} | {big_one:.1} | {big_many:.1} | {memory} |");
     }
 }
