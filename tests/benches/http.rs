@@ -111,8 +111,8 @@ impl Drop for Listening {
     }
 }
 
-fn call(id: u64, text: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}})
+fn call(id: u64, tool: &str, text: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"text": text}}})
         .to_string()
 }
 
@@ -227,13 +227,20 @@ type CpuSample<'a> = &'a dyn Fn() -> [u64; 3];
 
 /// `sessions` clients at once, each making `calls` calls: (calls per second,
 /// median µs, CPU µs per call of client, Warden and upstream while they ran).
-fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str, cpu: CpuSample<'_>) -> (f64, f64, [f64; 3]) {
+fn run(
+    path: &Path<'_>,
+    sessions: usize,
+    calls: usize,
+    tool: &str,
+    text: &str,
+    cpu: CpuSample<'_>,
+) -> (f64, f64, [f64; 3]) {
     let barrier = Arc::new(Barrier::new(sessions + 1));
     let workers: Vec<_> = (0..sessions)
         .map(|_| {
             let barrier = barrier.clone();
             let text = text.to_owned();
-            let bodies: Vec<String> = (1..=calls as u64).map(|id| call(id, &text)).collect();
+            let bodies: Vec<String> = (1..=calls as u64).map(|id| call(id, tool, &text)).collect();
             match path {
                 Path::Http(url) => {
                     let s = HttpSession::open(url);
@@ -275,67 +282,131 @@ fn run(path: &Path<'_>, sessions: usize, calls: usize, text: &str, cpu: CpuSampl
     (total / elapsed.as_secs_f64(), median, per_call)
 }
 
+/// Where a row's upstream CPU is read.
+enum Upstream<'a> {
+    /// The children of this Warden (a stdio server per session).
+    ChildrenOf(&'a Listening),
+    /// This server process.
+    Process(&'a Listening),
+}
+
+/// One line of the table.
+struct Row<'a> {
+    name: &'static str,
+    path: Path<'a>,
+    /// The Warden measured, when it is one process.
+    gateway: Option<&'a Listening>,
+    upstream: Upstream<'a>,
+    /// The tool called with a `text` argument.
+    tool: &'static str,
+    /// Whether the tool sends its argument back (1 MiB runs are skipped otherwise).
+    echoes: bool,
+}
+
 fn main() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_owned();
     let warden = repo.join("target/release/warden").display().to_string();
     let fixture = env!("CARGO_BIN_EXE_mcp-fixture").to_owned();
+    let serve = |args: &[&str]| {
+        Listening::start(
+            Command::new(&warden)
+                .args(["serve", "--listen", "127.0.0.1:0", "--no-cache"])
+                .args(args)
+                .env("WARDEN_LOG", "info"),
+        )
+    };
 
     let direct = Listening::start(Command::new(&fixture).args(["--http", "127.0.0.1:0"]));
-    let to_stdio = Listening::start(
-        Command::new(&warden)
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--", &fixture])
-            .env("WARDEN_LOG", "info"),
-    );
-    let to_stdio_one_thread = Listening::start(
-        Command::new(&warden)
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--threads", "1", "--", &fixture])
-            .env("WARDEN_LOG", "info"),
-    );
-    let to_http = Listening::start(
-        Command::new(&warden)
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache", "--upstream-url", &direct.url])
-            .env("WARDEN_LOG", "info"),
-    );
-    let paths: [(&str, Path<'_>, Option<&Listening>); 5] = [
-        ("direct (fixture over HTTP)", Path::Http(&direct.url), None),
-        ("http→stdio (warden serve)", Path::Http(&to_stdio.url), Some(&to_stdio)),
-        ("http→stdio (warden serve --threads 1)", Path::Http(&to_stdio_one_thread.url), Some(&to_stdio_one_thread)),
-        ("http→http (warden serve --upstream-url)", Path::Http(&to_http.url), Some(&to_http)),
-        ("stdio→http (warden wrap --url)", Path::StdioToHttp { warden: &warden, url: &direct.url }, None),
-    ];
+    let to_stdio = serve(&["--", &fixture]);
+    let to_stdio_one_thread = serve(&["--threads", "1", "--", &fixture]);
+    let to_http = serve(&["--upstream-url", &direct.url]);
+    let fixture_rows = |tool| {
+        [
+            ("direct (fixture over HTTP)", Path::Http(&direct.url), None, Upstream::Process(&direct)),
+            ("http→stdio (warden serve)", Path::Http(&to_stdio.url), Some(&to_stdio), Upstream::ChildrenOf(&to_stdio)),
+            (
+                "http→stdio (warden serve --threads 1)",
+                Path::Http(&to_stdio_one_thread.url),
+                Some(&to_stdio_one_thread),
+                Upstream::ChildrenOf(&to_stdio_one_thread),
+            ),
+            (
+                "http→http (warden serve --upstream-url)",
+                Path::Http(&to_http.url),
+                Some(&to_http),
+                Upstream::Process(&direct),
+            ),
+            (
+                "stdio→http (warden wrap --url)",
+                Path::StdioToHttp { warden: &warden, url: &direct.url },
+                None,
+                Upstream::Process(&direct),
+            ),
+        ]
+        .map(|(name, path, gateway, upstream)| Row { name, path, gateway, upstream, tool, echoes: true })
+    };
+    let mut rows: Vec<Row<'_>> = fixture_rows("echo").into_iter().collect();
+
+    // The same paths in front of a server on the official TypeScript SDK
+    // (the conformance upstream, `npm ci --prefix tests/conformance`).
+    let sdk_server = repo.join("tests/conformance/server.mjs").display().to_string();
+    let sdk = repo.join("tests/conformance/node_modules/@modelcontextprotocol/sdk").exists().then(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let direct = Listening::start(Command::new("node").args([sdk_server.as_str(), "--http", &port.to_string()]));
+        let to_stdio = serve(&["--", "node", &sdk_server]);
+        let to_http = serve(&["--upstream-url", &direct.url]);
+        (direct, to_stdio, to_http)
+    });
+    match &sdk {
+        Some((direct, to_stdio, to_http)) => rows.extend(
+            [
+                ("direct (TypeScript SDK server over HTTP)", Path::Http(&direct.url), None, Upstream::Process(direct)),
+                ("http→stdio (warden serve, TypeScript SDK server)", Path::Http(&to_stdio.url), Some(to_stdio), Upstream::ChildrenOf(to_stdio)),
+                ("http→http (warden serve --upstream-url, TypeScript SDK server)", Path::Http(&to_http.url), Some(to_http), Upstream::Process(direct)),
+            ]
+            .map(|(name, path, gateway, upstream)| Row { name, path, gateway, upstream, tool: "test_simple_text", echoes: false }),
+        ),
+        None => eprintln!("tests/conformance/node_modules missing (npm ci --prefix tests/conformance): the TypeScript SDK rows are skipped"),
+    }
+
     let small = "a".repeat(100);
     let large = "b".repeat(1 << 20);
     // `WARDEN_BENCH_SOAK=SECONDS cargo bench --bench http -- NAME`: only the paths
     // whose name holds NAME, 100 B by 16 sessions for that long (for a profiler).
     let soak: Option<f64> = std::env::var("WARDEN_BENCH_SOAK").ok().and_then(|s| s.parse().ok());
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let paths = paths.into_iter().filter(|(name, ..)| only.as_deref().is_none_or(|o| name.contains(o)));
     println!("| path | 100 B, 1 session: calls/s | p50 µs | 100 B, 16 sessions: calls/s | p50 µs | CPU µs/call: client, Warden, upstream | 1 MiB, 1 session: calls/s | 1 MiB, 16 sessions: calls/s | Warden peak RSS |");
     println!("|---|---:|---:|---:|---:|---|---:|---:|---:|");
-    for (name, path, gateway) in paths {
+    for row in rows.iter().filter(|row| only.as_deref().is_none_or(|o| row.name.contains(o))) {
+        let Row { name, path, gateway, tool, .. } = row;
         // Warden's CPU for stdio→http is left out: each client starts its own Warden inside the run.
         let cpu = || {
-            let upstream = match (gateway, &path) {
-                (Some(g), Path::Http(url)) if *url == to_stdio.url || *url == to_stdio_one_thread.url => g.children_cpu_us(),
-                _ => direct.cpu_us(),
+            let upstream = match row.upstream {
+                Upstream::ChildrenOf(g) => g.children_cpu_us(),
+                Upstream::Process(p) => p.cpu_us(),
             };
             [client_cpu_us(), gateway.map_or(0, Listening::cpu_us), upstream]
         };
         if let Some(seconds) = soak {
             let until = Instant::now() + Duration::from_secs_f64(seconds);
             while Instant::now() < until {
-                let (rps, p50, _) = run(&path, 16, 2000, &small, &cpu);
+                let (rps, p50, _) = run(path, 16, 2000, tool, &small, &cpu);
                 println!("{name}: {rps:.0} calls/s, p50 {p50:.0} µs");
             }
             continue;
         }
-        run(&path, 1, 200, &small, &cpu); // warm-up
+        run(path, 1, 200, tool, &small, &cpu); // warm-up
         let before = gateway.map(|g| g.memory());
-        let (one_rps, one_p50, _) = run(&path, 1, 2000, &small, &cpu);
-        let (many_rps, many_p50, [client, proxy, upstream]) = run(&path, 16, 500, &small, &cpu);
+        let (one_rps, one_p50, _) = run(path, 1, 2000, tool, &small, &cpu);
+        let (many_rps, many_p50, [client, proxy, upstream]) = run(path, 16, 500, tool, &small, &cpu);
         let proxy = if gateway.is_some() { format!("{proxy:.0}") } else { "-".to_owned() };
-        let (big_one, _, _) = run(&path, 1, 20, &large, &cpu);
-        let (big_many, _, _) = run(&path, 16, 5, &large, &cpu);
+        let (big_one, big_many) = if row.echoes {
+            let (one, _, _) = run(path, 1, 20, tool, &large, &cpu);
+            let (many, _, _) = run(path, 16, 5, tool, &large, &cpu);
+            (format!("{one:.1}"), format!("{many:.1}"))
+        } else {
+            ("-".to_owned(), "-".to_owned())
+        };
         let memory = match (gateway, before) {
             (Some(g), Some((_, rss_before))) => {
                 let (peak, _) = g.memory();
@@ -347,6 +418,6 @@ fn main() {
             }
             _ => "-".to_owned(),
         };
-        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {client:.0}, {proxy}, {upstream:.0} | {big_one:.1} | {big_many:.1} | {memory} |");
+        println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {client:.0}, {proxy}, {upstream:.0} | {big_one} | {big_many} | {memory} |");
     }
 }

@@ -18,7 +18,6 @@ mod support;
 
 use support::Wrap;
 
-
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -74,7 +73,9 @@ fn main() {
     let mut baseline = Wrap::start(&warden, fixture, empty.path(), cache.path());
     first_call(&mut baseline);
 
-    println!("| plugin | component | load, cold | load, cached | instantiate | memory per instance | per message, warm |");
+    println!(
+        "| plugin | component | load, cold | load, cached | instantiate | memory per instance | per message, warm |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, file, manifest) in plugins {
         let wasm = built.join(file);

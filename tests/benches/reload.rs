@@ -19,11 +19,11 @@ mod support;
 
 use support::Wrap;
 
-
 fn land(policy: &Path, dir: &Path) {
     let staged = dir.join(".10-tool-policy.wasm.part");
     std::fs::copy(policy, &staged).expect("stage");
-    std::fs::write(dir.join("10-tool-policy.toml"), "[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n").expect("config");
+    std::fs::write(dir.join("10-tool-policy.toml"), "[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n")
+        .expect("config");
     std::fs::rename(&staged, dir.join("10-tool-policy.wasm")).expect("rename in");
 }
 
@@ -122,6 +122,11 @@ fn main() {
     println!("| 100 B echo round trip | p50 µs | p99 µs | max µs |");
     println!("|---|---:|---:|---:|");
     for (name, times) in [("steady".to_owned(), &steady), (format!("during {swaps} swaps"), &during)] {
-        println!("| {name} | {:.0} | {:.0} | {:.0} |", percentile(times, 0.5), percentile(times, 0.99), percentile(times, 1.0));
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} |",
+            percentile(times, 0.5),
+            percentile(times, 0.99),
+            percentile(times, 1.0)
+        );
     }
 }

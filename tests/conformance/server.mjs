@@ -357,7 +357,7 @@ async function serveHttp(port) {
       res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32700, message: String(e) } }));
     }
   });
-  httpServer.listen(port, '127.0.0.1', () => console.error(`conformance upstream on http://127.0.0.1:${port}/mcp`));
+  httpServer.listen(port, '127.0.0.1', () => console.error(`conformance upstream listening on http://127.0.0.1:${port}/mcp`));
 }
 
 const httpAt = process.argv.indexOf('--http');

@@ -56,7 +56,11 @@ fn every_check_that_passes_directly_passes_through_warden() {
             }
         }
         let failed: Vec<_> = through.iter().filter(|(_, s)| s.iter().any(|s| s == "FAILURE")).collect();
-        assert!(lost.is_empty() && failed.is_empty(), "{path}: lost {lost:#?}\nfailed {failed:#?}\n{}", gateway.stderr());
+        assert!(
+            lost.is_empty() && failed.is_empty(),
+            "{path}: lost {lost:#?}\nfailed {failed:#?}\n{}",
+            gateway.stderr()
+        );
     }
 }
 
@@ -83,9 +87,11 @@ fn run_suite(dir: &Path, url: &str, out: &Path) -> Results {
         let name = scenario_dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
         // `server-<scenario>-<timestamp>`, the timestamp as `2026-12-01T00-05-35-797Z`.
         let scenario = name.strip_prefix("server-").unwrap_or(&name);
-        let scenario = scenario.get(..scenario.len().saturating_sub(TIMESTAMP.len() + 1)).unwrap_or(scenario).to_owned();
+        let scenario =
+            scenario.get(..scenario.len().saturating_sub(TIMESTAMP.len() + 1)).unwrap_or(scenario).to_owned();
         let checks: Value =
-            serde_json::from_slice(&std::fs::read(scenario_dir.join("checks.json")).expect("checks.json")).expect("JSON");
+            serde_json::from_slice(&std::fs::read(scenario_dir.join("checks.json")).expect("checks.json"))
+                .expect("JSON");
         for check in checks.as_array().into_iter().flatten() {
             let id = check["id"].as_str().unwrap_or_default().to_owned();
             let status = check["status"].as_str().unwrap_or_default().to_owned();

@@ -45,7 +45,8 @@ fn a_modern_client_reaches_a_legacy_server_through_the_plugins() {
     assert_eq!((result["resultType"].as_str(), result["cacheScope"].as_str()), (Some("complete"), Some("private")));
 
     let list = post(&gw, &request(json!(2), "tools/list", json!({})), "tools/list", None).answer();
-    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
     assert!(names.contains(&"echo") && !names.contains(&"delete_everything"), "{names:?}");
     assert_eq!(list["result"]["ttlMs"], 0, "list results carry caching hints: {list}");
 
@@ -147,7 +148,9 @@ fn a_handshake_client_reaches_a_modern_only_server_through_the_bridge() {
     assert_eq!(denied["error"]["code"], -32001, "{denied}");
     // The server's input_required becomes a sampling request the client answers.
     let id = w.fresh_id();
-    w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}));
+    w.send(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}),
+    );
     let ask = w.wait_for(|m| m["method"] == "sampling/createMessage");
     w.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "bridged hi"}, "model": "m"}}));
     let answer = w.answer_to(&id);

@@ -189,7 +189,9 @@ fn a_call_in_flight_finishes_on_the_chain_it_started_on() {
     let mut w = Warden::start_with(Some(&dir), &[], &[&fixture]);
     w.initialize();
     let id = w.fresh_id();
-    w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}));
+    w.send(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "ask_client", "arguments": {}}}),
+    );
     let ask = w.wait_for(|m| m["method"] == "sampling/createMessage");
     std::fs::remove_file(dir.join("20-secret-redact.wasm")).expect("remove");
     wait_swaps(|| w.log_count(SWAPPED), 1, || w.stderr());

@@ -207,5 +207,8 @@ pub fn assert_conversations(seen: &Value, mode: &str) {
     assert_eq!(seen["progress"], json!([1.0, 2.0, 3.0]), "{mode}");
     assert_eq!(seen["progress_answer"], "progressed", "{mode}");
     let heard = seen["server_heard"].as_array().expect("server_heard");
-    assert!(heard.contains(&json!("notifications/cancelled")), "{mode}: the upstream must see the cancellation: {heard:?}");
+    assert!(
+        heard.contains(&json!("notifications/cancelled")),
+        "{mode}: the upstream must see the cancellation: {heard:?}"
+    );
 }
