@@ -183,7 +183,10 @@ async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("  imports:   {}", imports.join(", "));
             println!("  requests:  {:?}", plugin.registered.0);
             println!("  responses: {:?}", plugin.registered.1);
-            println!("  config:    {} (init accepted it)", if manifest_path.exists() { manifest_path.display().to_string() } else { "none".to_owned() });
+            println!(
+                "  config:    {} (init accepted it)",
+                if manifest_path.exists() { manifest_path.display().to_string() } else { "none".to_owned() }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -228,13 +231,15 @@ fn main() -> ExitCode {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
         Command::Serve(args) => runtime.block_on(serve_main(args)),
         Command::Plugin(PluginCommand::Check(args)) => runtime.block_on(check_main(args)),
-        Command::Plugin(PluginCommand::New(args)) => match warden::scaffold::new_plugin(args.lang, &args.name, &args.dir) {
-            Ok(root) => {
-                println!("{}: build it with {}/build.sh", root.display(), root.display());
-                Ok(ExitCode::SUCCESS)
+        Command::Plugin(PluginCommand::New(args)) => {
+            match warden::scaffold::new_plugin(args.lang, &args.name, &args.dir) {
+                Ok(root) => {
+                    println!("{}: build it with {}/build.sh", root.display(), root.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
     };
     // A read of a terminal stdin may still be parked on a blocking thread: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

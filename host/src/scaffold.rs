@@ -82,7 +82,8 @@ pub fn new_plugin(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf> {
         }
     }
     let config = if lang == Lang::C { "deny = \"delete_everything\"" } else { "deny = [\"delete_everything\"]" };
-    let manifest = format!("# {name}: sample config (copy beside {name}.wasm in the plugins folder)\n[config]\n{config}\n");
+    let manifest =
+        format!("# {name}: sample config (copy beside {name}.wasm in the plugins folder)\n[config]\n{config}\n");
     std::fs::write(root.join(format!("{name}.toml")), manifest)?;
     Ok(root)
 }

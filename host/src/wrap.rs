@@ -66,8 +66,13 @@ where
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 
-    let session =
-        Session { id: None, upstream: upstream_name, caller: None, protocol_version: None, transport: Transport::Stdio };
+    let session = Session {
+        id: None,
+        upstream: upstream_name,
+        caller: None,
+        protocol_version: None,
+        transport: Transport::Stdio,
+    };
     let instances = Instances::new(plugins.runtime().clone(), plugins.current(), session);
     let relay = Relay::new(instances, to_client, to_upstream, options.audit.clone(), options.max_message_bytes)
         .follow(plugins.subscribe())

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::versions::Pre;
 use super::state::KvStore;
+use super::versions::Pre;
 use crate::config::Manifest;
 
 /// A loaded plugin: compiled, linked and checked, ready to instantiate.

@@ -12,10 +12,10 @@ use serde_json::value::RawValue;
 use wasmtime::Store;
 
 use super::bindings::warden::interceptor::types::{self as wit, Verdict};
-use super::versions::Bindings;
 use super::chain::{Chain, Plugin};
 use super::host::HostState;
 use super::runtime::{ticks, Runtime};
+use super::versions::Bindings;
 use crate::config::FailureMode;
 use crate::jsonrpc::{self, Kind, Message};
 

@@ -143,10 +143,8 @@ impl Plugins {
     }
 
     fn audit(&self, why: &str, changes: &[Change], refused: Option<&str>) {
-        let plugins: Vec<_> = changes
-            .iter()
-            .map(|c| json!({"plugin": c.name, "old_digest": c.old, "new_digest": c.new}))
-            .collect();
+        let plugins: Vec<_> =
+            changes.iter().map(|c| json!({"plugin": c.name, "old_digest": c.old, "new_digest": c.new})).collect();
         let event = match refused {
             None => json!({"event": "reload", "why": why, "result": "ok", "plugins": plugins}),
             Some(reason) => json!({"event": "reload", "why": why, "result": "refused", "reason": reason}),

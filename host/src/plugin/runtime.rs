@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use super::versions::{self, Pre};
 use super::cache::{self, Cache};
 use super::chain::{Chain, Interests, Plugin};
 use super::host::HostState;
 use super::state::KvStore;
+use super::versions::{self, Pre};
 use crate::audit::AuditSink;
 use crate::config::{ConfigError, Manifest};
 

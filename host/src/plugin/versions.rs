@@ -147,7 +147,9 @@ fn verdict(v: wit0_1::Verdict) -> wit::Verdict {
     match v {
         wit0_1::Verdict::Forward => wit::Verdict::Forward,
         wit0_1::Verdict::Modify(text) => wit::Verdict::Modify(text),
-        wit0_1::Verdict::Reject(e) => wit::Verdict::Reject(wit::RpcError { code: e.code, message: e.message, data: e.data }),
+        wit0_1::Verdict::Reject(e) => {
+            wit::Verdict::Reject(wit::RpcError { code: e.code, message: e.message, data: e.data })
+        }
         wit0_1::Verdict::Respond(text) => wit::Verdict::Respond(text),
         wit0_1::Verdict::RequireApproval(prompt) => wit::Verdict::RequireApproval(prompt),
     }

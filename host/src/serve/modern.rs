@@ -151,7 +151,12 @@ impl Modern {
         // Clients' progress tokens collide as their ids do: the upstream sees Warden's id as the token.
         let progress = jsonrpc::progress_token(raw);
         let Some(message) = rewrite(raw, &upstream_id, progress.is_some(), era == UpstreamEra::Legacy) else {
-            return refused(hyper::StatusCode::BAD_REQUEST, Some(&client_id), code::INVALID_REQUEST, "unreadable request");
+            return refused(
+                hyper::StatusCode::BAD_REQUEST,
+                Some(&client_id),
+                code::INVALID_REQUEST,
+                "unreadable request",
+            );
         };
         let stream = match backing.session.call(upstream_id.clone(), message).await {
             Ok((_, stream)) => stream,
@@ -223,7 +228,13 @@ impl Modern {
     }
 
     /// The backing for `key`, opened (and, for a legacy upstream, initialized) on first use.
-    async fn backing(&self, gateway: &Gateway, era: UpstreamEra, key: String, facts: &Facts) -> Result<Arc<Backing>, String> {
+    async fn backing(
+        &self,
+        gateway: &Gateway,
+        era: UpstreamEra,
+        key: String,
+        facts: &Facts,
+    ) -> Result<Arc<Backing>, String> {
         let cell = {
             let mut backings = lock(&self.backings);
             // A backing whose upstream ended is replaced.
@@ -241,7 +252,8 @@ impl Modern {
 /// Asks the upstream `server/discover` on a session of its own: a discover
 /// result means a modern upstream; anything else (an error, silence) a legacy one.
 async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
-    let session = gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp).map_err(|e| e.to_string())?;
+    let session =
+        gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp).map_err(|e| e.to_string())?;
     let discover = json!({
         "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
         "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
@@ -259,7 +271,9 @@ async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
 
 impl Backing {
     async fn open(gateway: &Gateway, era: UpstreamEra, facts: &Facts) -> Result<Arc<Backing>, String> {
-        let session = gateway.start_session("modern".to_owned(), false, Transport::StreamableHttp).map_err(|e: SessionError| e.to_string())?;
+        let session = gateway
+            .start_session("modern".to_owned(), false, Transport::StreamableHttp)
+            .map_err(|e: SessionError| e.to_string())?;
         let init = match era {
             UpstreamEra::Modern => Value::Null,
             UpstreamEra::Legacy => {
@@ -331,7 +345,8 @@ impl Backing {
             subscribers.retain(|s| !s.out.is_closed());
             for subscriber in subscribers.iter().filter(|s| s.wants.contains(&method.as_str())) {
                 let id: Value = serde_json::from_str(&subscriber.id).unwrap_or(Value::Null);
-                let note = json!({"jsonrpc": "2.0", "method": method, "params": {"_meta": {era::meta::SUBSCRIPTION_ID: id}}});
+                let note =
+                    json!({"jsonrpc": "2.0", "method": method, "params": {"_meta": {era::meta::SUBSCRIPTION_ID: id}}});
                 let _ = subscriber.out.send(Event { id: None, message: Bytes::from(note.to_string()), last: false });
             }
         }
@@ -354,7 +369,11 @@ impl Call {
                 }
             };
             let Some(event) = event else {
-                let _ = out.send(Event { id: None, message: failure(&self.client_id, "the upstream session ended"), last: true });
+                let _ = out.send(Event {
+                    id: None,
+                    message: failure(&self.client_id, "the upstream session ended"),
+                    last: true,
+                });
                 return;
             };
             if event.last {
@@ -584,7 +603,9 @@ mod tests {
         let modern = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"x":1}}}"#;
         let value: Value = serde_json::from_slice(&rewrite(modern, "2", false, true).unwrap()).unwrap();
         assert_eq!(value["params"], json!({"_meta": {"x": 1}}), "a legacy upstream gets no modern envelope");
-        let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"w7"}}"#);
+        let note = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"w7"}}"#,
+        );
         let value: Value = serde_json::from_slice(&with_token(&note, "1")).unwrap();
         assert_eq!(value["params"]["progressToken"], 1);
         let asked = input_required("3", &json!({"method": "roots/list", "params": {}}))("t");

@@ -371,7 +371,10 @@ mod tests {
         let mut get = streams.open_listener();
         let (_, mut first) = streams.open_request("1".into(), Some("\"t1\"".into()));
         let (_, mut second) = streams.open_request("2".into(), None);
-        deliver(&mut streams, r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t1","progress":1}}"#);
+        deliver(
+            &mut streams,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t1","progress":1}}"#,
+        );
         deliver(&mut streams, r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}"#);
         deliver(&mut streams, r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
         deliver(&mut streams, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);

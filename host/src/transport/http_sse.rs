@@ -28,7 +28,9 @@ pub const MESSAGES_PATH: &str = "/messages";
 pub fn open(gateway: &Arc<Gateway>) -> Response<Body> {
     let session = match gateway.open_session(Transport::HttpSse) {
         Ok(session) => session,
-        Err(e @ SessionError::Full(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string()),
+        Err(e @ SessionError::Full(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
+        }
         Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
     };
     let (tx, rx) = mpsc::unbounded_channel::<Event>();

@@ -242,7 +242,8 @@ impl Bridge {
             }
         };
         let head = jsonrpc::parse_head(&message).ok();
-        let answer_id = head.as_ref().filter(|h| matches!(h.kind, Kind::Response | Kind::Error)).and_then(|h| h.id.clone());
+        let answer_id =
+            head.as_ref().filter(|h| matches!(h.kind, Kind::Response | Kind::Error)).and_then(|h| h.id.clone());
         match &mut self.mode {
             Mode::Initializing { id, initialize, held } if answer_id.as_ref() == Some(id) => {
                 if head.as_ref().is_some_and(|h| h.kind == Kind::Response) {
@@ -374,8 +375,12 @@ impl Bridge {
         let key = self.next;
         self.next += 1;
         let inputs = result.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
-        let awaiting =
-            Awaiting { client_id, responses: Map::new(), outstanding: inputs.len(), request_state: result.get("requestState").cloned() };
+        let awaiting = Awaiting {
+            client_id,
+            responses: Map::new(),
+            outstanding: inputs.len(),
+            request_state: result.get("requestState").cloned(),
+        };
         self.awaiting.insert(key, awaiting);
         if inputs.is_empty() {
             return self.retry(key).await;

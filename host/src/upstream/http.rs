@@ -261,7 +261,8 @@ async fn post(shared: Arc<Shared>, message: Bytes, id: Option<String>, initializ
             // A JSON-RPC error answering the request (e.g. 404 + -32601, 400 + -32020): pass it on.
             return shared.deliver(body, false).await;
         }
-        let refused = matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED);
+        let refused =
+            matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED);
         if initialize && refused && !is_modern_error(&body) {
             // Not Streamable HTTP: perhaps the HTTP+SSE transport of 2024-11-05 (its back-compat probe).
             match shared.open_old_sse().await {

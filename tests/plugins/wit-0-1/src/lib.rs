@@ -22,13 +22,8 @@ struct Plugin;
 impl Guest for Plugin {
     fn init(config: String) -> Result<Registration, String> {
         // `{"deny": ["a", "b"]}`, parsed by hand to keep the component small.
-        let names: Vec<String> = config
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .filter(|s| *s != "deny")
-            .map(str::to_owned)
-            .collect();
+        let names: Vec<String> =
+            config.split('"').skip(1).step_by(2).filter(|s| *s != "deny").map(str::to_owned).collect();
         DENIED.with(|d| *d.borrow_mut() = names);
         Ok(Registration { requests: vec!["tools/call".into()], responses: Vec::new() })
     }
