@@ -192,9 +192,9 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
 fn strict_head(raw: &[u8]) -> Result<Head, ParseError> {
     let first = raw.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        // Batches only existed in 2025-03-26; no client in use sends them.
+        // A batch is split (see `split_batch`) where one may come; not here.
         serde_json::from_slice::<IgnoredAny>(raw).map_err(|e| ParseError::Json(e.to_string()))?;
-        return Err(invalid("batches are not supported", None));
+        return Err(invalid("a JSON-RPC batch is not accepted here", None));
     }
     let probe: Probe<'_> = serde_json::from_slice(raw).map_err(|e| {
         if e.is_data() {
@@ -267,7 +267,7 @@ pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
     match scan.peek() {
         Some(b'[') => {
             scan.skip_value()?;
-            return Err(invalid("batches are not supported", None));
+            return Err(invalid("a JSON-RPC batch is not accepted here", None));
         }
         Some(b'{') => {}
         _ => return Err(ParseError::Json("expected a JSON object".into())),
@@ -299,6 +299,43 @@ pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
         }
     }
     fields.into_head()
+}
+
+/// The one protocol version with JSON-RPC batches (2025-06-18 removed them).
+pub const BATCH_VERSION: &str = "2025-03-26";
+
+/// Whether a message is a JSON-RPC batch: a JSON array.
+pub fn is_batch(raw: &[u8]) -> bool {
+    raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
+/// The messages of a batch, each a slice of `raw` (not copied).
+pub fn split_batch(raw: &Bytes) -> Result<Vec<Bytes>, ParseError> {
+    let items: Vec<&RawValue> = serde_json::from_slice(raw).map_err(|e| {
+        if e.is_data() {
+            invalid(&format!("not a batch of JSON-RPC messages: {e}"), None)
+        } else {
+            ParseError::Json(e.to_string())
+        }
+    })?;
+    if items.is_empty() {
+        return Err(invalid("empty batch", None));
+    }
+    Ok(items.iter().map(|item| raw.slice_ref(item.get().as_bytes())).collect())
+}
+
+/// The answers to a batch, as one JSON array.
+pub fn join_batch(answers: &[Bytes]) -> Bytes {
+    let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(answer);
+    }
+    out.push(b']');
+    Bytes::from(out)
 }
 
 /// The protocol version an `initialize` answer settles on (`result.protocolVersion`).
@@ -685,6 +722,20 @@ mod tests {
         assert!(matches!(k(r#"{"jsonrpc":"2.0","id":1}"#), Err(ParseError::Invalid { .. })));
         assert!(matches!(k(r#"[1]"#), Err(ParseError::Invalid { .. })));
         assert!(matches!(k(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#), Err(ParseError::Invalid { .. })));
+    }
+
+    #[test]
+    fn batches_split_into_their_messages_and_answers_join() {
+        let raw = Bytes::from_static(br#" [{"jsonrpc":"2.0","id":1,"method":"a"}, {"jsonrpc":"2.0","method":"b"}] "#);
+        assert!(is_batch(&raw));
+        let parts = split_batch(&raw).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(&parts[1][..], br#"{"jsonrpc":"2.0","method":"b"}"#);
+        assert!(matches!(split_batch(&Bytes::from_static(b"[]")), Err(ParseError::Invalid { .. })));
+        assert!(matches!(split_batch(&Bytes::from_static(b"[1,")), Err(ParseError::Json(_))));
+        let joined = join_batch(&[Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{\"b\":2}")]);
+        assert_eq!(&joined[..], br#"[{"a":1},{"b":2}]"#);
+        assert!(!is_batch(br#"{"jsonrpc":"2.0"}"#));
     }
 
     #[test]

@@ -54,6 +54,82 @@ enum Way {
     Skip(Option<String>),
 }
 
+/// Client batches (2025-03-26) still owed answers: each goes back as one array.
+#[derive(Debug, Default)]
+struct Batches {
+    next: u64,
+    /// By request id, the batch it came in.
+    of: HashMap<String, u64>,
+    open: HashMap<u64, Batch>,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    /// Answers still to come.
+    waiting: usize,
+    answers: Vec<Bytes>,
+    /// All its messages have been handled: it goes back once nothing is waited for.
+    closed: bool,
+}
+
+impl Batches {
+    fn open(&mut self) -> u64 {
+        self.next += 1;
+        self.open.insert(self.next, Batch::default());
+        self.next
+    }
+
+    /// Expects an answer to request `id`; false if another request of an open batch has it.
+    fn expect(&mut self, batch: u64, id: &str) -> bool {
+        if self.of.contains_key(id) {
+            return false;
+        }
+        self.of.insert(id.to_owned(), batch);
+        if let Some(b) = self.open.get_mut(&batch) {
+            b.waiting += 1;
+        }
+        true
+    }
+
+    /// An answer Warden makes itself while reading the batch (an invalid member).
+    fn answer_now(&mut self, batch: u64, answer: Bytes) {
+        if let Some(b) = self.open.get_mut(&batch) {
+            b.answers.push(answer);
+        }
+    }
+
+    /// Whether `id`'s answer belongs to a batch.
+    fn holds(&self, id: &str) -> bool {
+        self.of.contains_key(id)
+    }
+
+    /// Settles `id` with its answer (`None`: it was cancelled and gets none).
+    /// Returns the whole batch's answer once it is complete.
+    fn settle(&mut self, id: &str, answer: Option<Bytes>) -> Option<Bytes> {
+        let number = self.of.remove(id)?;
+        let batch = self.open.get_mut(&number)?;
+        batch.waiting = batch.waiting.saturating_sub(1);
+        batch.answers.extend(answer);
+        self.finish(number)
+    }
+
+    /// All of a batch's messages have been handled.
+    fn close(&mut self, number: u64) -> Option<Bytes> {
+        self.open.get_mut(&number)?.closed = true;
+        self.finish(number)
+    }
+
+    fn finish(&mut self, number: u64) -> Option<Bytes> {
+        let batch = self.open.get(&number)?;
+        if !batch.closed || batch.waiting > 0 {
+            return None;
+        }
+        let batch = self.open.remove(&number)?;
+        // A batch of notifications and responses only is answered with nothing.
+        (!batch.answers.is_empty()).then(|| jsonrpc::join_batch(&batch.answers))
+    }
+}
+
 /// One session's relay state.
 pub struct Relay {
     /// Instances of the chain in force.
@@ -77,6 +153,8 @@ pub struct Relay {
     partial: [Option<Partial>; 2],
     /// Messages held back while a message streams the same way.
     held: [VecDeque<Bytes>; 2],
+    /// Batches from the client still owed answers.
+    batches: Batches,
     audit: AuditSink,
     max_message_bytes: usize,
 }
@@ -102,6 +180,7 @@ impl Relay {
             upstream_streams: false,
             partial: [None, None],
             held: [VecDeque::new(), VecDeque::new()],
+            batches: Batches::default(),
             audit,
             max_message_bytes,
         }
@@ -233,7 +312,7 @@ impl Relay {
         for (id, pending) in std::mem::take(&mut self.upstream_pending) {
             let message = format!("upstream \"{upstream}\" {why} before answering {}", pending.method);
             let reply = jsonrpc::error_response(Some(&id), code::UPSTREAM_FAILED, &message, None);
-            let _ = self.to_client.send(Outgoing::Message(reply)).await;
+            self.send_on(Direction::ServerToClient, reply).await;
         }
     }
 
@@ -256,18 +335,8 @@ impl Relay {
         match frame {
             // Pieces were dealt with above.
             Frame::Start(_) | Frame::More(_) | Frame::End(_) => {}
-            Frame::Line(raw) => match Message::parse(raw) {
-                Ok(message) => self.message(from, message).await,
-                Err(e) => {
-                    tracing::warn!(from = side(from), "{e}");
-                    // Only the client gets told: a server must not be sent errors it
-                    // cannot match, and the client is who waits for an answer.
-                    if from == Direction::ClientToServer {
-                        let reply = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
-                        self.send_back(from, reply).await;
-                    }
-                }
-            },
+            Frame::Line(raw) if jsonrpc::is_batch(&raw) => self.batch(from, raw).await,
+            Frame::Line(raw) => self.line(from, raw).await,
             Frame::TooLarge { len, id } => {
                 let limit = self.max_message_bytes;
                 let text = format!("message of {len} bytes exceeds the {limit}-byte limit");
@@ -289,6 +358,84 @@ impl Relay {
         }
     }
 
+    async fn line(&mut self, from: Direction, raw: Bytes) {
+        match Message::parse(raw) {
+            Ok(message) => self.message(from, message).await,
+            Err(e) => self.unreadable(from, e).await,
+        }
+    }
+
+    async fn unreadable(&mut self, from: Direction, e: jsonrpc::ParseError) {
+        tracing::warn!(from = side(from), "{e}");
+        // Only the client gets told: a server must not be sent errors it
+        // cannot match, and the client is who waits for an answer.
+        if from == Direction::ClientToServer {
+            let reply = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
+            self.send_back(from, reply).await;
+        }
+    }
+
+    /// A JSON-RPC batch (2025-03-26). Its messages go through the chain and on
+    /// to the other side one by one, as if sent singly, so no plugin can be
+    /// passed by batching; the client gets its answers back as one array.
+    /// A server's batch is simply taken apart.
+    async fn batch(&mut self, from: Direction, raw: Bytes) {
+        let parts = match jsonrpc::split_batch(&raw) {
+            Ok(parts) => parts,
+            Err(e) => return self.unreadable(from, e).await,
+        };
+        if from == Direction::ServerToClient {
+            for part in parts {
+                self.line(from, part).await;
+            }
+            return;
+        }
+        if let Some(version) = self.instances.session().protocol_version.as_deref() {
+            if version != jsonrpc::BATCH_VERSION {
+                let text = format!(
+                    "JSON-RPC batches are not part of protocol version {version} (only {})",
+                    jsonrpc::BATCH_VERSION
+                );
+                let reply = jsonrpc::error_response(None, code::INVALID_REQUEST, &text, None);
+                return self.send_back(from, reply).await;
+            }
+        }
+        let batch = self.batches.open();
+        let mut messages = Vec::with_capacity(parts.len());
+        for part in parts {
+            let message = match Message::parse(part) {
+                Ok(message) => message,
+                Err(e) => {
+                    self.batches.answer_now(batch, jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None));
+                    continue;
+                }
+            };
+            let id = message.head.id.as_deref().filter(|_| message.head.kind == Kind::Request);
+            let refused = match id {
+                _ if message.head.method.as_deref() == Some("initialize") => {
+                    Some("initialize must not be part of a JSON-RPC batch")
+                }
+                Some(id) if self.upstream_pending.contains_key(id) || !self.batches.expect(batch, id) => {
+                    Some("a request with this id is already in flight")
+                }
+                _ => None,
+            };
+            match refused {
+                Some(why) => {
+                    let reply = jsonrpc::error_response(message.head.id.as_deref(), code::INVALID_REQUEST, why, None);
+                    self.batches.answer_now(batch, reply);
+                }
+                None => messages.push(message),
+            }
+        }
+        for message in messages {
+            self.message(from, message).await;
+        }
+        if let Some(answers) = self.batches.close(batch) {
+            self.send_back(from, answers).await;
+        }
+    }
+
     async fn message(&mut self, from: Direction, message: Message) {
         if message.head.kind.is_call() {
             self.call(from, message).await;
@@ -307,7 +454,9 @@ impl Relay {
             return self.send_back(from, reply).await;
         }
         if method == "notifications/cancelled" {
-            self.forget_cancelled(from, &message);
+            if let Some(answers) = self.forget_cancelled(from, &message) {
+                self.send_back(from, answers).await;
+            }
         }
         self.refresh();
         let (outcome, stopped_at) = if self.instances.chain().wants_request(method) {
@@ -457,12 +606,13 @@ impl Relay {
         }
     }
 
-    /// A cancelled request may never be answered; stop waiting for it.
-    fn forget_cancelled(&mut self, from: Direction, message: &Message) {
-        if let Some(id) = jsonrpc::cancelled_request(&message.raw) {
-            self.pending(from).remove(&id);
-            self.release_retired();
-        }
+    /// A cancelled request may never be answered; stop waiting for it. Returns
+    /// the answer to the client's batch it completes, if it was in one.
+    fn forget_cancelled(&mut self, from: Direction, message: &Message) -> Option<Bytes> {
+        let id = jsonrpc::cancelled_request(&message.raw)?;
+        self.pending(from).remove(&id);
+        self.release_retired();
+        (from == Direction::ClientToServer).then(|| self.batches.settle(&id, None)).flatten()
     }
 
     /// The table of requests sent `from` this side.
@@ -508,8 +658,25 @@ impl Relay {
                 None => tracing::debug!("upstream input closed; message dropped"),
             },
             Direction::ServerToClient => {
+                let Some(bytes) = self.unbatched(bytes) else { return };
                 let _ = self.to_client.send(Outgoing::Message(bytes)).await;
             }
+        }
+    }
+
+    /// An answer to a request of a client's batch is kept until the batch is
+    /// complete; then the batch's answer goes instead. Other messages go as they are.
+    fn unbatched(&mut self, bytes: Bytes) -> Option<Bytes> {
+        if self.batches.of.is_empty() || jsonrpc::is_batch(&bytes) {
+            return Some(bytes);
+        }
+        let id = match jsonrpc::parse_head(&bytes) {
+            Ok(head) if matches!(head.kind, Kind::Response | Kind::Error) => head.id,
+            _ => None,
+        };
+        match id {
+            Some(id) if self.batches.holds(&id) => self.batches.settle(&id, Some(bytes)),
+            _ => Some(bytes),
         }
     }
 
@@ -574,6 +741,8 @@ impl Relay {
                 self.pending(from).insert(id.clone(), Pending { method: method.clone(), tool: None, generation });
                 Some(Way::Stream { id, answer: false })
             }
+            // An answer owed to a client's batch is gathered: it goes back inside the batch's array.
+            None if head.answer && from == Direction::ServerToClient && self.batches.holds(&id) => None,
             None if head.answer => {
                 let method = &self.answered(from).get(&id)?.method;
                 if chain.wants_response(method) || method == "initialize" {
@@ -684,4 +853,29 @@ pub fn default_upstream_name(command: &[String]) -> Arc<str> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "upstream".to_owned())
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_goes_back_once_closed_and_every_answer_is_in() {
+        let mut batches = Batches::default();
+        let n = batches.open();
+        assert!(batches.expect(n, "1") && batches.expect(n, "2"));
+        assert!(!batches.expect(n, "1"), "a duplicate id is refused");
+        batches.answer_now(n, Bytes::from_static(b"{\"e\":0}"));
+        // An answer before the batch has been read through is kept.
+        assert_eq!(batches.settle("1", Some(Bytes::from_static(b"{\"a\":1}"))), None);
+        assert_eq!(batches.close(n), None, "2 is still owed");
+        // A cancelled request is owed nothing.
+        let done = batches.settle("2", None).expect("complete");
+        assert_eq!(&done[..], b"[{\"e\":0},{\"a\":1}]");
+        assert!(batches.open.is_empty() && batches.of.is_empty());
+        assert_eq!(batches.settle("3", None), None, "not batched");
+        let notes_only = batches.open();
+        assert_eq!(batches.close(notes_only), None, "notifications only: no answer");
+        assert!(batches.open.is_empty());
+    }
 }

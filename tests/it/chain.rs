@@ -127,3 +127,61 @@ fn each_hook_sees_only_the_methods_registered_for_it() {
     let expected = [("response", "tools/list"), ("request", "tools/call")];
     assert_eq!(seen, expected.map(|(h, m)| (h.to_owned(), m.to_owned())));
 }
+
+/// A 2025-03-26 client's batch: each member passes the chain on its own (a
+/// denied call stays denied, a result is still redacted), the answers come
+/// back as one array, and an invalid member is answered without spoiling the rest.
+#[test]
+fn a_batch_passes_the_chain_member_by_member_and_is_answered_whole() {
+    let plugins = examples();
+    let mut w = Warden::start(&plugins);
+    let init = w.request(
+        "initialize",
+        json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "batcher", "version": "0"}}),
+    );
+    assert_eq!(init["result"]["protocolVersion"], "2025-03-26");
+    w.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    let call = |id: u64, tool: &str, arguments: serde_json::Value| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}});
+    w.send(&json!([
+        call(101, "echo", json!({"text": "first"})),
+        call(102, "delete_everything", json!({})),
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}},
+        {"jsonrpc": "2.0", "id": 103, "bogus": true},
+        call(104, "get_config", json!({})),
+    ]));
+    let answers = w.recv();
+    let answers = answers.as_array().unwrap_or_else(|| panic!("one array for the batch: {answers}"));
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    let by_id = |id: u64| answers.iter().find(|a| a["id"] == id).unwrap_or_else(|| panic!("no answer to {id}"));
+    assert_eq!(text_of(by_id(101)), "first");
+    assert_eq!(error_of(by_id(102)).0, -32001, "denied inside a batch too");
+    assert_eq!(error_of(by_id(103)).0, -32600);
+    let redacted = text_of(by_id(104));
+    assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{redacted}");
+
+    // Single messages still work after it, and an empty batch is refused.
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "single"}))), "single");
+    w.send_raw("[]");
+    assert_eq!(error_of(&w.recv()).0, -32600);
+
+    let audit = w.finish();
+    assert!(
+        audit.iter().any(|e| e["event"]["type"] == "decision" && e["event"]["id"] == "102"),
+        "the denial inside the batch is audited: {audit:?}"
+    );
+}
+
+/// Batches were removed in 2025-06-18: a session at a later version gets a clear error.
+#[test]
+fn a_batch_after_2025_03_26_is_refused() {
+    let plugins = PluginDir::new();
+    let mut w = Warden::start(&plugins);
+    w.initialize(); // 2025-06-18
+    w.send(&json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]));
+    let refusal = w.recv();
+    let (code, message) = error_of(&refusal);
+    assert_eq!(code, -32600);
+    assert!(message.contains("2025-06-18") && message.contains("2025-03-26"), "{message}");
+    assert_eq!(w.request("ping", json!({}))["result"], json!({}));
+}

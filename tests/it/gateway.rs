@@ -209,3 +209,55 @@ fn old_clients_speak_http_and_sse_2024_11_05_with_the_python_sdk() {
     assert_eq!(seen["concurrent"], json!(["1", "2", "3", "4", "5", "6", "7", "8"]));
     assert!(gw.log_contains("HTTP+SSE stream closed; session ended"), "{}", gw.stderr());
 }
+
+/// JSON-RPC batches over HTTP (2025-03-26): taken apart at the door, each
+/// member through the chain, the answers back as one JSON array.
+#[test]
+fn a_2025_03_26_batch_over_http_is_answered_as_one_array() {
+    let plugins = examples();
+    let gw = Gateway::start(Some(plugins.path()), &[]);
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let opened = gw.post(None, &init.to_string(), &[]);
+    assert_eq!(opened.answer()["result"]["protocolVersion"], "2025-03-26");
+    let session = opened.session.clone().expect("session id");
+    let version = [("mcp-protocol-version", "2025-03-26")];
+    assert_eq!(
+        gw.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &version).status,
+        202
+    );
+
+    let call = |id: u64, tool: &str| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "batched"}}});
+    let batch = json!([call(1, "echo"), call(2, "delete_everything"), {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "x", "progress": 1}}, call(3, "get_config"), "not a message"]);
+    let answer = gw.post(Some(&session), &batch.to_string(), &version);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answers = answer.answer();
+    let answers = answers.as_array().unwrap_or_else(|| panic!("an array: {answers}"));
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    let by_id = |id: Value| answers.iter().find(|a| a["id"] == id).unwrap_or_else(|| panic!("no answer to {id}"));
+    assert_eq!(text_of(by_id(json!(1))), "batched");
+    assert_eq!(by_id(json!(2))["error"]["code"], -32001);
+    assert!(text_of(by_id(json!(3))).contains("[REDACTED]"));
+    assert_eq!(by_id(Value::Null)["error"]["code"], -32600, "the member that is no message");
+
+    // A member that reports progress: one SSE stream carries its notifications and every answer.
+    let progress = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "progress", "arguments": {}, "_meta": {"progressToken": "p4"}}});
+    let streamed = gw.post(Some(&session), &json!([progress, call(5, "echo")]).to_string(), &version);
+    assert!(streamed.content_type.starts_with("text/event-stream"), "{streamed:?}");
+    let messages = streamed.messages();
+    assert_eq!(messages.iter().filter(|m| m["method"] == "notifications/progress").count(), 3, "{messages:?}");
+    assert_eq!(text_of(messages.iter().find(|m| m["id"] == 4).expect("answer to 4")), "progressed");
+    assert_eq!(text_of(messages.iter().find(|m| m["id"] == 5).expect("answer to 5")), "batched");
+
+    // Only notifications: accepted with nothing to say. Empty: refused.
+    let notes = json!([{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "x", "progress": 2}}]);
+    assert_eq!(gw.post(Some(&session), &notes.to_string(), &version).status, 202);
+    assert_eq!(gw.post(Some(&session), "[]", &version).status, 400);
+
+    // A session at 2025-06-18 has no batches; nor does a batch open a session.
+    let later = gw.open();
+    let refused =
+        gw.post(Some(&later), &json!([call(9, "echo")]).to_string(), &[("mcp-protocol-version", "2025-06-18")]);
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("2025-03-26"), "{}", refused.body);
+    assert_eq!(gw.post(None, &json!([init]).to_string(), &[]).status, 400);
+}

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 mod modern;
 pub mod streams;
 
-pub use modern::Outcome;
 use modern::Modern;
+pub use modern::Outcome;
 
 use streams::Streams;
 
@@ -260,6 +260,11 @@ impl HttpSession {
         };
         self.submit(message).await?;
         Ok(opened)
+    }
+
+    /// The protocol version `initialize` settled on, once answered.
+    pub fn protocol_version(&self) -> Option<String> {
+        lock(&self.version).clone()
     }
 
     /// Stream `number` goes out as SSE. Returns the id for a priming event

@@ -18,11 +18,11 @@ use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
-use crate::jsonrpc::{self, code, Kind, Message};
-use crate::serve::streams::{Event, EventId, Receiver};
-use super::http_sse;
+use super::{http_batch, http_sse};
 use crate::era;
+use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Transport;
+use crate::serve::streams::{Event, EventId, Receiver};
 use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
 
 /// The session header (names are case-insensitive).
@@ -116,6 +116,13 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     if let Some(response) = check_version(headers) {
         return response;
     }
+    if jsonrpc::is_batch(&body) {
+        if version_header(headers).is_some_and(era::is_modern) {
+            return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "2026-07-28 has no JSON-RPC batches");
+        }
+        return http_batch::post(gateway, headers, body, http_batch::Accepts { json: accepts_json, sse: accepts_sse })
+            .await;
+    }
     let message = match Message::parse(body) {
         Ok(message) => message,
         Err(e) => {
@@ -123,8 +130,7 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
             return json(StatusCode::BAD_REQUEST, body);
         }
     };
-    let version = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
-    if version.is_some_and(era::is_modern) {
+    if version_header(headers).is_some_and(era::is_modern) {
         return modern(gateway, headers, message, accepts_json).await;
     }
     let is_initialize = message.head.method.as_deref() == Some("initialize");
@@ -222,7 +228,7 @@ async fn modern(gateway: &Gateway, headers: &HeaderMap, message: Message, accept
                 Some(_) => {}
             }
         }
-        let version = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+        let version = version_header(headers);
         match facts.version.as_deref() {
             None => return refuse(code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/protocolVersion"),
             Some(v) if Some(v) != version => {
@@ -282,6 +288,10 @@ fn delete(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
     } else {
         error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session")
     }
+}
+
+fn version_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
 /// A version header, when present, must name a version this listener serves.
@@ -355,9 +365,13 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 /// An SSE response: a priming event (an id, no data) if the stream has one,
 /// then `first` and what follows, up to the answer.
 fn sse(priming: Option<EventId>, first: Event, rx: Receiver) -> Response<Body> {
-    let done = first.last;
     let priming = priming.map(|id| Event { id: Some(id), message: Bytes::new(), last: false });
-    let head = futures::stream::iter(priming.into_iter().chain([first]));
+    sse_body(futures::stream::iter(priming).chain(until_answer(first, rx)))
+}
+
+/// A call's events: `first`, then what comes on `rx` up to its answer.
+pub(super) fn until_answer(first: Event, rx: Receiver) -> impl futures::Stream<Item = Event> + Send + Sync + 'static {
+    let done = first.last;
     let rest = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
         if done {
             return None;
@@ -366,7 +380,7 @@ fn sse(priming: Option<EventId>, first: Event, rx: Receiver) -> Response<Body> {
         let done = event.last;
         Some((event, (rx, done)))
     });
-    sse_body(head.chain(rest))
+    futures::stream::iter([first]).chain(rest)
 }
 
 /// An SSE response carrying everything sent on `rx` until it closes.
@@ -375,9 +389,9 @@ fn sse_stream(rx: Receiver) -> Response<Body> {
     sse_body(stream)
 }
 
-fn sse_body(stream: impl futures::Stream<Item = Event> + Send + Sync + 'static) -> Response<Body> {
-    let frames = keep_alive(stream.map(|event| encode_event(&event)))
-        .map(|bytes| Ok::<_, Infallible>(BodyFrame::data(bytes)));
+pub(super) fn sse_body(stream: impl futures::Stream<Item = Event> + Send + Sync + 'static) -> Response<Body> {
+    let frames =
+        keep_alive(stream.map(|event| encode_event(&event))).map(|bytes| Ok::<_, Infallible>(BodyFrame::data(bytes)));
     event_stream(frames)
 }
 
@@ -428,7 +442,7 @@ fn encode_event(event: &Event) -> Bytes {
     Bytes::from(out)
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -446,7 +460,7 @@ pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
-fn empty(status: StatusCode) -> Response<Body> {
+pub(super) fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()).boxed());
     *response.status_mut() = status;
     response

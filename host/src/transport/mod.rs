@@ -3,11 +3,13 @@
 //! - [`framing`]: newline-delimited JSON-RPC with a size limit, for any byte stream.
 //! - [`stdio`]: Warden's own stdin and stdout.
 //! - [`http`]: the Streamable HTTP listener of `warden serve`.
+//! - [`http_batch`]: JSON-RPC batches (2025-03-26) on that listener.
 //! - [`http_sse`]: the old HTTP+SSE transport (2024-11-05) beside it.
 //! - [`sse`]: reading `text/event-stream` bodies (from HTTP upstreams).
 
 pub mod framing;
 pub mod http;
+pub mod http_batch;
 pub mod http_sse;
 pub mod sse;
 pub mod stdio;
