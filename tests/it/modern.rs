@@ -158,6 +158,36 @@ fn a_handshake_client_reaches_a_modern_only_server_through_the_bridge() {
     w.finish();
 }
 
+/// `resources/subscribe` has no method in 2026-07-28: the bridge carries the
+/// subscribed set on a `subscriptions/listen` of its own, replaced on each change.
+#[test]
+fn a_handshake_clients_subscriptions_ride_on_a_listen_of_wardens() {
+    let fixture = crate::common::paths().fixture.display().to_string();
+    let plugins = crate::common::PluginDir::new();
+    let mut w = crate::common::Warden::start_with(Some(plugins.path()), &["--probe-era"], &[&fixture, "--modern"]);
+    w.initialize();
+    let touch =
+        |w: &mut crate::common::Warden, uri: &str| text_of(&w.call_tool("touch", json!({"uri": uri}))).to_owned();
+    assert_eq!(w.request("resources/subscribe", json!({"uri": "mem://a"}))["result"], json!({}));
+    assert_eq!(w.request("resources/subscribe", json!({"uri": "mem://b"}))["result"], json!({}));
+    // One listen follows the URIs: the one it replaced was cancelled upstream.
+    assert_eq!(touch(&mut w, "mem://a"), "touched 1");
+    let updated = w.wait_for(|m| m["method"] == "notifications/resources/updated");
+    assert_eq!(updated["params"]["uri"], "mem://a", "{updated}");
+    assert_eq!(w.request("resources/unsubscribe", json!({"uri": "mem://a"}))["result"], json!({}));
+    assert_eq!(touch(&mut w, "mem://a"), "touched 0");
+    assert_eq!(touch(&mut w, "mem://b"), "touched 1");
+    let updated = w.wait_for(|m| m["method"] == "notifications/resources/updated");
+    assert_eq!(updated["params"]["uri"], "mem://b", "{updated}");
+    let bad = w.request("resources/subscribe", json!({}));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    // The listens' acknowledgements stay with Warden.
+    w.send(&json!({"jsonrpc": "2.0", "id": "last", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "end"}}}));
+    let end = w.wait_for(|m| m["id"] == "last" || m["method"] == "notifications/subscriptions/acknowledged");
+    assert_eq!(text_of(&end), "end", "{end}");
+    w.finish();
+}
+
 #[test]
 fn python_sdk_clients_of_both_eras_reach_a_modern_only_server() {
     let Some(python) = crate::common::python_sdk() else { return };

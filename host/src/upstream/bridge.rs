@@ -16,6 +16,12 @@
 //!   sent again with a new id, the `inputResponses` and the untouched
 //!   `requestState`, and the final answer goes back under the client's id.
 //!
+//! - `resources/subscribe` / `unsubscribe` and the list-changed notifications
+//!   the server declared are carried by one `subscriptions/listen` of Warden's:
+//!   each change of the subscribed set opens a new listen, answers the client
+//!   once it is acknowledged, then cancels the old one. Acknowledgements and
+//!   the listens' own ends stay here; their notifications go to the client.
+//!
 //! Any other answer to the probe (an error, or nothing within a few seconds)
 //! means the refusal stands: the client gets it.
 
@@ -65,6 +71,20 @@ enum Mode {
     Modern,
 }
 
+/// The client's subscriptions, carried by Warden's `subscriptions/listen` upstream.
+#[derive(Default)]
+struct Listening {
+    /// `resources/subscribe` URIs.
+    uris: std::collections::BTreeSet<String>,
+    /// `toolsListChanged` and the like, for the list changes the server declared.
+    lists: Map<String, Value>,
+    /// The acknowledged listen (its id as JSON text).
+    live: Option<String>,
+    /// Listens sent but not yet acknowledged: the client requests they answer.
+    opening: HashMap<String, Vec<Value>>,
+    next: u64,
+}
+
 /// A request waiting for its client to answer input requests.
 struct Awaiting {
     /// The client's id for the request.
@@ -93,6 +113,7 @@ struct Bridge {
     next: u64,
     /// Pieces of a long upstream message being gathered.
     pieces: BytesMut,
+    listening: Listening,
 }
 
 impl Bridge {
@@ -108,6 +129,7 @@ impl Bridge {
             awaiting: HashMap::new(),
             next: 0,
             pieces: BytesMut::new(),
+            listening: Listening::default(),
         }
     }
 
@@ -209,6 +231,20 @@ impl Bridge {
                 tracing::info!("the upstream refused initialize and speaks 2026-07-28; bridging this session");
                 self.mode = Mode::Modern;
                 self.answer_initialize(&initialize, &discover).await;
+                // The list changes the server declared reach the client as they did on a legacy session.
+                let capabilities = &discover["capabilities"];
+                for (kind, flag) in [
+                    ("tools", "toolsListChanged"),
+                    ("prompts", "promptsListChanged"),
+                    ("resources", "resourcesListChanged"),
+                ] {
+                    if capabilities[kind]["listChanged"] == true {
+                        self.listening.lists.insert(flag.to_owned(), Value::Bool(true));
+                    }
+                }
+                if !self.listening.lists.is_empty() {
+                    self.relisten(None).await;
+                }
             }
             None => {
                 if let Some(answer) = answer {
@@ -268,7 +304,14 @@ impl Bridge {
                 self.settle(modern.then(|| value["result"].clone()), Some(refusal)).await;
                 return false;
             }
-            Mode::Modern if answer_id.is_some() => self.modern_answer(answer_id.unwrap_or_default(), message).await,
+            Mode::Modern => {
+                if !self.listen_message(head.as_ref(), answer_id.as_deref(), &message).await {
+                    match answer_id {
+                        Some(id) => self.modern_answer(id, message).await,
+                        None => self.down(message).await,
+                    }
+                }
+            }
             _ => self.down(message).await,
         }
         false
@@ -316,10 +359,21 @@ impl Bridge {
                 }
                 self.down_value(json!({"jsonrpc": "2.0", "id": id, "result": {}})).await;
             }
-            (Some("resources/subscribe" | "resources/unsubscribe"), Some(id)) => {
-                let why = "resource subscriptions are not available from this 2026-07-28 server";
-                let error = json!({"code": code::METHOD_NOT_FOUND, "message": why});
-                self.down_value(json!({"jsonrpc": "2.0", "id": id, "error": error})).await;
+            (Some(method @ ("resources/subscribe" | "resources/unsubscribe")), Some(id)) => {
+                let Some(uri) = value["params"]["uri"].as_str() else {
+                    let error = json!({"code": code::INVALID_PARAMS, "message": "params.uri must be a string"});
+                    return self.down_value(json!({"jsonrpc": "2.0", "id": id, "error": error})).await;
+                };
+                let changed = if method == "resources/subscribe" {
+                    self.listening.uris.insert(uri.to_owned())
+                } else {
+                    self.listening.uris.remove(uri)
+                };
+                if changed {
+                    self.relisten(Some(id)).await;
+                } else {
+                    self.down_value(json!({"jsonrpc": "2.0", "id": id, "result": {}})).await;
+                }
             }
             (Some(method), Some(id)) => {
                 self.stamp(&mut value);
@@ -331,6 +385,87 @@ impl Bridge {
             (None, Some(id)) => self.input_answered(id.to_string(), value).await,
             _ => self.up(message).await,
         }
+    }
+
+    /// Opens a listen for what the client follows now; `answer` is the
+    /// client request it answers once acknowledged. With nothing to follow,
+    /// the live listen is only cancelled.
+    async fn relisten(&mut self, answer: Option<Value>) {
+        let listening = &mut self.listening;
+        if listening.uris.is_empty() && listening.lists.is_empty() {
+            self.cancel_listen().await;
+            if let Some(id) = answer {
+                self.down_value(json!({"jsonrpc": "2.0", "id": id, "result": {}})).await;
+            }
+            return;
+        }
+        listening.next += 1;
+        let id = format!("warden-listen-{}", listening.next);
+        let mut filter = listening.lists.clone();
+        if !listening.uris.is_empty() {
+            filter.insert("resourceSubscriptions".to_owned(), listening.uris.iter().cloned().collect());
+        }
+        listening.opening.insert(Value::from(id.as_str()).to_string(), answer.into_iter().collect());
+        let mut listen =
+            json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {"notifications": filter}});
+        self.stamp(&mut listen);
+        self.up_value(&listen).await;
+    }
+
+    /// Ends the live listen, if any.
+    async fn cancel_listen(&mut self) {
+        if let Some(old) = self.listening.live.take() {
+            let id: Value = serde_json::from_str(&old).unwrap_or(Value::Null);
+            let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "subscriptions changed"}});
+            self.up_value(&cancel).await;
+        }
+    }
+
+    /// A message about one of Warden's listens: its acknowledgement, its end
+    /// (a final answer, an error, or the server's `notifications/cancelled`).
+    /// Returns whether it was one (and so stays here).
+    async fn listen_message(&mut self, head: Option<&jsonrpc::Head>, answer_id: Option<&str>, message: &Bytes) -> bool {
+        let Some(head) = head else { return false };
+        let method = head.method.as_deref();
+        if answer_id.is_none()
+            && !matches!(method, Some("notifications/subscriptions/acknowledged" | "notifications/cancelled"))
+        {
+            return false;
+        }
+        // Every listen message names its listen: the answer by id, the notifications by `_meta` or `requestId`.
+        let value: Value = serde_json::from_slice(message).unwrap_or_default();
+        let listen = match answer_id {
+            Some(id) => id.to_owned(),
+            None if method == Some("notifications/cancelled") => value["params"]["requestId"].to_string(),
+            None => value["params"]["_meta"][era::meta::SUBSCRIPTION_ID].to_string(),
+        };
+        let ours =
+            self.listening.live.as_deref() == Some(listen.as_str()) || self.listening.opening.contains_key(&listen);
+        if !ours {
+            return false;
+        }
+        if method == Some("notifications/subscriptions/acknowledged") {
+            let waiting = self.listening.opening.remove(&listen).unwrap_or_default();
+            self.cancel_listen().await;
+            self.listening.live = Some(listen);
+            for id in waiting {
+                self.down_value(json!({"jsonrpc": "2.0", "id": id, "result": {}})).await;
+            }
+            return true;
+        }
+        // The listen ended (or was refused): the clients waiting on it get the refusal.
+        if self.listening.live.as_deref() == Some(listen.as_str()) {
+            tracing::info!("the upstream ended Warden's subscriptions/listen");
+            self.listening.live = None;
+        }
+        let waiting = self.listening.opening.remove(&listen).unwrap_or_default();
+        let error = value.get("error").cloned().unwrap_or_else(
+            || json!({"code": code::UPSTREAM_FAILED, "message": "the upstream ended the subscription"}),
+        );
+        for id in waiting {
+            self.down_value(json!({"jsonrpc": "2.0", "id": id, "error": error})).await;
+        }
+        true
     }
 
     /// Puts the `_meta` envelope on a request.
