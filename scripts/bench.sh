@@ -23,6 +23,10 @@ echo
 echo "### Two cores"
 cargo bench --locked -p warden-tests --bench relay -- "$@"
 echo
+# The HTTP bench also fronts a server on the official TypeScript SDK (the conformance upstream).
+if [ ! -d tests/conformance/node_modules/@modelcontextprotocol/sdk ] && command -v npm >/dev/null; then
+    npm ci --prefix tests/conformance --no-audit --no-fund --silent >&2
+fi
 echo "### HTTP paths (two cores)"
 cargo bench --locked -p warden-tests --bench http
 echo
