@@ -398,7 +398,7 @@ fn main() {
         run(path, 1, 200, tool, &small, &cpu); // warm-up
         let before = gateway.map(|g| g.memory());
         let (one_rps, one_p50, _) = run(path, 1, 2000, tool, &small, &cpu);
-        let (many_rps, many_p50, [client, proxy, upstream]) = run(path, 16, 500, tool, &small, &cpu);
+        let (many_rps, many_p50, [client, proxy, upstream]) = run(path, 16, 2000, tool, &small, &cpu);
         let proxy = if gateway.is_some() { format!("{proxy:.0}") } else { "-".to_owned() };
         let (big_one, big_many) = if row.echoes {
             let (one, _, _) = run(path, 1, 20, tool, &large, &cpu);

@@ -122,6 +122,43 @@ fn serve_fronts_a_remote_server_for_the_python_sdk() {
     }
 }
 
+/// The Python SDK client as a stdio client of `warden wrap --url`, in both of
+/// its modes, in front of `warden serve` and the fixture: the fixture's
+/// conversations (sampling, elicitation, roots, logging, cancellation) cross
+/// stdio→HTTP→stdio with the example plugins on the way.
+#[test]
+fn wrap_url_serves_the_python_sdk_client_over_stdio() {
+    let Some(python) = python_sdk() else { return };
+    let remote = Gateway::start(None, &[]);
+    let plugins = examples();
+    let p = paths();
+    let log = tempfile::NamedTempFile::new().expect("temp file");
+    for mode in ["legacy", "auto"] {
+        let out = std::process::Command::new(&python)
+            .arg(p.repo.join("tests/python/client.py"))
+            .args(["--stdio", mode, "--"])
+            .arg(&p.warden)
+            .args(["wrap", "--url", remote.url.as_str(), "--cache-dir"])
+            .arg(&p.cache)
+            .arg("--plugins")
+            .arg(plugins.path())
+            .env("WARDEN_LOG", "info")
+            .stderr(log.reopen().expect("log file"))
+            .output()
+            .expect("run python");
+        let log = std::fs::read_to_string(log.path()).unwrap_or_default();
+        assert!(out.status.success(), "{mode}: {log}");
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
+        assert_eq!(seen["echo"], "hello", "{mode}");
+        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
+        let redacted = seen["redacted"].as_str().unwrap_or_default();
+        assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{mode}: {redacted}");
+        assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
+        assert_eq!(seen["big"], 1 << 20, "{mode}");
+        crate::common::http::assert_conversations(&seen, mode);
+    }
+}
+
 #[test]
 fn a_restarted_remote_gets_a_new_session_without_the_client_noticing() {
     let port = free_port();

@@ -1,6 +1,7 @@
 """Drives Warden with the official Python MCP SDK (`mcp` on PyPI) and prints what it saw as JSON.
 
 Usage: python client.py URL MODE [basic]   (MODE: legacy | auto)
+       python client.py --stdio MODE [basic] -- COMMAND ARGS...   (a stdio server, e.g. `warden wrap --url`)
   basic: only what any server with echo/add/get_config/delete_everything/big/progress,
   mem://config and the prompt `p` has (tests/python/server.py); otherwise also the
   fixture's conversations (sampling, elicitation, roots, logging, cancellation).
@@ -12,9 +13,10 @@ import sys
 
 import mcp_types as types
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 
-async def main(url: str, mode: str, basic: bool) -> None:
+async def main(server, mode: str, basic: bool) -> None:
     seen: dict = {"log": []}
 
     async def sampling(context, params):
@@ -40,7 +42,7 @@ async def main(url: str, mode: str, basic: bool) -> None:
         return result.content[0].text
 
     async with Client(
-        url,
+        server,
         mode=mode,
         sampling_callback=sampling,
         logging_callback=logging,
@@ -83,4 +85,11 @@ async def main(url: str, mode: str, basic: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:] == ["basic"]))
+    args = sys.argv[1:]
+    if args[0] == "--stdio":
+        dash = args.index("--")
+        command, options = args[dash + 1 :], args[1:dash]
+        target = StdioServerParameters(command=command[0], args=command[1:])
+    else:
+        target, options = args[0], args[1:]
+    asyncio.run(main(target, options[0], options[1:] == ["basic"]))
