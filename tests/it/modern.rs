@@ -9,10 +9,15 @@ use crate::common::{examples, text_of};
 const VERSION: &str = "2026-07-28";
 
 /// A 2026-07-28 request body with the `_meta` the era requires.
-fn request(id: Value, method: &str, mut params: Value) -> String {
+fn request(id: Value, method: &str, params: Value) -> String {
+    request_from(id, method, params, json!({}))
+}
+
+/// The same from a client with these capabilities.
+fn request_from(id: Value, method: &str, mut params: Value, capabilities: Value) -> String {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": VERSION,
-        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
         "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}
     });
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
@@ -75,23 +80,55 @@ fn clients_with_the_same_ids_get_their_own_answers() {
     });
 }
 
-#[test]
-fn a_sampling_request_becomes_input_required_and_the_retry_finishes_the_call() {
-    let gw = Gateway::start(None, &[]);
-    let first = call(&gw, 1, "ask_client", json!({}));
+/// A client that can be asked to sample calls `ask_client`, answers the
+/// `input_required` with `text` and returns the final answer.
+fn ask_and_answer(gw: &Gateway, text: &str) -> Value {
+    let sampler = json!({"sampling": {}});
+    let body = request_from(json!(1), "tools/call", json!({"name": "ask_client", "arguments": {}}), sampler.clone());
+    let first = post(gw, &body, "tools/call", Some("ask_client")).answer();
     let result = &first["result"];
     assert_eq!(result["resultType"], "input_required", "{first}");
     let (key, asked) = result["inputRequests"].as_object().and_then(|m| m.iter().next()).expect("one input request");
     assert_eq!(asked["method"], "sampling/createMessage");
     let state = result["requestState"].as_str().expect("requestState");
     let retry = json!({"name": "ask_client", "arguments": {}, "requestState": state,
-        "inputResponses": {key.clone(): {"role": "assistant", "content": {"type": "text", "text": "from the retry"}, "model": "m"}}});
-    let body = request(json!(2), "tools/call", retry.clone());
-    let done = post(&gw, &body, "tools/call", Some("ask_client")).answer();
-    assert_eq!((text_of(&done), &done["id"]), ("client said: from the retry", &json!(2)));
+        "inputResponses": {key.clone(): {"role": "assistant", "content": {"type": "text", "text": text}, "model": "m"}}});
+    let body = request_from(json!(2), "tools/call", retry.clone(), sampler.clone());
+    let done = post(gw, &body, "tools/call", Some("ask_client")).answer();
     // A requestState works once.
-    let again = post(&gw, &request(json!(3), "tools/call", retry), "tools/call", Some("ask_client"));
+    let again = post(gw, &request_from(json!(3), "tools/call", retry, sampler), "tools/call", Some("ask_client"));
     assert_eq!((again.status, again.answer()["error"]["code"].as_i64()), (400, Some(-32602)));
+    done
+}
+
+#[test]
+fn a_sampling_request_becomes_input_required_and_the_retry_finishes_the_call() {
+    let gw = Gateway::start(None, &[]);
+    let done = ask_and_answer(&gw, "from the retry");
+    assert_eq!((text_of(&done), &done["id"]), ("client said: from the retry", &json!(2)));
+    // A client that declared no sampling cannot be asked: the server is refused, the call goes on.
+    let unasked = call(&gw, 4, "ask_client", json!({}));
+    assert!(text_of(&unasked).starts_with("client refused"), "{unasked}");
+}
+
+/// A legacy server's sampling request names no call: calls of clients that
+/// can be asked each run on an upstream session of their own, so input never
+/// reaches, nor comes from, another client.
+#[test]
+fn concurrent_calls_needing_input_never_meet() {
+    let gw = Gateway::start(None, &[]);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..6)
+            .map(|n| {
+                let gw = &gw;
+                s.spawn(move || (n, ask_and_answer(gw, &format!("client {n}"))))
+            })
+            .collect();
+        for run in runs {
+            let (n, done) = run.join().expect("a client's run");
+            assert_eq!(text_of(&done), format!("client said: client {n}"), "{done}");
+        }
+    });
 }
 
 #[test]

@@ -15,20 +15,26 @@
 //!   which never stopped upstream. `requestState` is a single-use random handle;
 //! - the upstream's `ping` is answered by Warden;
 //! - `subscriptions/listen` is served by Warden from the backing's change
-//!   notifications.
+//!   notifications;
+//! - a legacy server's sampling, elicitation or roots request names no call
+//!   (stdio says nothing of which call asked), so clients whose capabilities
+//!   allow those requests never share a backing's calls: each call leases a
+//!   backing of its own from a pool per capability set, returned when the
+//!   call is answered and closed when it is cancelled. Clients that declare
+//!   none of them share one backing (the server may not ask them anything).
 //!
 //! Either way each request goes up under an id of Warden's (clients' ids
 //! collide) and its answer comes back under the client's, and a client that
 //! closes its response stream cancels the call (`notifications/cancelled` upstream).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::era::{self, Facts};
 use crate::jsonrpc::{self, code, Head, Kind};
@@ -42,6 +48,13 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 const PARKED_FOR: Duration = Duration::from_secs(300);
 /// Most backings (distinct client capability sets) against a legacy upstream.
 const MAX_BACKINGS: usize = 32;
+/// Most calls at once, each on a backing of its own, per capability set that
+/// lets the server ask the client for input.
+const MAX_LEASED: usize = 32;
+/// How long a call may wait for a leased backing to come free.
+const LEASE_WAIT: Duration = Duration::from_secs(30);
+/// The client capabilities that let a legacy server send it requests.
+const INPUT_CAPABILITIES: &[&str] = &["sampling", "elicitation", "roots"];
 /// Server→client requests that travel inside an `input_required` result.
 const INPUT_METHODS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
 /// The methods whose complete results carry caching hints.
@@ -63,6 +76,8 @@ const INPUT_KEY: &str = "input";
 pub struct Modern {
     era: OnceCell<UpstreamEra>,
     backings: Mutex<HashMap<String, Arc<OnceCell<Arc<Backing>>>>>,
+    /// Backings lent to one call at a time, by capability set.
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
     parked: Mutex<HashMap<String, Parked>>,
     next_id: AtomicU64,
 }
@@ -74,6 +89,32 @@ struct Backing {
     /// The legacy upstream's `initialize` result.
     init: Value,
     subscribers: Mutex<Vec<Subscriber>>,
+}
+
+/// The backings of one capability set that carry one call at a time.
+struct Pool {
+    idle: Mutex<Vec<Arc<Backing>>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A backing lent to one call. Dropped, it goes back to its pool, unless the
+/// call was cancelled: then the upstream may still be busy with it (and ask
+/// for input about it), so the backing is closed instead.
+struct Lease {
+    pool: Arc<Pool>,
+    backing: Arc<Backing>,
+    spoiled: AtomicBool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.spoiled.load(Ordering::Relaxed) || self.backing.session.ended() {
+            self.backing.session.close();
+        } else {
+            lock(&self.pool.idle).push(self.backing.clone());
+        }
+    }
 }
 
 /// A `subscriptions/listen` Warden serves from a legacy backing.
@@ -96,6 +137,8 @@ struct Parked {
 struct Call {
     modern: Arc<Modern>,
     backing: Arc<Backing>,
+    /// The backing is the call's alone (see [`Pool`]).
+    lease: Option<Lease>,
     /// Warden's id for it upstream (JSON text).
     upstream_id: String,
     /// The client's id for it (JSON text); a retry brings a new one.
@@ -136,9 +179,20 @@ impl Modern {
             UpstreamEra::Modern => String::new(),
             UpstreamEra::Legacy => facts.capabilities.clone().unwrap_or_else(|| "{}".to_owned()),
         };
-        let backing = match self.backing(gateway, era, key, &facts).await {
-            Ok(backing) => backing,
-            Err(why) => return failed(&client_id, &why),
+        // Discover and listen start no call: the shared backing serves them.
+        let shared = era == UpstreamEra::Modern
+            || matches!(facts.method.as_str(), "server/discover" | "subscriptions/listen")
+            || !asks_for_input(&key);
+        let (backing, lease) = if shared {
+            match self.backing(gateway, era, key, &facts).await {
+                Ok(backing) => (backing, None),
+                Err(why) => return failed(&client_id, &why),
+            }
+        } else {
+            match self.lease(gateway, key, &facts).await {
+                Ok(lease) => (lease.backing.clone(), Some(lease)),
+                Err(why) => return failed(&client_id, &why),
+            }
         };
         if era == UpstreamEra::Legacy {
             match facts.method.as_str() {
@@ -165,6 +219,7 @@ impl Modern {
         let call = Call {
             modern: self.clone(),
             backing,
+            lease,
             upstream_id,
             client_id,
             progress,
@@ -225,6 +280,37 @@ impl Modern {
                 parked.call.cancel().await;
             }
         });
+    }
+
+    /// A legacy backing of its own for one call, from the pool for `key`:
+    /// an idle one, or a new one while fewer than [`MAX_LEASED`] are out.
+    async fn lease(&self, gateway: &Gateway, key: String, facts: &Facts) -> Result<Lease, String> {
+        let pool = {
+            let mut pools = lock(&self.pools);
+            if !pools.contains_key(&key) && pools.len() >= MAX_BACKINGS {
+                return Err(format!("too many distinct client capability sets (limit {MAX_BACKINGS})"));
+            }
+            pools
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Pool { idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(MAX_LEASED)) })
+                })
+                .clone()
+        };
+        let permit = match tokio::time::timeout(LEASE_WAIT, pool.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(format!("all {MAX_LEASED} upstream sessions for these client capabilities are busy")),
+        };
+        let idle = {
+            let mut idle = lock(&pool.idle);
+            idle.retain(|b| !b.session.ended());
+            idle.pop()
+        };
+        let backing = match idle {
+            Some(backing) => backing,
+            None => Backing::open(gateway, UpstreamEra::Legacy, facts).await?,
+        };
+        Ok(Lease { pool, backing, spoiled: AtomicBool::new(false), _permit: permit })
     }
 
     /// The backing for `key`, opened (and, for a legacy upstream, initialized) on first use.
@@ -396,6 +482,12 @@ impl Call {
                     if method == "ping" {
                         let pong = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{asked},"result":{{}}}}"#));
                         let _ = self.backing.session.submit(pong).await;
+                    } else if INPUT_METHODS.contains(&method) && self.lease.is_none() {
+                        // A shared backing's clients declared no such capability: the
+                        // request cannot be theirs to answer (nor told apart from another call's).
+                        let why = format!("{method}: the client declared no capability for it");
+                        let refusal = jsonrpc::error_response(Some(&asked), code::METHOD_NOT_FOUND, &why, None);
+                        let _ = self.backing.session.submit(refusal).await;
                     } else if INPUT_METHODS.contains(&method) {
                         let request = server_request(&event.message);
                         let Some(token) = parked_token() else {
@@ -448,6 +540,9 @@ impl Call {
                        "reason": "the client closed its response stream"}
         });
         tracing::debug!(method = %self.method, "client left; cancelling the call upstream");
+        if let Some(lease) = &self.lease {
+            lease.spoiled.store(true, Ordering::Relaxed);
+        }
         self.backing.session.forget(&self.upstream_id);
         let _ = self.backing.session.submit(Bytes::from(note.to_string())).await;
     }
@@ -468,6 +563,13 @@ impl HttpSession {
         let message = answer.await.ok().flatten()?;
         serde_json::from_slice(&message).ok()
     }
+}
+
+/// Whether clients with these capabilities (JSON text) may be sent requests
+/// by a legacy server.
+fn asks_for_input(capabilities: &str) -> bool {
+    let capabilities: Value = serde_json::from_str(capabilities).unwrap_or(Value::Null);
+    INPUT_CAPABILITIES.iter().any(|c| capabilities.get(c).is_some_and(|v| !v.is_null()))
 }
 
 /// A complete result as a 2026-07-28 client expects it.
