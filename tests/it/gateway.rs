@@ -86,6 +86,25 @@ fn bad_requests_are_refused_clearly() {
     assert_eq!(garbage.answer()["error"]["code"], -32700);
     // The session still serves.
     assert_eq!(text_of(&gw.call(&session, 3, "echo", json!({"text": "ok"})).answer()), "ok");
+
+    // An id still in flight is not taken twice (the first caller would never get its answer).
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| gw.call(&session, 7, "slow", json!({})));
+        let started = std::time::Instant::now();
+        let twice = loop {
+            let answer = gw.call(&session, 7, "echo", json!({"text": "again"}));
+            if answer.status == 400 || started.elapsed() > std::time::Duration::from_secs(10) {
+                break answer;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50)); // the slow call was not open yet
+        };
+        assert_eq!((twice.status, twice.answer()["id"].as_i64()), (400, Some(7)), "{twice:?}");
+        assert_eq!(twice.answer()["error"]["code"], -32600);
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}});
+        assert_eq!(gw.post(Some(&session), &cancel.to_string(), &[]).status, 202);
+        slow.join().expect("the slow call's POST ends once cancelled");
+    });
+    assert_eq!(text_of(&gw.call(&session, 7, "echo", json!({"text": "reused"})).answer()), "reused");
 }
 
 /// The official Python SDK (`mcp` from PyPI, installed by scripts/test.sh into target/py)
@@ -96,6 +115,7 @@ fn the_python_sdk_client_works_through_the_gateway() {
     let plugins = examples();
     let gw = Gateway::start(Some(plugins.path()), &[]);
     for mode in ["legacy", "auto"] {
+        let heard = gw.cancellations_heard();
         let seen = gw.python_client(&python, mode);
         assert_eq!(seen["echo"], "hello", "{mode}");
         assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
@@ -107,7 +127,7 @@ fn the_python_sdk_client_works_through_the_gateway() {
         assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
         assert_eq!(seen["log"], json!(["hello from the fixture"]), "{mode}");
         assert_eq!(seen["big"], 1 << 20, "{mode}");
-        crate::common::http::assert_conversations(&seen, mode);
+        crate::common::http::assert_conversations(&seen, mode, gw.cancellations_heard() > heard);
     }
 }
 
@@ -247,6 +267,12 @@ fn a_2025_03_26_batch_over_http_is_answered_as_one_array() {
     assert_eq!(messages.iter().filter(|m| m["method"] == "notifications/progress").count(), 3, "{messages:?}");
     assert_eq!(text_of(messages.iter().find(|m| m["id"] == 4).expect("answer to 4")), "progressed");
     assert_eq!(text_of(messages.iter().find(|m| m["id"] == 5).expect("answer to 5")), "batched");
+
+    // The same id twice in one batch: the second is refused, the first answered.
+    let twins = gw.post(Some(&session), &json!([call(6, "echo"), call(6, "echo")]).to_string(), &version).answer();
+    let twins = twins.as_array().expect("an array");
+    assert_eq!(twins.iter().filter(|a| a["error"]["code"] == -32600).count(), 1, "{twins:?}");
+    assert_eq!(twins.iter().filter(|a| a["result"].is_object()).count(), 1, "{twins:?}");
 
     // Only notifications: accepted with nothing to say. Empty: refused.
     let notes = json!([{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "x", "progress": 2}}]);

@@ -105,6 +105,9 @@ pub enum SessionError {
     /// No session id could be minted.
     #[error("no OS random source for a session id: {0}")]
     Random(String),
+    /// The client sent a request with the id of one still in flight.
+    #[error("a request with id {0} is already in flight in this session")]
+    IdInFlight(String),
 }
 
 /// Runs the gateway until `shutdown` resolves.
@@ -255,6 +258,9 @@ impl HttpSession {
             let mut streams = lock(&self.streams);
             if streams.ended() {
                 return Err(SessionError::Ended);
+            }
+            if streams.is_waiting(&id) {
+                return Err(SessionError::IdInFlight(id));
             }
             streams.open_request(id, progress)
         };

@@ -128,6 +128,11 @@ impl Streams {
         self.ended
     }
 
+    /// Whether a request with this id awaits its answer.
+    pub fn is_waiting(&self, id: &str) -> bool {
+        self.waiting.contains_key(id)
+    }
+
     /// Opens the stream of the request `id`; `progress` is the token it asked progress with.
     /// Returns the stream's number and its receiving end.
     pub fn open_request(&mut self, id: String, progress: Option<String>) -> (u64, Receiver) {

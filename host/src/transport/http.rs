@@ -167,7 +167,7 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     };
     let (stream, mut rx) = match session.call(id, message.raw).await {
         Ok(opened) => opened,
-        Err(e) => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
+        Err(e) => return refused_call(e),
     };
     let Some(first) = rx.recv().await else {
         return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering");
@@ -447,6 +447,18 @@ pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// A request the session did not take: a reused id is the client's mistake
+/// (400, answered under that id); otherwise the session is gone (404).
+pub(super) fn refused_call(e: SessionError) -> Response<Body> {
+    match &e {
+        SessionError::IdInFlight(id) => json(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::error_response(Some(id), code::INVALID_REQUEST, &e.to_string(), None),
+        ),
+        _ => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
+    }
 }
 
 /// An HTTP error whose body is an id-less JSON-RPC error.

@@ -16,7 +16,7 @@ use hyper::{HeaderMap, Response, StatusCode};
 use super::http::{empty, error, json, sse_body, until_answer, Body, SESSION_HEADER};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::serve::streams::{Event, Receiver};
-use crate::serve::Gateway;
+use crate::serve::{Gateway, SessionError};
 
 /// How the client said it takes answers.
 pub(super) struct Accepts {
@@ -77,6 +77,9 @@ pub(super) async fn post(gateway: &Gateway, headers: &HeaderMap, body: Bytes, ac
         };
         match session.call(id, message.raw).await {
             Ok((_, rx)) => calls.push(rx),
+            Err(e @ SessionError::IdInFlight(_)) => {
+                answers.push(jsonrpc::error_response(head.id.as_deref(), code::INVALID_REQUEST, &e.to_string(), None));
+            }
             Err(e) => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
         }
     }

@@ -13,7 +13,7 @@ use hyper::body::{Frame as BodyFrame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use super::http::{error, event_stream, keep_alive, plain, read_body, Body};
+use super::http::{error, event_stream, keep_alive, plain, read_body, refused_call, Body};
 use crate::jsonrpc::{code, Kind, Message};
 use crate::plugin::instances::Transport;
 use crate::serve::streams::{Event, Receiver};
@@ -90,7 +90,7 @@ pub async fn message(gateway: &Gateway, request: Request<Incoming>) -> Response<
     };
     match outcome {
         Ok(()) => plain(StatusCode::ACCEPTED, "Accepted"),
-        Err(e) => error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
+        Err(e) => refused_call(e),
     }
 }
 
