@@ -51,6 +51,8 @@ const MAX_BACKINGS: usize = 32;
 /// Most calls at once, each on a backing of its own, per capability set that
 /// lets the server ask the client for input.
 const MAX_LEASED: usize = 32;
+/// Leased backings kept idle per capability set; more are closed when returned.
+const MAX_IDLE: usize = 4;
 /// How long a call may wait for a leased backing to come free.
 const LEASE_WAIT: Duration = Duration::from_secs(30);
 /// The client capabilities that let a legacy server send it requests.
@@ -109,10 +111,11 @@ struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if self.spoiled.load(Ordering::Relaxed) || self.backing.session.ended() {
+        let mut idle = lock(&self.pool.idle);
+        if self.spoiled.load(Ordering::Relaxed) || self.backing.session.ended() || idle.len() >= MAX_IDLE {
             self.backing.session.close();
         } else {
-            lock(&self.pool.idle).push(self.backing.clone());
+            idle.push(self.backing.clone());
         }
     }
 }
