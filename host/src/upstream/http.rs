@@ -53,6 +53,8 @@ const ERROR_BODY_BYTES: usize = 512;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// How long an HTTP+SSE server may take to name its endpoint.
 const OLD_SSE_ENDPOINT_WAIT: Duration = Duration::from_secs(10);
+/// How long the rest of a POST's event stream is read after its answer.
+const DRAIN_AFTER_ANSWER: Duration = Duration::from_millis(250);
 /// The longest `retry` delay honoured before resuming a broken stream.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// POSTs in flight per session; more wait (and the relay's queue fills behind them).
@@ -582,7 +584,12 @@ impl Shared {
                 self.deliver(event.data, init).await;
             }
             if answered {
-                // The answer is the last thing a POST stream carries.
+                // The answer is the last thing a POST stream carries, and the server
+                // closes the stream after it. Reading to that end keeps the connection
+                // for the next request (a body dropped half-read closes it); a server
+                // that keeps the stream open is not waited for long.
+                let rest = async { while let Some(Ok(_)) = body.frame().await {} };
+                let _ = tokio::time::timeout(DRAIN_AFTER_ANSWER, rest).await;
                 return true;
             }
         }
