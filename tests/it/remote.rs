@@ -113,12 +113,6 @@ fn serve_fronts_a_remote_server_for_the_python_sdk() {
     for mode in ["legacy", "auto"] {
         let heard = remote.cancellations_heard();
         let seen = front.python_client(&python, mode);
-        assert_eq!(seen["echo"], "hello", "{mode}");
-        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
-        let redacted = seen["redacted"].as_str().unwrap_or_default();
-        assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{mode}: {redacted}");
-        assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
-        assert_eq!(seen["big"], 1 << 20, "{mode}");
         crate::common::http::assert_conversations(&seen, mode, remote.cancellations_heard() > heard);
     }
 }
@@ -151,12 +145,6 @@ fn wrap_url_serves_the_python_sdk_client_over_stdio() {
         let log = std::fs::read_to_string(log.path()).unwrap_or_default();
         assert!(out.status.success(), "{mode}: {log}");
         let seen: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
-        assert_eq!(seen["echo"], "hello", "{mode}");
-        assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
-        let redacted = seen["redacted"].as_str().unwrap_or_default();
-        assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{mode}: {redacted}");
-        assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
-        assert_eq!(seen["big"], 1 << 20, "{mode}");
         crate::common::http::assert_conversations(&seen, mode, remote.cancellations_heard() > heard);
     }
 }

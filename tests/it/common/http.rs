@@ -198,14 +198,21 @@ impl Drop for Gateway {
     }
 }
 
-/// What tests/python/client.py saw of the fixture's conversations, the same in
-/// every path: 24 concurrent calls, the era the client ran (auto: Warden answers
+/// What tests/python/client.py saw of the fixture through the example plugins,
+/// the same in every path: an echo, a denial, a redaction, sampling answered
+/// by the client, 1 MiB, 24 concurrent calls, the era the client ran (auto: Warden answers
 /// `server/discover` as a 2026-07-28 server), elicitation, roots and progress
 /// answered or shown, and a cancellation the upstream heard of.
 /// `upstream_heard`: the fixture's log shows a cancellation during the run
 /// (a modern client's call that leased an upstream session of its own ends
 /// with it, so no later call can ask that process what it heard).
 pub fn assert_conversations(seen: &Value, mode: &str, upstream_heard: bool) {
+    assert_eq!(seen["echo"], "hello", "{mode}");
+    assert!(seen["denied"].as_str().unwrap_or_default().contains("delete_*"), "{mode}: {seen}");
+    let redacted = seen["redacted"].as_str().unwrap_or_default();
+    assert!(redacted.contains("[REDACTED]") && !redacted.contains("sk-proj-"), "{mode}: {redacted}");
+    assert_eq!(seen["sampling"], "client said: hi from python", "{mode}");
+    assert_eq!(seen["big"], 1 << 20, "{mode}");
     let sums: Vec<String> = (1..=24).map(|n| n.to_string()).collect();
     assert_eq!(seen["concurrent"], json!(sums), "{mode}");
     let era = if mode == "auto" { "2026-07-28" } else { "2025-06-18" };
