@@ -89,14 +89,25 @@ fn bad_requests_are_refused_clearly() {
 
     // An id still in flight is not taken twice (the first caller would never get its answer).
     std::thread::scope(|s| {
-        let slow = s.spawn(|| gw.call(&session, 7, "slow", json!({})));
-        let started = std::time::Instant::now();
-        let twice = loop {
-            let answer = gw.call(&session, 7, "echo", json!({"text": "again"}));
-            if answer.status == 400 || started.elapsed() > std::time::Duration::from_secs(10) {
-                break answer;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (twice, slow) = loop {
+            assert!(std::time::Instant::now() < deadline, "no duplicate id was refused");
+            let slow = s.spawn(|| gw.call(&session, 7, "slow", json!({})));
+            // Until the slow call is open, the same id may pass (or, sent at the same
+            // moment, be the one in flight that refuses the slow call: then again).
+            let twice = loop {
+                if slow.is_finished() {
+                    break None;
+                }
+                let answer = gw.call(&session, 7, "echo", json!({"text": "again"}));
+                if answer.status == 400 {
+                    break Some(answer);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            if let Some(twice) = twice {
+                break (twice, slow);
             }
-            std::thread::sleep(std::time::Duration::from_millis(50)); // the slow call was not open yet
         };
         assert_eq!((twice.status, twice.answer()["id"].as_i64()), (400, Some(7)), "{twice:?}");
         assert_eq!(twice.answer()["error"]["code"], -32600);
