@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use warden::audit::{AuditSink, AuditWriter};
 use warden::config::{defaults, Manifest};
 use warden::plugin::{versions, Runtime, RuntimeOptions};
+use warden::serve::auth::Clients;
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
 use warden::upstream::http::RemoteOptions;
@@ -142,6 +144,11 @@ struct ServeArgs {
     /// Most sessions (each with its own server process) open at once.
     #[arg(long, default_value_t = 256)]
     max_sessions: usize,
+    /// Clients must present `Authorization: Bearer TOKEN`: a file of `SUBJECT TOKEN`
+    /// lines (at least 16 characters a token; keep it chmod 600). The subject is the
+    /// caller plugins see; a session is its opener's alone.
+    #[arg(long, value_name = "FILE")]
+    client_tokens: Option<PathBuf>,
     /// A remote Streamable HTTP server to front instead of a command.
     #[arg(long, conflicts_with = "command")]
     upstream_url: Option<String>,
@@ -331,6 +338,10 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let clients = match &args.client_tokens {
+        Some(path) => Some(Arc::new(Clients::load(path).context("--client-tokens")?)),
+        None => None,
+    };
     let (audit, writer) = open_audit(&args.common)?;
     let options = ServeOptions {
         listen: args.listen,
@@ -351,6 +362,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cache_dir: cache_dir(&args.common),
         audit,
         watch: !args.common.no_watch,
+        clients,
     };
     let result = serve::run(options, shutdown_signal()).await;
     close_audit(writer).await;

@@ -294,3 +294,66 @@ fn a_2025_03_26_batch_over_http_is_answered_as_one_array() {
     assert!(refused.body.contains("2025-03-26"), "{}", refused.body);
     assert_eq!(gw.post(None, &json!([init]).to_string(), &[]).status, 400);
 }
+
+/// `--client-tokens`: no valid bearer token, no entry (401 with a challenge);
+/// the subject a token names is the caller plugins see; a session is its
+/// opener's alone; tokens never reach the log or the audit trail.
+#[test]
+fn clients_need_a_bearer_token_and_plugins_see_who_calls() {
+    let plugins = examples();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# callers\nalice alice-secret-0123456789\nbob bob-secret-0123456789\n").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let flags = ["--client-tokens", tokens.to_str().unwrap(), "--audit", audit.to_str().unwrap()];
+    let gw = Gateway::start(Some(plugins.path()), &flags);
+    let alice = [("authorization", "Bearer alice-secret-0123456789")];
+    let bob = [("authorization", "Bearer bob-secret-0123456789")];
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).to_string();
+
+    for auth in
+        [&[][..], &[("authorization", "Bearer not-a-known-token-at-all")], &[("authorization", "Basic YWxpY2U6eA==")]]
+    {
+        let refused = gw.post(None, &init, auth);
+        assert_eq!(refused.status, 401, "{auth:?}: {refused:?}");
+        assert_eq!(refused.challenge.as_deref(), Some("Bearer realm=\"warden\""), "{refused:?}");
+    }
+    let opened = gw.post(None, &init, &alice);
+    assert_eq!(opened.status, 200, "{opened:?}");
+    let session = opened.session.clone().expect("session id");
+    let echo = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "mine"}}}).to_string();
+    assert_eq!(text_of(&gw.post(Some(&session), &echo, &alice).answer()), "mine");
+    // Another caller, or none, cannot use (nor end) alice's session.
+    assert_eq!(gw.post(Some(&session), &echo, &bob).status, 404);
+    assert_eq!(gw.post(Some(&session), &echo, &[]).status, 401);
+    // The modern era: no session, the caller on each request.
+    let modern = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "bob's"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string();
+    let headers = [bob[0], ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")];
+    assert_eq!(text_of(&gw.post(None, &modern, &headers).answer()), "bob's");
+
+    // Plugins saw who called: the audit-log plugin records the caller of each message.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let records = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if (text.contains("\"caller\":\"alice\"") && text.contains("\"caller\":\"bob\""))
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let tools_of = |who: &str| {
+        records
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["event"]["caller"] == who && r["event"]["tool"] == "echo")
+            .count()
+    };
+    assert!(tools_of("alice") >= 1 && tools_of("bob") >= 1, "{records}");
+    let log = gw.stderr();
+    for secret in ["alice-secret", "bob-secret", "not-a-known-token"] {
+        assert!(!log.contains(secret) && !records.contains(secret), "{secret} leaked");
+    }
+    assert_eq!(gw.delete(&session).status, 401, "ending a session also needs the token");
+}

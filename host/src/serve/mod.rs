@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub mod auth;
 mod modern;
 pub mod streams;
 
@@ -27,7 +28,7 @@ use streams::Streams;
 use crate::audit::AuditSink;
 use crate::era;
 use crate::jsonrpc::{self, Kind};
-use crate::plugin::instances::{Session, Transport};
+use crate::plugin::instances::{Caller, Session, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, QUEUE};
@@ -66,6 +67,8 @@ pub struct ServeOptions {
     pub audit: AuditSink,
     /// Reload the plugins folder when it changes (SIGHUP reloads either way).
     pub watch: bool,
+    /// The callers allowed in, by bearer token; `None` lets anyone in.
+    pub clients: Option<Arc<auth::Clients>>,
 }
 
 /// The shared state of the gateway.
@@ -81,6 +84,8 @@ pub struct Gateway {
 pub struct HttpSession {
     /// The `Mcp-Session-Id`.
     pub id: String,
+    /// The authenticated caller that opened it; only it may use it.
+    caller: Option<Arc<str>>,
     input: Mutex<Option<mpsc::Sender<Bytes>>>,
     streams: Mutex<Streams>,
     /// The protocol version `initialize` settled on.
@@ -118,6 +123,13 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
     let _watching = plugins.watch(options.watch)?;
     let listener = TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
+    match &options.clients {
+        Some(clients) => tracing::info!(callers = clients.len(), "clients must present a bearer token"),
+        None if !address.ip().is_loopback() => {
+            tracing::warn!("listening beyond loopback with no client authentication (see --client-tokens)")
+        }
+        None => {}
+    }
     tracing::info!("listening on http://{address}{}", options.path);
     let gateway = Gateway::new(plugins, options);
     let reaper = tokio::spawn(reap_idle(gateway.clone()));
@@ -152,25 +164,39 @@ impl Gateway {
         &self.options
     }
 
-    /// Serves a 2026-07-28 message, which belongs to no session.
-    pub async fn serve_modern(&self, head: &jsonrpc::Head, raw: &Bytes, facts: era::Facts) -> Outcome {
-        self.modern.clone().serve(self, head, raw, facts).await
+    /// Serves a 2026-07-28 message from `caller`, which belongs to no session.
+    pub async fn serve_modern(
+        &self,
+        head: &jsonrpc::Head,
+        raw: &Bytes,
+        facts: era::Facts,
+        caller: Option<Arc<str>>,
+    ) -> Outcome {
+        self.modern.clone().serve(self, head, raw, facts, caller).await
     }
 
-    /// The live session with this id.
-    pub fn session(&self, id: &str) -> Option<Arc<HttpSession>> {
+    /// The live session with this id, if `caller` opened it (to anyone else it does not exist).
+    pub fn session(&self, id: &str, caller: Option<&str>) -> Option<Arc<HttpSession>> {
         let session = lock(&self.sessions).get(id).cloned()?;
+        if session.caller.as_deref() != caller {
+            tracing::warn!(session = %id, "a session was presented by a caller other than its own; refused");
+            return None;
+        }
         session.touch();
         Some(session)
     }
 
-    /// Opens a legacy session: a fresh upstream process, plugin instances and relay.
-    pub fn open_session(&self, transport: Transport) -> Result<Arc<HttpSession>, SessionError> {
+    /// Opens a legacy session for `caller`: a fresh upstream process, plugin instances and relay.
+    pub fn open_session(
+        &self,
+        transport: Transport,
+        caller: Option<Arc<str>>,
+    ) -> Result<Arc<HttpSession>, SessionError> {
         if lock(&self.sessions).len() >= self.options.max_sessions {
             return Err(SessionError::Full(self.options.max_sessions));
         }
         let id = new_session_id()?;
-        let session = self.start_session(id.clone(), true, transport)?;
+        let session = self.start_session(id.clone(), true, transport, caller)?;
         lock(&self.sessions).insert(id, session.clone());
         tracing::info!(session = %session.id, "session opened");
         Ok(session)
@@ -184,6 +210,7 @@ impl Gateway {
         id: String,
         legacy: bool,
         transport: Transport,
+        caller: Option<Arc<str>>,
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
@@ -197,7 +224,7 @@ impl Gateway {
         let facts = Session {
             id: legacy.then(|| Arc::from(id.as_str())),
             upstream: self.upstream_name.clone(),
-            caller: None,
+            caller: caller.as_deref().map(|subject| Caller { subject: subject.to_owned(), claims: "{}".to_owned() }),
             protocol_version: (!legacy).then(|| era::MODERN.to_owned()),
             transport,
         };
@@ -209,6 +236,7 @@ impl Gateway {
         let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::Line(b)))));
         let session = Arc::new(HttpSession {
             id: id.clone(),
+            caller,
             input: Mutex::new(Some(input)),
             streams: Mutex::new(Streams::new(legacy)),
             version: Mutex::new(None),
@@ -224,8 +252,16 @@ impl Gateway {
         Ok(session)
     }
 
-    /// Ends a session: its upstream's input is closed and it is forgotten.
-    pub fn close_session(&self, id: &str) -> bool {
+    /// Ends `caller`'s session `id`: its upstream's input is closed and it is forgotten.
+    pub fn close_session(&self, id: &str, caller: Option<&str>) -> bool {
+        if self.session(id, caller).is_none() {
+            return false;
+        }
+        self.end_session(id)
+    }
+
+    /// Ends session `id`, whoever opened it (Warden's own decision: expiry, a closed stream).
+    pub(crate) fn end_session(&self, id: &str) -> bool {
         let Some(session) = lock(&self.sessions).remove(id) else { return false };
         session.close();
         true
@@ -366,7 +402,7 @@ async fn reap_idle(gateway: Arc<Gateway>) {
             .collect();
         for id in expired {
             tracing::info!(session = %id, "session expired after {idle:?} idle");
-            gateway.close_session(&id);
+            gateway.end_session(&id);
         }
     }
 }
@@ -403,6 +439,7 @@ pub(crate) mod tests {
             cache_dir: None,
             audit: AuditSink::disabled(),
             watch: false,
+            clients: None,
         }
     }
 }

@@ -46,8 +46,8 @@ use crate::serve::{lock, Gateway, HttpSession, SessionError};
 const HANDSHAKE: Duration = Duration::from_secs(10);
 /// How long a call waiting for its client's retry is kept.
 const PARKED_FOR: Duration = Duration::from_secs(300);
-/// Most backings (distinct client capability sets) against a legacy upstream.
-const MAX_BACKINGS: usize = 32;
+/// Most backings (distinct callers and client capability sets).
+const MAX_BACKINGS: usize = 64;
 /// Most calls at once, each on a backing of its own, per capability set that
 /// lets the server ask the client for input.
 const MAX_LEASED: usize = 32;
@@ -77,11 +77,19 @@ const INPUT_KEY: &str = "input";
 #[derive(Default)]
 pub struct Modern {
     era: OnceCell<UpstreamEra>,
-    backings: Mutex<HashMap<String, Arc<OnceCell<Arc<Backing>>>>>,
+    backings: Mutex<HashMap<Key, Arc<OnceCell<Arc<Backing>>>>>,
     /// Backings lent to one call at a time, by capability set.
-    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    pools: Mutex<HashMap<Key, Arc<Pool>>>,
     parked: Mutex<HashMap<String, Parked>>,
     next_id: AtomicU64,
+}
+
+/// What modern requests share a backing by: the same caller and, against a
+/// legacy upstream, the same client capabilities (its session fixes them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    caller: Option<Arc<str>>,
+    capabilities: String,
 }
 
 /// An upstream session shared by modern requests.
@@ -164,7 +172,14 @@ pub enum Outcome {
 
 impl Modern {
     /// Serves one modern message (already checked against its headers).
-    pub async fn serve(self: &Arc<Self>, gateway: &Gateway, head: &Head, raw: &Bytes, facts: Facts) -> Outcome {
+    pub async fn serve(
+        self: &Arc<Self>,
+        gateway: &Gateway,
+        head: &Head,
+        raw: &Bytes,
+        facts: Facts,
+        caller: Option<Arc<str>>,
+    ) -> Outcome {
         let Some(client_id) = head.id.clone().filter(|_| head.kind == Kind::Request) else {
             // The core defines no client notifications over HTTP.
             return Outcome::Accepted;
@@ -178,14 +193,16 @@ impl Modern {
                 return self.resume(&client_id, &facts, state);
             }
         }
-        let key = match era {
-            UpstreamEra::Modern => String::new(),
-            UpstreamEra::Legacy => facts.capabilities.clone().unwrap_or_else(|| "{}".to_owned()),
+        // Callers never share an upstream session (plugins see one caller per session).
+        let capabilities = match era {
+            UpstreamEra::Modern => "",
+            UpstreamEra::Legacy => facts.capabilities.as_deref().unwrap_or("{}"),
         };
+        let key = Key { caller: caller.clone(), capabilities: capabilities.to_owned() };
         // Discover and listen start no call: the shared backing serves them.
         let shared = era == UpstreamEra::Modern
             || matches!(facts.method.as_str(), "server/discover" | "subscriptions/listen")
-            || !asks_for_input(&key);
+            || !asks_for_input(&key.capabilities);
         let (backing, lease) = if shared {
             match self.backing(gateway, era, key, &facts).await {
                 Ok(backing) => (backing, None),
@@ -287,11 +304,12 @@ impl Modern {
 
     /// A legacy backing of its own for one call, from the pool for `key`:
     /// an idle one, or a new one while fewer than [`MAX_LEASED`] are out.
-    async fn lease(&self, gateway: &Gateway, key: String, facts: &Facts) -> Result<Lease, String> {
+    async fn lease(&self, gateway: &Gateway, key: Key, facts: &Facts) -> Result<Lease, String> {
+        let caller = key.caller.clone();
         let pool = {
             let mut pools = lock(&self.pools);
             if !pools.contains_key(&key) && pools.len() >= MAX_BACKINGS {
-                return Err(format!("too many distinct client capability sets (limit {MAX_BACKINGS})"));
+                return Err(format!("too many distinct callers and client capability sets (limit {MAX_BACKINGS})"));
             }
             pools
                 .entry(key)
@@ -311,7 +329,7 @@ impl Modern {
         };
         let backing = match idle {
             Some(backing) => backing,
-            None => Backing::open(gateway, UpstreamEra::Legacy, facts).await?,
+            None => Backing::open(gateway, UpstreamEra::Legacy, facts, caller).await?,
         };
         Ok(Lease { pool, backing, spoiled: AtomicBool::new(false), _permit: permit })
     }
@@ -321,19 +339,20 @@ impl Modern {
         &self,
         gateway: &Gateway,
         era: UpstreamEra,
-        key: String,
+        key: Key,
         facts: &Facts,
     ) -> Result<Arc<Backing>, String> {
+        let caller = key.caller.clone();
         let cell = {
             let mut backings = lock(&self.backings);
             // A backing whose upstream ended is replaced.
             backings.retain(|_, cell| cell.get().is_none_or(|b| !b.session.ended()));
             if !backings.contains_key(&key) && backings.len() >= MAX_BACKINGS {
-                return Err(format!("too many distinct client capability sets (limit {MAX_BACKINGS})"));
+                return Err(format!("too many distinct callers and client capability sets (limit {MAX_BACKINGS})"));
             }
             backings.entry(key).or_default().clone()
         };
-        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts)).await?;
+        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts, caller)).await?;
         Ok(backing.clone())
     }
 }
@@ -342,7 +361,7 @@ impl Modern {
 /// result means a modern upstream; anything else (an error, silence) a legacy one.
 async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
     let session =
-        gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp).map_err(|e| e.to_string())?;
+        gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp, None).map_err(|e| e.to_string())?;
     let discover = json!({
         "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
         "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
@@ -359,9 +378,14 @@ async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
 }
 
 impl Backing {
-    async fn open(gateway: &Gateway, era: UpstreamEra, facts: &Facts) -> Result<Arc<Backing>, String> {
+    async fn open(
+        gateway: &Gateway,
+        era: UpstreamEra,
+        facts: &Facts,
+        caller: Option<Arc<str>>,
+    ) -> Result<Arc<Backing>, String> {
         let session = gateway
-            .start_session("modern".to_owned(), false, Transport::StreamableHttp)
+            .start_session("modern".to_owned(), false, Transport::StreamableHttp, caller)
             .map_err(|e: SessionError| e.to_string())?;
         let init = match era {
             UpstreamEra::Modern => Value::Null,

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame as BodyFrame, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
@@ -62,19 +62,36 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<
             return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "origin not allowed");
         }
     }
+    let caller = match &gateway.options().clients {
+        None => None,
+        Some(clients) => match clients.authenticate(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes)) {
+            Some(subject) => Some(subject),
+            None => {
+                tracing::warn!(path = request.uri().path(), "request without a valid bearer token refused");
+                return unauthorized();
+            }
+        },
+    };
     if request.uri().path() != gateway.options().path {
         return match (request.method(), request.uri().path()) {
-            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway),
-            (&Method::POST, http_sse::MESSAGES_PATH) => http_sse::message(gateway, request).await,
+            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway, caller),
+            (&Method::POST, http_sse::MESSAGES_PATH) => http_sse::message(gateway, request, caller.as_deref()).await,
             _ => plain(StatusCode::NOT_FOUND, "not found"),
         };
     }
     match *request.method() {
-        Method::POST => post(gateway, request).await,
-        Method::GET => get(gateway, request.headers()),
-        Method::DELETE => delete(gateway, request.headers()),
+        Method::POST => post(gateway, request, caller).await,
+        Method::GET => get(gateway, request.headers(), caller.as_deref()),
+        Method::DELETE => delete(gateway, request.headers(), caller.as_deref()),
         _ => plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE"),
     }
+}
+
+/// 401: the gateway wants a bearer token it knows.
+fn unauthorized() -> Response<Body> {
+    let mut response = error(StatusCode::UNAUTHORIZED, code::INVALID_REQUEST, "missing or unknown bearer token");
+    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"warden\""));
+    response
 }
 
 /// Reads a request body up to the configured limit (413 past it).
@@ -90,7 +107,7 @@ pub(super) async fn read_body(gateway: &Gateway, body: Incoming) -> Result<Bytes
     }
 }
 
-async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+async fn post(gateway: &Gateway, request: Request<Incoming>, caller: Option<Arc<str>>) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let body = match read_body(gateway, body).await {
         Ok(body) => body,
@@ -120,8 +137,8 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
         if version_header(headers).is_some_and(era::is_modern) {
             return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "2026-07-28 has no JSON-RPC batches");
         }
-        return http_batch::post(gateway, headers, body, http_batch::Accepts { json: accepts_json, sse: accepts_sse })
-            .await;
+        let accepts = http_batch::Accepts { json: accepts_json, sse: accepts_sse };
+        return http_batch::post(gateway, headers, body, accepts, caller.as_deref()).await;
     }
     let message = match Message::parse(body) {
         Ok(message) => message,
@@ -131,15 +148,15 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
         }
     };
     if version_header(headers).is_some_and(era::is_modern) {
-        return modern(gateway, headers, message, accepts_json).await;
+        return modern(gateway, headers, message, accepts_json, caller).await;
     }
     let is_initialize = message.head.method.as_deref() == Some("initialize");
     let session = match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(id) => match gateway.session(id) {
+        Some(id) => match gateway.session(id, caller.as_deref()) {
             Some(session) => session,
             None => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session"),
         },
-        None if is_initialize => match gateway.open_session(Transport::StreamableHttp) {
+        None if is_initialize => match gateway.open_session(Transport::StreamableHttp, caller) {
             Ok(session) => session,
             Err(e @ SessionError::Full(_)) => {
                 return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
@@ -200,7 +217,13 @@ async fn post(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
 
 /// A 2026-07-28 request: no session; its mirrored headers must agree with
 /// its body, its `_meta` must say what the era requires.
-async fn modern(gateway: &Gateway, headers: &HeaderMap, message: Message, accepts_json: bool) -> Response<Body> {
+async fn modern(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    message: Message,
+    accepts_json: bool,
+    caller: Option<Arc<str>>,
+) -> Response<Body> {
     let id = message.head.id.as_deref();
     let refuse = |code: i32, why: &str| json(StatusCode::BAD_REQUEST, jsonrpc::error_response(id, code, why, None));
     if !message.head.kind.is_call() {
@@ -240,7 +263,7 @@ async fn modern(gateway: &Gateway, headers: &HeaderMap, message: Message, accept
             return refuse(code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/clientCapabilities");
         }
     }
-    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts).await {
+    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts, caller).await {
         Outcome::Refused(status, body) => return json(status, body),
         Outcome::Accepted => return empty(StatusCode::ACCEPTED),
         Outcome::Events(events) => events,
@@ -258,7 +281,7 @@ async fn modern(gateway: &Gateway, headers: &HeaderMap, message: Message, accept
     sse(None, first, events)
 }
 
-fn get(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+fn get(gateway: &Gateway, headers: &HeaderMap, caller: Option<&str>) -> Response<Body> {
     if !accepts(headers, "text/event-stream") {
         return error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Accept must list text/event-stream");
     }
@@ -268,7 +291,7 @@ fn get(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing Mcp-Session-Id header");
     };
-    let Some(session) = gateway.session(id) else {
+    let Some(session) = gateway.session(id, caller) else {
         return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session");
     };
     let last_event = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
@@ -278,11 +301,11 @@ fn get(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
     }
 }
 
-fn delete(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+fn delete(gateway: &Gateway, headers: &HeaderMap, caller: Option<&str>) -> Response<Body> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing Mcp-Session-Id header");
     };
-    if gateway.close_session(id) {
+    if gateway.close_session(id, caller) {
         tracing::info!(session = %id, "session deleted by the client");
         empty(StatusCode::OK)
     } else {

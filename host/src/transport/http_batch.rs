@@ -25,12 +25,18 @@ pub(super) struct Accepts {
 }
 
 /// A POST whose body is a JSON array.
-pub(super) async fn post(gateway: &Gateway, headers: &HeaderMap, body: Bytes, accepts: Accepts) -> Response<Body> {
+pub(super) async fn post(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Bytes,
+    accepts: Accepts,
+    caller: Option<&str>,
+) -> Response<Body> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         let why = "a JSON-RPC batch needs a session (initialize must not be batched)";
         return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, why);
     };
-    let Some(session) = gateway.session(id) else {
+    let Some(session) = gateway.session(id, caller) else {
         return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session");
     };
     let version = session.protocol_version();

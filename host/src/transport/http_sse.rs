@@ -25,8 +25,8 @@ pub const SSE_PATH: &str = "/sse";
 pub const MESSAGES_PATH: &str = "/messages";
 
 /// `GET /sse`: a new session, its stream starting with the `endpoint` event.
-pub fn open(gateway: &Arc<Gateway>) -> Response<Body> {
-    let session = match gateway.open_session(Transport::HttpSse) {
+pub fn open(gateway: &Arc<Gateway>, caller: Option<Arc<str>>) -> Response<Body> {
+    let session = match gateway.open_session(Transport::HttpSse, caller) {
         Ok(session) => session,
         Err(e @ SessionError::Full(_)) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
@@ -59,13 +59,13 @@ pub fn open(gateway: &Arc<Gateway>) -> Response<Body> {
 }
 
 /// `POST /messages?session_id=…`: one message for the session; what it brings comes on the stream.
-pub async fn message(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+pub async fn message(gateway: &Gateway, request: Request<Incoming>, caller: Option<&str>) -> Response<Body> {
     let id = request
         .uri()
         .query()
         .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("session_id=")))
         .map(str::to_owned);
-    let Some(session) = id.as_deref().and_then(|id| gateway.session(id)) else {
+    let Some(session) = id.as_deref().and_then(|id| gateway.session(id, caller)) else {
         return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session");
     };
     let body = match read_body(gateway, request.into_body()).await {
@@ -110,7 +110,7 @@ struct CloseOnDrop {
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        if self.gateway.close_session(&self.id) {
+        if self.gateway.end_session(&self.id) {
             tracing::info!(session = %self.id, "HTTP+SSE stream closed; session ended");
         }
     }

@@ -22,6 +22,8 @@ pub struct Answer {
     pub status: u16,
     pub session: Option<String>,
     pub content_type: String,
+    /// The `WWW-Authenticate` challenge, if any.
+    pub challenge: Option<String>,
     pub body: String,
 }
 
@@ -187,6 +189,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
         status: response.status(),
         session: response.header("mcp-session-id").map(str::to_owned),
         content_type: response.content_type().to_owned(),
+        challenge: response.header("www-authenticate").map(str::to_owned),
         body: response.into_string().expect("body"),
     }
 }
