@@ -356,4 +356,10 @@ fn clients_need_a_bearer_token_and_plugins_see_who_calls() {
         assert!(!log.contains(secret) && !records.contains(secret), "{secret} leaked");
     }
     assert_eq!(gw.delete(&session).status, 401, "ending a session also needs the token");
+    // The old HTTP+SSE transport is behind the same door.
+    let sse = gw.url.replace("/mcp", "/sse");
+    match ureq::get(&sse).timeout(std::time::Duration::from_secs(10)).call() {
+        Err(ureq::Error::Status(status, _)) => assert_eq!(status, 401),
+        other => panic!("GET /sse without a token: {:?}", other.map(|r| r.status())),
+    }
 }
