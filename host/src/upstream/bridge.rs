@@ -427,21 +427,25 @@ impl Bridge {
     async fn listen_message(&mut self, head: Option<&jsonrpc::Head>, answer_id: Option<&str>, message: &Bytes) -> bool {
         let Some(head) = head else { return false };
         let method = head.method.as_deref();
-        if answer_id.is_none()
-            && !matches!(method, Some("notifications/subscriptions/acknowledged" | "notifications/cancelled"))
+        let ours = |listening: &Listening, listen: &str| {
+            listening.live.as_deref() == Some(listen) || listening.opening.contains_key(listen)
+        };
+        // Every listen message names its listen: the answer by id (read before
+        // any parse: most answers are not a listen's), the notifications by
+        // `_meta` or `requestId`.
+        if answer_id.is_some_and(|id| !ours(&self.listening, id))
+            || (answer_id.is_none()
+                && !matches!(method, Some("notifications/subscriptions/acknowledged" | "notifications/cancelled")))
         {
             return false;
         }
-        // Every listen message names its listen: the answer by id, the notifications by `_meta` or `requestId`.
         let value: Value = serde_json::from_slice(message).unwrap_or_default();
         let listen = match answer_id {
             Some(id) => id.to_owned(),
             None if method == Some("notifications/cancelled") => value["params"]["requestId"].to_string(),
             None => value["params"]["_meta"][era::meta::SUBSCRIPTION_ID].to_string(),
         };
-        let ours =
-            self.listening.live.as_deref() == Some(listen.as_str()) || self.listening.opening.contains_key(&listen);
-        if !ours {
+        if !ours(&self.listening, &listen) {
             return false;
         }
         if method == Some("notifications/subscriptions/acknowledged") {
