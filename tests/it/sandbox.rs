@@ -118,8 +118,9 @@ fn an_instance_past_its_memory_high_water_mark_is_recycled_not_trapped() {
     for n in 0..3 {
         assert_eq!(text_of(&w.call_tool("echo", json!({"text": format!("{n}")}))), format!("{n}"));
     }
-    assert_eq!(w.log_count("instance recycled at its memory high-water mark"), 3, "{}", w.stderr());
+    let recycled = w.settled_log_count("instance recycled at its memory high-water mark", 3);
+    assert_eq!(recycled, 3, "{}", w.stderr());
     // One instance at load (the init check), then a fresh one for each call.
-    assert_eq!(w.log_count("misbehave: instance started"), 4, "{}", w.stderr());
+    assert_eq!(w.settled_log_count("misbehave: instance started", 4), 4, "{}", w.stderr());
     w.finish();
 }

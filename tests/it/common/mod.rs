@@ -185,6 +185,16 @@ impl Warden {
         self.stderr.lock().unwrap().matches(needle).count()
     }
 
+    /// The same, once it has reached `at_least` (the log is read by another
+    /// thread than the answers, so it may lag them) or a while has passed.
+    pub fn settled_log_count(&self, needle: &str, at_least: usize) -> usize {
+        let deadline = Instant::now() + PATIENCE;
+        while self.log_count(needle) < at_least && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.log_count(needle)
+    }
+
     pub fn send(&mut self, message: &Value) {
         self.send_raw(&message.to_string());
     }
