@@ -177,6 +177,16 @@ impl Gateway {
     pub fn cancellations_heard(&self) -> usize {
         self.stderr().matches("mcp-fixture heard notifications/cancelled").count()
     }
+
+    /// Whether it reports more than `before` (its log is read by another
+    /// thread, so a line may lag what the clients saw: it is waited for).
+    pub fn heard_a_cancellation_since(&self, before: usize) -> bool {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while self.cancellations_heard() <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.cancellations_heard() > before
+    }
 }
 
 fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
