@@ -304,6 +304,15 @@ pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
 /// The one protocol version with JSON-RPC batches (2025-06-18 removed them).
 pub const BATCH_VERSION: &str = "2025-03-26";
 
+/// The answer to an `initialize` inside a batch.
+pub const BATCHED_INITIALIZE: &str = "initialize must not be part of a JSON-RPC batch";
+
+/// Why a session at protocol `version` takes no batch; `None` when it does.
+pub fn batch_refused(version: &str) -> Option<String> {
+    (version != BATCH_VERSION)
+        .then(|| format!("JSON-RPC batches are not part of protocol version {version} (only {BATCH_VERSION})"))
+}
+
 /// Whether a message is a JSON-RPC batch: a JSON array.
 pub fn is_batch(raw: &[u8]) -> bool {
     raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')

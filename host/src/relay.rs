@@ -390,15 +390,11 @@ impl Relay {
             }
             return;
         }
-        if let Some(version) = self.instances.session().protocol_version.as_deref() {
-            if version != jsonrpc::BATCH_VERSION {
-                let text = format!(
-                    "JSON-RPC batches are not part of protocol version {version} (only {})",
-                    jsonrpc::BATCH_VERSION
-                );
-                let reply = jsonrpc::error_response(None, code::INVALID_REQUEST, &text, None);
-                return self.send_back(from, reply).await;
-            }
+        // Before the handshake settles a version, the server is the judge.
+        let version = self.instances.session().protocol_version.as_deref();
+        if let Some(why) = version.and_then(jsonrpc::batch_refused) {
+            let reply = jsonrpc::error_response(None, code::INVALID_REQUEST, &why, None);
+            return self.send_back(from, reply).await;
         }
         let batch = self.batches.open();
         let mut messages = Vec::with_capacity(parts.len());
@@ -412,9 +408,7 @@ impl Relay {
             };
             let id = message.head.id.as_deref().filter(|_| message.head.kind == Kind::Request);
             let refused = match id {
-                _ if message.head.method.as_deref() == Some("initialize") => {
-                    Some("initialize must not be part of a JSON-RPC batch")
-                }
+                _ if message.head.method.as_deref() == Some("initialize") => Some(jsonrpc::BATCHED_INITIALIZE),
                 Some(id) if self.upstream_pending.contains_key(id) || !self.batches.expect(batch, id) => {
                     Some("a request with this id is already in flight")
                 }

@@ -196,16 +196,10 @@ async fn post(gateway: &Gateway, request: Request<Incoming>, caller: Option<Arc<
         sse(session.streamed(stream), first, rx)
     } else {
         // A JSON-only client: wait for the answer; other messages go to the GET stream next time.
-        let mut routed = first;
-        while !routed.last {
-            match rx.recv().await {
-                Some(next) => routed = next,
-                None => {
-                    return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering")
-                }
-            }
+        match final_answer(first, &mut rx).await {
+            Some(answer) => json(StatusCode::OK, answer),
+            None => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering"),
         }
-        json(StatusCode::OK, routed.message)
     };
     if is_initialize {
         if let Ok(value) = HeaderValue::from_str(&session.id) {
@@ -390,6 +384,14 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 fn sse(priming: Option<EventId>, first: Event, rx: Receiver) -> Response<Body> {
     let priming = priming.map(|id| Event { id: Some(id), message: Bytes::new(), last: false });
     sse_body(futures::stream::iter(priming).chain(until_answer(first, rx)))
+}
+
+/// Waits for a call's answer; what the server says meanwhile is not carried by a JSON reply.
+pub(super) async fn final_answer(mut event: Event, rx: &mut Receiver) -> Option<Bytes> {
+    while !event.last {
+        event = rx.recv().await?;
+    }
+    Some(event.message)
 }
 
 /// A call's events: `first`, then what comes on `rx` up to its answer.

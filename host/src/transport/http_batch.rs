@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use hyper::{HeaderMap, Response, StatusCode};
 
-use super::http::{empty, error, json, sse_body, until_answer, Body, SESSION_HEADER};
+use super::http::{empty, error, final_answer, json, sse_body, until_answer, Body, SESSION_HEADER};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::serve::streams::{Event, Receiver};
 use crate::serve::{Gateway, SessionError};
@@ -40,12 +40,7 @@ pub(super) async fn post(
         return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session");
     };
     let version = session.protocol_version();
-    if version.as_deref() != Some(jsonrpc::BATCH_VERSION) {
-        let why = format!(
-            "JSON-RPC batches are not part of protocol version {} (only {})",
-            version.as_deref().unwrap_or("(none yet)"),
-            jsonrpc::BATCH_VERSION
-        );
+    if let Some(why) = jsonrpc::batch_refused(version.as_deref().unwrap_or("(none yet)")) {
         return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &why);
     }
     let parts = match jsonrpc::split_batch(&body) {
@@ -66,8 +61,12 @@ pub(super) async fn post(
         };
         let head = &message.head;
         if head.method.as_deref() == Some("initialize") {
-            let why = "initialize must not be part of a JSON-RPC batch";
-            answers.push(jsonrpc::error_response(head.id.as_deref(), code::INVALID_REQUEST, why, None));
+            answers.push(jsonrpc::error_response(
+                head.id.as_deref(),
+                code::INVALID_REQUEST,
+                jsonrpc::BATCHED_INITIALIZE,
+                None,
+            ));
             continue;
         }
         let Some(id) = head.id.clone().filter(|_| head.kind == Kind::Request) else {
@@ -108,7 +107,7 @@ pub(super) async fn post(
     }
     if accepts.json && (firsts.iter().all(|e| e.last) || !accepts.sse) {
         for (first, rx) in firsts.into_iter().zip(&mut calls) {
-            match answer(first, rx).await {
+            match final_answer(first, rx).await {
                 Some(message) => answers.push(message),
                 None => {
                     let why = "the session ended before answering";
@@ -126,12 +125,4 @@ pub(super) async fn post(
         events
     });
     sse_body(own.chain(futures::stream::select_all(calls)))
-}
-
-/// Waits for a call's answer; what the server says meanwhile is not carried by a JSON reply.
-async fn answer(mut event: Event, rx: &mut Receiver) -> Option<Bytes> {
-    while !event.last {
-        event = rx.recv().await?;
-    }
-    Some(event.message)
 }
