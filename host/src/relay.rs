@@ -29,6 +29,8 @@ const MAX_PENDING: usize = 16_384;
 /// What is remembered about a request until its answer passes.
 #[derive(Debug)]
 struct Pending {
+    /// The request's id as its sender wrote it: its answer goes back under it.
+    raw_id: String,
     method: String,
     tool: Option<String>,
     /// The chain the request went through; its answer goes back through the same one.
@@ -41,13 +43,18 @@ struct Partial {
     /// Bytes so far.
     len: usize,
     way: Way,
+    /// The top-level keys so far, while streaming: a key given twice cuts it off.
+    keys: jsonrpc::stream::TopKeys,
 }
 
 #[derive(Debug)]
 enum Way {
-    /// Forwarded as it arrives. `id` is the request it carries or answers,
-    /// which stays in its pending table until the last piece has gone.
-    Stream { id: String, answer: bool },
+    /// Forwarded as it arrives. `id` is the request it carries or answers
+    /// (by value), which stays in its pending table until the last piece has gone.
+    Stream { id: String, raw_id: String, answer: bool },
+    /// Was streaming, cut off at a top-level key given twice: skipped to its
+    /// end, then its sender (or, for an answer, the one it was owed to) is told.
+    Cut { id: String, raw_id: String, answer: bool, why: String },
     /// Gathered, to be handled whole.
     Gather(BytesMut),
     /// Over the size limit: skipped to its end, then answered.
@@ -309,9 +316,9 @@ impl Relay {
             self.push(Direction::ServerToClient, Outgoing::Message(Bytes::new())).await;
             self.release(Direction::ServerToClient).await;
         }
-        for (id, pending) in std::mem::take(&mut self.upstream_pending) {
+        for pending in std::mem::take(&mut self.upstream_pending).into_values() {
             let message = format!("upstream \"{upstream}\" {why} before answering {}", pending.method);
-            let reply = jsonrpc::error_response(Some(&id), code::UPSTREAM_FAILED, &message, None);
+            let reply = jsonrpc::error_response(Some(&pending.raw_id), code::UPSTREAM_FAILED, &message, None);
             self.send_on(Direction::ServerToClient, reply).await;
         }
     }
@@ -347,12 +354,16 @@ impl Relay {
                         self.send_back(from, reply).await;
                     }
                     // An oversized answer from the server: the client still gets an answer.
-                    (Direction::ServerToClient, Some(id)) if self.upstream_pending.remove(&id).is_some() => {
-                        let text = format!("upstream answer dropped: {text}");
-                        let reply = jsonrpc::error_response(Some(&id), code::MESSAGE_TOO_LARGE, &text, None);
-                        self.send_on(from, reply).await;
+                    (Direction::ServerToClient, Some(id)) => {
+                        let owed = jsonrpc::id_key(&id).and_then(|key| self.upstream_pending.remove(&key));
+                        if let Some(pending) = owed {
+                            let text = format!("upstream answer dropped: {text}");
+                            let reply =
+                                jsonrpc::error_response(Some(&pending.raw_id), code::MESSAGE_TOO_LARGE, &text, None);
+                            self.send_on(from, reply).await;
+                        }
                     }
-                    (Direction::ServerToClient, _) => {}
+                    (Direction::ServerToClient, None) => {}
                 }
             }
         }
@@ -366,12 +377,22 @@ impl Relay {
     }
 
     async fn unreadable(&mut self, from: Direction, e: jsonrpc::ParseError) {
-        tracing::warn!(from = side(from), "{e}");
+        tracing::warn!(from = side(from), "message refused: {e}");
         // Only the client gets told: a server must not be sent errors it
-        // cannot match, and the client is who waits for an answer.
-        if from == Direction::ClientToServer {
-            let reply = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
-            self.send_back(from, reply).await;
+        // cannot match, and the client is who waits for an answer. When the
+        // server's unreadable message names a request the client is waiting
+        // on, that request is answered with the reason instead.
+        match from {
+            Direction::ClientToServer => {
+                let reply = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
+                self.send_back(from, reply).await;
+            }
+            Direction::ServerToClient => {
+                let Some(pending) = e.id_key().and_then(|key| self.upstream_pending.remove(&key)) else { return };
+                let text = format!("upstream sent an unreadable answer: {e}");
+                let reply = jsonrpc::error_response(Some(&pending.raw_id), code::UPSTREAM_FAILED, &text, None);
+                self.send_on(from, reply).await;
+            }
         }
     }
 
@@ -408,7 +429,9 @@ impl Relay {
             };
             let id = message.head.id.as_deref().filter(|_| message.head.kind == Kind::Request);
             let refused = match id {
-                _ if message.head.method.as_deref() == Some("initialize") => Some(jsonrpc::BATCHED_INITIALIZE),
+                _ if message.head.method.as_deref() == Some(jsonrpc::method::INITIALIZE) => {
+                    Some(jsonrpc::BATCHED_INITIALIZE)
+                }
                 Some(id) if self.upstream_pending.contains_key(id) || !self.batches.expect(batch, id) => {
                     Some("a request with this id is already in flight")
                 }
@@ -416,7 +439,8 @@ impl Relay {
             };
             match refused {
                 Some(why) => {
-                    let reply = jsonrpc::error_response(message.head.id.as_deref(), code::INVALID_REQUEST, why, None);
+                    let reply =
+                        jsonrpc::error_response(message.head.raw_id.as_deref(), code::INVALID_REQUEST, why, None);
                     self.batches.answer_now(batch, reply);
                 }
                 None => messages.push(message),
@@ -442,12 +466,24 @@ impl Relay {
     async fn call(&mut self, from: Direction, message: Message) {
         let head = &message.head;
         let method = head.method.as_deref().unwrap_or_default();
-        if head.kind == Kind::Request && self.pending(from).len() >= MAX_PENDING {
-            let text = format!("too many requests in flight (limit {MAX_PENDING})");
-            let reply = jsonrpc::error_response(head.id.as_deref(), code::INVALID_REQUEST, &text, None);
-            return self.send_back(from, reply).await;
+        if head.kind == Kind::Request {
+            let refused = match &head.id {
+                _ if self.pending(from).len() >= MAX_PENDING => {
+                    Some(format!("too many requests in flight (limit {MAX_PENDING})"))
+                }
+                // Its answer could not be told from the first one's.
+                Some(id) if self.pending(from).contains_key(id) => {
+                    Some("a request with this id is already in flight".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(text) = refused {
+                tracing::warn!(from = side(from), id = head.raw_id.as_deref().unwrap_or("-"), "request refused: {text}");
+                let reply = jsonrpc::error_response(head.raw_id.as_deref(), code::INVALID_REQUEST, &text, None);
+                return self.send_back(from, reply).await;
+            }
         }
-        if method == "notifications/cancelled" {
+        if method == jsonrpc::method::CANCELLED {
             if let Some(answers) = self.forget_cancelled(from, &message) {
                 self.send_back(from, answers).await;
             }
@@ -459,12 +495,14 @@ impl Relay {
         } else {
             (Outcome::Forward(None), 0)
         };
-        let id = head.id.clone();
+        let id = head.raw_id.clone();
         let reply = match outcome {
             Outcome::Forward(replacement) => {
+                let raw_id = message.head.raw_id.clone();
                 let message = replacement.unwrap_or(message);
-                if let Some(id) = &message.head.id {
+                if let (Some(id), Some(raw_id)) = (&message.head.id, raw_id) {
                     let pending = Pending {
+                        raw_id,
                         method: message.head.method.clone().unwrap_or_default(),
                         tool: message.head.tool.clone(),
                         generation: self.instances.chain().generation(),
@@ -500,11 +538,11 @@ impl Relay {
             Outcome::Forward(Some(replacement)) => replacement.raw,
             Outcome::Respond { plugin, result } => {
                 self.decision(&plugin, "respond", request, None);
-                request.head.id.as_deref().map_or(reply, |id| jsonrpc::result_response(id, &result))
+                request.head.raw_id.as_deref().map_or(reply, |id| jsonrpc::result_response(id, &result))
             }
             other => {
                 let (code, text, data) = self.refusal(other, request);
-                jsonrpc::error_response(request.head.id.as_deref(), code, &text, data.as_deref())
+                jsonrpc::error_response(request.head.raw_id.as_deref(), code, &text, data.as_deref())
             }
         }
     }
@@ -512,9 +550,24 @@ impl Relay {
     /// A response or error travelling `from` one side, answering a request that went the other way.
     async fn answer(&mut self, from: Direction, message: Message) {
         let pending = message.head.id.as_ref().and_then(|id| self.answered(from).remove(id));
+        if pending.is_none() && message.head.id.is_some() {
+            // Nothing in flight has this id: it would reach the peer past the
+            // response chain, as an answer to nothing it asked.
+            let id = message.head.raw_id.as_deref().unwrap_or("-");
+            tracing::warn!(from = side(from), id, "answer dropped: no request with this id is in flight");
+            return;
+        }
         let generation = pending.as_ref().map_or(self.instances.chain().generation(), |p| p.generation);
+        // The peer that asked gets its answer under its id exactly as it wrote it.
+        let message = match &pending {
+            Some(p) if message.head.raw_id.as_deref() != Some(p.raw_id.as_str()) => {
+                let raw = message.with_raw_id(&p.raw_id);
+                Message::parse(raw).unwrap_or(message)
+            }
+            _ => message,
+        };
         let (method, tool) = pending.map(|p| (p.method, p.tool)).unwrap_or_default();
-        if method == "initialize" && from == Direction::ServerToClient {
+        if method == jsonrpc::method::INITIALIZE && from == Direction::ServerToClient {
             self.note_protocol_version(&message);
         }
         // Only an answer through an earlier chain can be the last one it owed.
@@ -533,7 +586,7 @@ impl Relay {
         if retiring {
             self.release_retired();
         }
-        let id = message.head.id.as_deref();
+        let id = message.head.raw_id.as_deref();
         let onward = match outcome {
             Outcome::Forward(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
             Outcome::Respond { plugin, result } => {
@@ -700,7 +753,13 @@ impl Relay {
     /// The first piece of a long message: stream it on, or start gathering it.
     async fn start(&mut self, from: Direction, prefix: Bytes) {
         let len = prefix.len();
-        let way = match self.streamable(from, &jsonrpc::prefix_head(&prefix)) {
+        let mut keys = jsonrpc::stream::TopKeys::default();
+        // A prefix that already names a key twice is gathered, then refused whole.
+        let stream = match keys.feed(&prefix) {
+            Ok(()) => self.streamable(from, &jsonrpc::prefix_head(&prefix)),
+            Err(_) => None,
+        };
+        let way = match stream {
             Some(stream) => {
                 self.push(from, Outgoing::Part(prefix)).await;
                 stream
@@ -708,7 +767,7 @@ impl Relay {
             None if len > self.max_message_bytes => Way::Skip(sniff(&prefix)),
             None => Way::Gather(BytesMut::from(&prefix[..])),
         };
-        self.partial[self::way(from)] = Some(Partial { len, way });
+        self.partial[self::way(from)] = Some(Partial { len, way, keys });
     }
 
     /// Whether a message starting with `head` may be streamed: its side takes
@@ -722,27 +781,35 @@ impl Relay {
         if !takes_pieces {
             return None;
         }
-        let id = head.id.clone()?;
+        let raw_id = head.id.clone()?;
+        let id = jsonrpc::id_key(&raw_id)?;
         let chain = self.instances.chain().clone();
         match &head.method {
             Some(method) => {
                 let quiet = !chain.wants_request(method) && !chain.wants_response(method);
-                let special = matches!(method.as_str(), "initialize" | "notifications/cancelled");
-                if !quiet || special || self.pending(from).len() >= MAX_PENDING {
+                let special = matches!(method.as_str(), jsonrpc::method::INITIALIZE | jsonrpc::method::CANCELLED);
+                let pending = self.pending(from);
+                if !quiet || special || pending.len() >= MAX_PENDING || pending.contains_key(&id) {
                     return None;
                 }
                 let generation = chain.generation();
-                self.pending(from).insert(id.clone(), Pending { method: method.clone(), tool: None, generation });
-                Some(Way::Stream { id, answer: false })
+                let entry = Pending { raw_id: raw_id.clone(), method: method.clone(), tool: None, generation };
+                self.pending(from).insert(id.clone(), entry);
+                Some(Way::Stream { id, raw_id, answer: false })
             }
             // An answer owed to a client's batch is gathered: it goes back inside the batch's array.
             None if head.answer && from == Direction::ServerToClient && self.batches.holds(&id) => None,
             None if head.answer => {
-                let method = &self.answered(from).get(&id)?.method;
-                if chain.wants_response(method) || method == "initialize" {
+                let pending = self.answered(from).get(&id)?;
+                // An answer under an id written otherwise than the request's is
+                // gathered, so that it can go back under the asker's spelling.
+                if chain.wants_response(&pending.method)
+                    || pending.method == jsonrpc::method::INITIALIZE
+                    || pending.raw_id != raw_id
+                {
                     return None;
                 }
-                Some(Way::Stream { id, answer: true })
+                Some(Way::Stream { id, raw_id, answer: true })
             }
             None => None,
         }
@@ -754,28 +821,40 @@ impl Relay {
         partial.len += part.len();
         let over = partial.len > self.max_message_bytes;
         partial.way = match partial.way {
-            Way::Stream { id, answer } if over => {
+            Way::Stream { id, raw_id, answer } if over => {
                 // Cut the line short where the limit was passed; the rest is skipped
                 // and the message answered as too large once its end arrives.
-                if !answer {
-                    self.pending(from).remove(&id);
+                self.cut_stream(from, &id, answer).await;
+                Way::Skip(Some(raw_id))
+            }
+            Way::Stream { id, raw_id, answer } => match partial.keys.feed(&part) {
+                Ok(()) => {
+                    self.push(from, Outgoing::Part(part)).await;
+                    Way::Stream { id, raw_id, answer }
                 }
-                self.push(from, Outgoing::Message(Bytes::new())).await;
-                self.release(from).await;
-                Way::Skip(Some(id))
-            }
-            stream @ Way::Stream { .. } => {
-                self.push(from, Outgoing::Part(part)).await;
-                stream
-            }
+                Err(why) => {
+                    self.cut_stream(from, &id, answer).await;
+                    Way::Cut { id, raw_id, answer, why }
+                }
+            },
             Way::Gather(buf) if over => Way::Skip(sniff(&buf)),
             Way::Gather(mut buf) => {
                 buf.extend_from_slice(&part);
                 Way::Gather(buf)
             }
-            skip @ Way::Skip(_) => skip,
+            other @ (Way::Skip(_) | Way::Cut { .. }) => other,
         };
         self.partial[way(from)] = Some(partial);
+    }
+
+    /// Ends a streaming line short, so the peer sees it malformed and acts on
+    /// none of it. A request cut off is no longer in flight.
+    async fn cut_stream(&mut self, from: Direction, id: &str, answer: bool) {
+        if !answer {
+            self.pending(from).remove(id);
+        }
+        self.push(from, Outgoing::Message(Bytes::new())).await;
+        self.release(from).await;
     }
 
     /// The last piece of a long message. Returns what is left to handle: the
@@ -785,17 +864,28 @@ impl Relay {
         partial.len += part.len();
         let over = partial.len > self.max_message_bytes;
         match partial.way {
-            Way::Stream { id, answer } => {
-                if answer && !over {
+            Way::Stream { id, raw_id, answer } => {
+                let twice = partial.keys.feed(&part).err();
+                if over || twice.is_some() {
+                    self.cut_stream(from, &id, answer).await;
+                    return match twice {
+                        Some(why) if !over => {
+                            self.refuse_cut(from, &id, raw_id, answer, why).await;
+                            None
+                        }
+                        _ => Some(Frame::TooLarge { len: partial.len, id: Some(raw_id) }),
+                    };
+                }
+                if answer {
                     self.answered(from).remove(&id);
                 }
-                if !answer && over {
-                    self.pending(from).remove(&id);
-                }
-                // Over the limit, the line is cut short; the peer sees it malformed.
-                self.push(from, Outgoing::Message(if over { Bytes::new() } else { part })).await;
+                self.push(from, Outgoing::Message(part)).await;
                 self.release(from).await;
-                over.then_some(Frame::TooLarge { len: partial.len, id: Some(id) })
+                None
+            }
+            Way::Cut { id, raw_id, answer, why } => {
+                self.refuse_cut(from, &id, raw_id, answer, why).await;
+                None
             }
             Way::Gather(buf) if over => Some(Frame::TooLarge { len: partial.len, id: sniff(&buf) }),
             Way::Gather(mut buf) => {
@@ -803,6 +893,23 @@ impl Relay {
                 Some(Frame::Line(buf.freeze()))
             }
             Way::Skip(id) => Some(Frame::TooLarge { len: partial.len, id }),
+        }
+    }
+
+    /// Tells whoever waits on a message that was cut off for naming a key twice:
+    /// its sender (a request) or the one it answered (an answer).
+    async fn refuse_cut(&mut self, from: Direction, id: &str, raw_id: String, answer: bool, why: String) {
+        tracing::warn!(from = side(from), id = raw_id.as_str(), "streaming message cut off: {why}");
+        if answer {
+            let Some(pending) = self.answered(from).remove(id) else { return };
+            if from == Direction::ServerToClient {
+                let text = format!("upstream sent an unreadable answer: {why}");
+                let reply = jsonrpc::error_response(Some(&pending.raw_id), code::UPSTREAM_FAILED, &text, None);
+                self.send_on(from, reply).await;
+            }
+        } else if from == Direction::ClientToServer {
+            let reply = jsonrpc::error_response(Some(&raw_id), code::INVALID_REQUEST, &why, None);
+            self.send_back(from, reply).await;
         }
     }
 

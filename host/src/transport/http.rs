@@ -218,7 +218,7 @@ async fn modern(
     accepts_json: bool,
     caller: Option<Arc<str>>,
 ) -> Response<Body> {
-    let id = message.head.id.as_deref();
+    let id = message.head.raw_id.as_deref();
     let refuse = |code: i32, why: &str| json(StatusCode::BAD_REQUEST, jsonrpc::error_response(id, code, why, None));
     if !message.head.kind.is_call() {
         return refuse(code::INVALID_REQUEST, "a 2026-07-28 client sends no responses");

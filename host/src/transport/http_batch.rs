@@ -62,7 +62,7 @@ pub(super) async fn post(
         let head = &message.head;
         if head.method.as_deref() == Some("initialize") {
             answers.push(jsonrpc::error_response(
-                head.id.as_deref(),
+                head.raw_id.as_deref(),
                 code::INVALID_REQUEST,
                 jsonrpc::BATCHED_INITIALIZE,
                 None,
@@ -83,7 +83,12 @@ pub(super) async fn post(
         match session.call(id, message.raw).await {
             Ok((_, rx)) => calls.push(rx),
             Err(e @ SessionError::IdInFlight(_)) => {
-                answers.push(jsonrpc::error_response(head.id.as_deref(), code::INVALID_REQUEST, &e.to_string(), None));
+                answers.push(jsonrpc::error_response(
+                    head.raw_id.as_deref(),
+                    code::INVALID_REQUEST,
+                    &e.to_string(),
+                    None,
+                ));
             }
             Err(e) => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, &e.to_string()),
         }

@@ -5,12 +5,17 @@
 //! parsed from them; unknown fields, methods and `_meta` ride along untouched.
 
 use bytes::Bytes;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Error codes Warden itself answers with. The JSON-RPC reserved ones come
-/// first; the rest sit in the implementation-defined server range.
+mod reader;
+pub mod stream;
+pub use reader::MAX_DEPTH;
+
+/// Error codes Warden itself answers with. The JSON-RPC standard ones come
+/// first. Warden's own sit outside the range JSON-RPC reserves
+/// (-32768..-32000), which MCP 2026-07-28 keeps for the specification; each
+/// comes with `data.warden`, a machine-readable tag ([`tag`]).
 pub mod code {
     /// The line was not valid JSON.
     pub const PARSE_ERROR: i32 = -32700;
@@ -21,13 +26,37 @@ pub mod code {
     /// Invalid params, e.g. a missing required `_meta` key.
     pub const INVALID_PARAMS: i32 = -32602;
     /// A plugin failed (trap, timeout, memory cap) and its failure mode is `closed`.
-    pub const PLUGIN_FAILED: i32 = -32050;
+    pub const PLUGIN_FAILED: i32 = -31050;
     /// A plugin asked for human approval, which this Warden cannot collect.
-    pub const APPROVAL_UNAVAILABLE: i32 = -32051;
-    /// The upstream server went away before answering.
-    pub const UPSTREAM_FAILED: i32 = -32052;
+    pub const APPROVAL_UNAVAILABLE: i32 = -31051;
+    /// The upstream server went away before answering, or could not be reached.
+    pub const UPSTREAM_FAILED: i32 = -31052;
     /// A message exceeded the configured size limit.
-    pub const MESSAGE_TOO_LARGE: i32 = -32053;
+    pub const MESSAGE_TOO_LARGE: i32 = -31053;
+    /// Warden is shutting down and the call could not finish in time.
+    pub const SHUTTING_DOWN: i32 = -31054;
+
+    /// The `data.warden` tag of one of Warden's own codes.
+    pub fn tag(code: i32) -> Option<&'static str> {
+        Some(match code {
+            PLUGIN_FAILED => "plugin-failed",
+            APPROVAL_UNAVAILABLE => "approval-unavailable",
+            UPSTREAM_FAILED => "upstream-failed",
+            MESSAGE_TOO_LARGE => "too-large",
+            SHUTTING_DOWN => "shutting-down",
+            _ => return None,
+        })
+    }
+}
+
+/// Method names the host itself acts on.
+pub mod method {
+    /// Opens a handshake-era session.
+    pub const INITIALIZE: &str = "initialize";
+    /// Cancels a request in flight.
+    pub const CANCELLED: &str = "notifications/cancelled";
+    /// Calls a tool: the one method whose `params.name` routing reads.
+    pub const TOOLS_CALL: &str = "tools/call";
 }
 
 /// The JSON-RPC shape of a message.
@@ -48,6 +77,11 @@ impl Kind {
     pub fn is_call(self) -> bool {
         matches!(self, Kind::Request | Kind::Notification)
     }
+
+    /// Responses and errors answer a request.
+    pub fn is_answer(self) -> bool {
+        !self.is_call()
+    }
 }
 
 /// What routing needs to know about a message.
@@ -55,8 +89,14 @@ impl Kind {
 pub struct Head {
     /// The shape.
     pub kind: Kind,
-    /// The id exactly as written (`7`, `"a"`); `None` for notifications.
+    /// The id by value, as canonical JSON text (`1e2` and `100.0` are `100`,
+    /// `"\u0078"` is `"x"`): the key pending tables match answers by.
+    /// `None` for notifications.
     pub id: Option<String>,
+    /// The id exactly as its sender wrote it: what that sender gets back.
+    pub raw_id: Option<String>,
+    /// Where `raw_id` starts in the message.
+    id_at: usize,
     /// The method, for requests and notifications.
     pub method: Option<String>,
     /// `params.name` of a `tools/call` request.
@@ -75,10 +115,16 @@ pub struct Message {
 /// Why a line could not be routed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
-    /// Not JSON at all.
-    #[error("parse error: {0}")]
-    Json(String),
-    /// JSON, but not a single JSON-RPC 2.0 message.
+    /// Not JSON text: broken grammar, invalid UTF-8, a lone surrogate escape.
+    #[error("parse error: {reason}")]
+    Json {
+        /// What is wrong.
+        reason: String,
+        /// The id, when one was read before the fault.
+        id: Option<String>,
+    },
+    /// JSON, but not a single JSON-RPC 2.0 message, or one parsers would read
+    /// differently (a duplicate key, nesting too deep to judge).
     #[error("invalid request: {reason}")]
     Invalid {
         /// What is wrong.
@@ -92,213 +138,89 @@ impl ParseError {
     /// The JSON-RPC error code to answer with.
     pub fn code(&self) -> i32 {
         match self {
-            ParseError::Json(_) => code::PARSE_ERROR,
+            ParseError::Json { .. } => code::PARSE_ERROR,
             ParseError::Invalid { .. } => code::INVALID_REQUEST,
         }
     }
 
-    /// The id to answer, if any could be read.
+    /// The id to answer (as its sender wrote it), if any could be read.
     pub fn id(&self) -> Option<&str> {
         match self {
-            ParseError::Json(_) => None,
-            ParseError::Invalid { id, .. } => id.as_deref(),
+            ParseError::Json { id, .. } | ParseError::Invalid { id, .. } => id.as_deref(),
         }
     }
-}
 
-/// The fields routing reads. Everything else is skipped without being kept.
-#[derive(Deserialize)]
-struct Probe<'a> {
-    #[serde(borrow)]
-    jsonrpc: Option<&'a str>,
-    #[serde(borrow, default, deserialize_with = "raw_or_null")]
-    id: Option<&'a RawValue>,
-    method: Option<String>,
-    #[serde(default)]
-    params: ParamsProbe,
-    result: Option<IgnoredAny>,
-    error: Option<IgnoredAny>,
-}
-
-/// Keeps `"id": null` distinct from a missing id: both read as `None` here,
-/// which is what routing wants (a null id can never be answered).
-fn raw_or_null<'de, D>(d: D) -> Result<Option<&'de RawValue>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    let raw: &RawValue = Deserialize::deserialize(d)?;
-    Ok((raw.get() != "null").then_some(raw))
-}
-
-/// `params.name` when `params` is an object with a string `name`, read in the
-/// same pass as the rest of the message (a 1 MiB call is scanned once).
-#[derive(Default)]
-struct ParamsProbe {
-    name: Option<String>,
-}
-
-impl<'de> Deserialize<'de> for ParamsProbe {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = ParamsProbe;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("JSON-RPC params")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ParamsProbe, A::Error> {
-                let mut name = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "name" && name.is_none() {
-                        name = map.next_value::<serde_json::Value>()?.as_str().map(str::to_owned);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(ParamsProbe { name })
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ParamsProbe, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ParamsProbe::default())
-            }
-            fn visit_unit<E>(self) -> Result<ParamsProbe, E> {
-                Ok(ParamsProbe::default())
-            }
-        }
-        d.deserialize_any(Visit)
+    /// The id by value ([`Head::id`]), if one could be read.
+    pub fn id_key(&self) -> Option<String> {
+        self.id().and_then(|id| reader::id_key(id.as_bytes()).ok())
     }
 }
 
 impl Message {
-    /// Parses the head of one line. The bytes are kept, not copied.
+    /// Reads one message, checked throughout. The bytes are kept, not copied.
     pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
         let head = parse_head(&raw)?;
         Ok(Message { raw, head })
     }
-}
 
-/// Messages this large are routed by [`scan_head`]: a structural scan that
-/// jumps over string contents instead of parsing every byte of them.
-const SCAN_BYTES: usize = 64 * 1024;
-
-/// Reads kind, id, method and tool name out of one JSON-RPC message.
-pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
-    if raw.len() >= SCAN_BYTES {
-        return scan_head(raw);
+    /// The message under another id (JSON text), the rest byte for byte.
+    pub fn with_raw_id(&self, id: &str) -> Bytes {
+        match &self.head.raw_id {
+            Some(raw_id) if raw_id != id => {
+                let at = self.head.id_at;
+                let mut out = Vec::with_capacity(self.raw.len() + id.len());
+                out.extend_from_slice(&self.raw[..at]);
+                out.extend_from_slice(id.as_bytes());
+                out.extend_from_slice(&self.raw[at + raw_id.len()..]);
+                Bytes::from(out)
+            }
+            _ => self.raw.clone(),
+        }
     }
-    strict_head(raw)
 }
 
-/// The head by a full serde parse: every value is checked.
-fn strict_head(raw: &[u8]) -> Result<Head, ParseError> {
-    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        // A batch is split (see `split_batch`) where one may come; not here.
-        serde_json::from_slice::<IgnoredAny>(raw).map_err(|e| ParseError::Json(e.to_string()))?;
+/// Reads kind, id, method and tool name out of one JSON-RPC message, checking
+/// all of it (see [`reader`]): a message this accepts means one thing to
+/// every conforming parser.
+pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
+    if is_batch(raw) {
+        reader::check_text(raw).map_err(|f| fault(f, None))?;
         return Err(invalid("a JSON-RPC batch is not accepted here", None));
     }
-    let probe: Probe<'_> = serde_json::from_slice(raw).map_err(|e| {
-        if e.is_data() {
-            invalid(&format!("not a JSON-RPC message: {e}"), None)
-        } else {
-            ParseError::Json(e.to_string())
-        }
-    })?;
-    let id = probe.id.map(|r| r.get().to_owned());
-    let fields = Fields {
-        jsonrpc_ok: probe.jsonrpc == Some("2.0"),
-        id,
-        method: probe.method,
-        has_result: probe.result.is_some(),
-        has_error: probe.error.is_some(),
-        name: probe.params.name,
+    let top = reader::read_object(raw).map_err(|(f, id)| fault(f, id))?;
+    let raw_id = top.id.map(|id| String::from_utf8_lossy(id).into_owned());
+    let id = match top.id {
+        Some(text) => Some(reader::id_key(text).map_err(|why| invalid(&why, None))?),
+        None => None,
     };
-    fields.into_head()
+    if !top.jsonrpc_ok {
+        return Err(invalid("\"jsonrpc\" must be \"2.0\"", raw_id));
+    }
+    let method = match top.method {
+        Some(Ok(method)) => Some(method),
+        Some(Err(())) => return Err(invalid("\"method\" must be a string", raw_id)),
+        None => None,
+    };
+    let kind = match (&method, &id, top.has_result, top.has_error) {
+        (Some(_), Some(_), false, false) => Kind::Request,
+        (Some(_), None, false, false) => Kind::Notification,
+        (None, Some(_), true, false) => Kind::Response,
+        (None, _, false, true) => Kind::Error,
+        _ => return Err(invalid("not a request, notification, response or error", raw_id)),
+    };
+    let tool = match &method {
+        Some(m) if m == method::TOOLS_CALL && kind == Kind::Request => top.name,
+        _ => None,
+    };
+    Ok(Head { kind, id, raw_id, id_at: top.id_at, method, tool })
 }
 
-/// The top-level facts both readers gather.
-struct Fields {
-    jsonrpc_ok: bool,
-    id: Option<String>,
-    method: Option<String>,
-    has_result: bool,
-    has_error: bool,
-    /// `params.name`, when a string.
-    name: Option<String>,
-}
-
-impl Fields {
-    fn into_head(self) -> Result<Head, ParseError> {
-        let Fields { jsonrpc_ok, id, method, has_result, has_error, name } = self;
-        if let Some(id_text) = &id {
-            let first = id_text.as_bytes().first();
-            if !matches!(first, Some(b'"' | b'-' | b'0'..=b'9')) {
-                return Err(invalid("id must be a string or a number", None));
-            }
-        }
-        if !jsonrpc_ok {
-            return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
-        }
-        let kind = match (&method, &id, has_result, has_error) {
-            (Some(_), Some(_), false, false) => Kind::Request,
-            (Some(_), None, false, false) => Kind::Notification,
-            (None, Some(_), true, false) => Kind::Response,
-            (None, _, false, true) => Kind::Error,
-            _ => return Err(invalid("not a request, notification, response or error", id)),
-        };
-        let tool = match &method {
-            Some(m) if m == "tools/call" && kind == Kind::Request => name,
-            _ => None,
-        };
-        Ok(Head { kind, id, method, tool })
+fn fault(fault: reader::Fault, id: Option<&[u8]>) -> ParseError {
+    let id = id.map(|i| String::from_utf8_lossy(i).into_owned());
+    match fault {
+        reader::Fault::Syntax(reason) => ParseError::Json { reason, id },
+        reader::Fault::Ambiguous(reason) => ParseError::Invalid { reason, id },
     }
-}
-
-/// The head by a structural scan, for large messages: the top-level object and
-/// `params` are walked key by key, other values are skipped, and string
-/// contents are jumped over with `memchr`. It checks UTF-8, quoting, nesting and
-/// the fields routing reads; it does not check every number and escape inside
-/// the values it skips (the peer still does).
-pub fn scan_head(raw: &[u8]) -> Result<Head, ParseError> {
-    if std::str::from_utf8(raw).is_err() {
-        return Err(ParseError::Json("invalid UTF-8".into()));
-    }
-    let mut scan = Scanner { b: raw, i: 0 };
-    scan.ws();
-    match scan.peek() {
-        Some(b'[') => {
-            scan.skip_value()?;
-            return Err(invalid("a JSON-RPC batch is not accepted here", None));
-        }
-        Some(b'{') => {}
-        _ => return Err(ParseError::Json("expected a JSON object".into())),
-    }
-    let mut fields =
-        Fields { jsonrpc_ok: false, id: None, method: None, has_result: false, has_error: false, name: None };
-    let mut params = None;
-    scan.object(|key, value| match key {
-        "jsonrpc" => fields.jsonrpc_ok = value == b"\"2.0\"",
-        "id" => fields.id = (value != b"null").then(|| String::from_utf8_lossy(value).into_owned()),
-        "method" => fields.method = serde_json::from_slice::<String>(value).ok(),
-        "params" => params = Some(value),
-        "result" => fields.has_result = true,
-        "error" => fields.has_error = true,
-        _ => {}
-    })?;
-    scan.ws();
-    if scan.i != raw.len() {
-        return Err(scan.error("trailing characters"));
-    }
-    if fields.method.as_deref() == Some("tools/call") {
-        if let Some(params) = params.filter(|p| p.first() == Some(&b'{')) {
-            let mut inner = Scanner { b: params, i: 0 };
-            inner.object(|key, value| {
-                if key == "name" && fields.name.is_none() {
-                    fields.name = serde_json::from_slice::<String>(value).ok();
-                }
-            })?;
-        }
-    }
-    fields.into_head()
 }
 
 /// The one protocol version with JSON-RPC batches (2025-06-18 removed them).
@@ -318,13 +240,15 @@ pub fn is_batch(raw: &[u8]) -> bool {
     raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
 }
 
-/// The messages of a batch, each a slice of `raw` (not copied).
+/// The messages of a batch, each a slice of `raw` (not copied). The whole
+/// text is checked first, with the rules every message is read by.
 pub fn split_batch(raw: &Bytes) -> Result<Vec<Bytes>, ParseError> {
+    reader::check_text(raw).map_err(|f| fault(f, None))?;
     let items: Vec<&RawValue> = serde_json::from_slice(raw).map_err(|e| {
         if e.is_data() {
             invalid(&format!("not a batch of JSON-RPC messages: {e}"), None)
         } else {
-            ParseError::Json(e.to_string())
+            ParseError::Json { reason: e.to_string(), id: None }
         }
     })?;
     if items.is_empty() {
@@ -389,22 +313,31 @@ pub fn progress_token(message: &[u8]) -> Option<String> {
     memchr::memmem::find(message, b"progressToken")?;
     let params = serde_json::from_slice::<Outer>(message).ok()?.params?;
     let token = params.progress_token.or(params.meta.and_then(|m| m.progress_token))?;
-    Some(token.get().to_owned())
+    Some(id_key(token.get()).unwrap_or_else(|| token.get().to_owned()))
 }
 
-/// `params.requestId` of a `notifications/cancelled`, as JSON text.
+/// `params.requestId` of a `notifications/cancelled`, by value (the key
+/// [`Head::id`] gives the request it cancels).
 pub fn cancelled_request(message: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
-    struct Cancelled {
-        params: Option<Params>,
+    struct Cancelled<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Params {
-        request_id: Option<serde_json::Value>,
+    struct Params<'a> {
+        #[serde(borrow)]
+        request_id: Option<&'a RawValue>,
     }
     let id = serde_json::from_slice::<Cancelled>(message).ok()?.params?.request_id?;
-    (!id.is_null()).then(|| id.to_string())
+    reader::id_key(id.get().as_bytes()).ok()
+}
+
+/// A JSON id (or progress token) by value, as [`Head::id`] keys it; `None`
+/// for text that is no valid id.
+pub fn id_key(id: &str) -> Option<String> {
+    reader::id_key(id.as_bytes()).ok()
 }
 
 /// What the first bytes of a long message say about it: the top-level fields
@@ -423,6 +356,7 @@ pub struct PrefixHead {
 /// Reads a [`PrefixHead`] from the start of a message whose end has not arrived.
 pub fn prefix_head(prefix: &[u8]) -> PrefixHead {
     let mut head = PrefixHead::default();
+    let mut seen: Vec<String> = Vec::new();
     let mut scan = Scanner { b: prefix, i: 0 };
     if scan.eat(b'{').is_err() {
         return head;
@@ -450,6 +384,10 @@ pub fn prefix_head(prefix: &[u8]) -> PrefixHead {
             return head;
         }
         let value = &prefix[value_start..scan.i];
+        if seen.contains(&key) {
+            // Ambiguous already: nothing read from it is trusted.
+            return PrefixHead::default();
+        }
         scan.ws();
         // Only a value followed by a comma is known to be whole (`12` may be
         // the start of `123`).
@@ -457,6 +395,7 @@ pub fn prefix_head(prefix: &[u8]) -> PrefixHead {
             return head;
         }
         scan.i += 1;
+        seen.push(key.clone());
         match key.as_str() {
             "id" => head.id = (value != b"null").then(|| String::from_utf8_lossy(value).into_owned()),
             "method" => head.method = serde_json::from_slice::<String>(value).ok(),
@@ -472,7 +411,7 @@ struct Scanner<'a> {
 
 impl<'a> Scanner<'a> {
     fn error(&self, what: &str) -> ParseError {
-        ParseError::Json(format!("{what} at byte {}", self.i))
+        ParseError::Json { reason: format!("{what} at byte {}", self.i), id: None }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -556,40 +495,6 @@ impl<'a> Scanner<'a> {
             None => Err(self.error("expected a value")),
         }
     }
-
-    /// Walks an object, calling `field` with each key and its raw value.
-    fn object(&mut self, mut field: impl FnMut(&str, &'a [u8])) -> Result<(), ParseError> {
-        self.eat(b'{')?;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a key"));
-            }
-            let start = self.i;
-            self.string()?;
-            let key: String =
-                serde_json::from_slice(&self.b[start..self.i]).map_err(|e| ParseError::Json(e.to_string()))?;
-            self.eat(b':')?;
-            self.ws();
-            let value_start = self.i;
-            self.skip_value()?;
-            field(&key, &self.b[value_start..self.i]);
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected ',' or '}'")),
-            }
-        }
-    }
 }
 
 fn invalid(reason: &str, id: Option<String>) -> ParseError {
@@ -600,7 +505,17 @@ fn invalid(reason: &str, id: Option<String>) -> ParseError {
 pub fn error_response(id: Option<&str>, code: i32, message: &str, data: Option<&str>) -> Bytes {
     let id = id.unwrap_or("null");
     let message = serde_json::Value::from(message);
-    let text = match data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) {
+    let mut data = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
+    if let Some(tag) = code::tag(code) {
+        match &mut data {
+            None => data = Some(serde_json::json!({ "warden": tag })),
+            Some(serde_json::Value::Object(fields)) => {
+                fields.entry("warden").or_insert_with(|| tag.into());
+            }
+            Some(_) => {}
+        }
+    }
+    let text = match data {
         Some(data) => {
             format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message},"data":{data}}}}}"#)
         }
@@ -614,29 +529,12 @@ pub fn result_response(id: &str, result: &RawValue) -> Bytes {
     Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get()))
 }
 
-/// Best effort: the id of a message too large to parse, read from its first
-/// bytes, so that its sender still gets an answer.
+/// Best effort: the top-level id of a message too large to parse, read from
+/// its first bytes, so that its sender still gets an answer. Only an `id`
+/// member of the message object itself counts (never one inside `params`),
+/// and only when it comes before any member too long to read.
 pub fn sniff_id(prefix: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(prefix);
-    let mut rest = &text[..];
-    while let Some(at) = rest.find("\"id\"") {
-        rest = &rest[at + 4..];
-        let after = rest.trim_start();
-        let Some(value) = after.strip_prefix(':') else { continue };
-        let value = value.trim_start();
-        let end = if let Some(s) = value.strip_prefix('"') {
-            s.find('"').map(|e| e + 2)
-        } else {
-            value.find(|c: char| !(c.is_ascii_digit() || c == '-')).filter(|&e| e > 0)
-        };
-        if let Some(end) = end {
-            let candidate = &value[..end];
-            if serde_json::from_str::<serde_json::Value>(candidate).is_ok() {
-                return Some(candidate.to_owned());
-            }
-        }
-    }
-    None
+    prefix_head(prefix).id
 }
 
 #[cfg(test)]
@@ -665,45 +563,33 @@ mod tests {
         assert_eq!(h.tool.as_deref(), Some("echo"));
     }
 
-    /// The structural scan agrees with the full parse on every shape routing meets.
     #[test]
-    fn the_scan_agrees_with_the_parse() {
-        let cases = [
-            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":[1,{"y":"]}"}]}}}"#,
-            r#" { "params" : {"arguments":{"name":"inner"},"name":"outer"} , "method":"tools/call","id":"a\"b","jsonrpc":"2.0" } "#,
-            r#"{"jsonrpc":"2.0","method":"notifications/x","params":[1,2,{"a":null}]}"#,
-            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"q\\\"{["}]}}"#,
-            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
-            r#"{"jsonrpc":"1.0","id":3,"method":"x"}"#,
-            r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
-            r#"{"jsonrpc":"2.0","id":1}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#,
-            r#"{"jsonrpc":"2.0","id":-1.5e3,"result":true}"#,
-        ];
-        for case in cases {
-            assert_eq!(scan_head(case.as_bytes()), strict_head(case.as_bytes()), "{case}");
-        }
-        for bad in [
-            r#"{"jsonrpc":"2.0","id":1,"result":{"a":"unterminated}}"#,
-            r#"{"a":[1,2}"#,
-            r#"{"a":1} x"#,
-            r#"{"a":tru}"#,
-            "[1,2]",
-            "\"x\"",
-        ] {
-            assert!(scan_head(bad.as_bytes()).is_err(), "{bad}");
-            assert!(strict_head(bad.as_bytes()).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn large_messages_take_the_scan() {
-        let text = "x".repeat(SCAN_BYTES);
+    fn large_messages_are_read_whole() {
+        let text = "x".repeat(256 * 1024);
         let msg = format!(
             r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"arguments":{{"t":"{text}"}},"name":"echo"}}}}"#
         );
         let head = parse_head(msg.as_bytes()).unwrap();
         assert_eq!((head.kind, head.tool.as_deref()), (Kind::Request, Some("echo")));
+        let twice = msg.replacen(r#""name":"echo""#, r#""name":"echo","name":"rm""#, 1);
+        assert!(matches!(parse_head(twice.as_bytes()), Err(ParseError::Invalid { .. })));
+    }
+
+    #[test]
+    fn answers_go_back_under_the_id_as_written() {
+        let m = Message::parse(Bytes::from_static(br#"{"jsonrpc":"2.0","id":100.0,"result":{}}"#)).unwrap();
+        assert_eq!(m.head.id.as_deref(), Some("100"));
+        assert_eq!(&m.with_raw_id("1e2")[..], br#"{"jsonrpc":"2.0","id":1e2,"result":{}}"#);
+        assert_eq!(&m.with_raw_id("100.0")[..], &m.raw[..]);
+        let bad = parse_head(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).unwrap_err();
+        assert_eq!(bad.code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn sniffed_ids_are_top_level_only() {
+        assert_eq!(sniff_id(br#"{"jsonrpc":"2.0","params":{"id":666,"x":"#), None);
+        assert_eq!(sniff_id(br#"{"jsonrpc":"2.0","id":5,"params":{"id":666,"x":"#).as_deref(), Some("5"));
+        assert_eq!(sniff_id(br#"{"id":5,"id":6,"params":{"#), None);
     }
 
     #[test]
@@ -727,7 +613,7 @@ mod tests {
         assert_eq!(k(r#"{"jsonrpc":"2.0","method":"notifications/x"}"#), Ok(Kind::Notification));
         assert_eq!(k(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#), Ok(Kind::Response));
         assert_eq!(k(r#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"x"}}"#), Ok(Kind::Error));
-        assert!(matches!(k("{nope"), Err(ParseError::Json(_))));
+        assert!(matches!(k("{nope"), Err(ParseError::Json { .. })));
         assert!(matches!(k(r#"{"jsonrpc":"2.0","id":1}"#), Err(ParseError::Invalid { .. })));
         assert!(matches!(k(r#"[1]"#), Err(ParseError::Invalid { .. })));
         assert!(matches!(k(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#), Err(ParseError::Invalid { .. })));
@@ -741,7 +627,7 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(&parts[1][..], br#"{"jsonrpc":"2.0","method":"b"}"#);
         assert!(matches!(split_batch(&Bytes::from_static(b"[]")), Err(ParseError::Invalid { .. })));
-        assert!(matches!(split_batch(&Bytes::from_static(b"[1,")), Err(ParseError::Json(_))));
+        assert!(matches!(split_batch(&Bytes::from_static(b"[1,")), Err(ParseError::Json { .. })));
         let joined = join_batch(&[Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{\"b\":2}")]);
         assert_eq!(&joined[..], br#"[{"a":1},{"b":2}]"#);
         assert!(!is_batch(br#"{"jsonrpc":"2.0"}"#));
