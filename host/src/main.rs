@@ -144,6 +144,20 @@ struct ServeArgs {
     /// Most sessions (each with its own server process) open at once.
     #[arg(long, default_value_t = 256)]
     max_sessions: usize,
+    /// Most TCP connections open at once; one more gets `503` and is closed.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Milliseconds a client has to send a request's headers (and an idle
+    /// keep-alive connection is kept).
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's body.
+    #[arg(long, default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// Seconds shutdown (SIGTERM, SIGINT) waits for calls in flight before
+    /// answering the rest with an error.
+    #[arg(long, default_value_t = 10.0)]
+    drain_secs: f64,
     /// Clients must present `Authorization: Bearer TOKEN`: a file of `SUBJECT TOKEN`
     /// lines (at least 16 characters a token; keep it chmod 600). The subject is the
     /// caller plugins see; a session is its opener's alone.
@@ -359,6 +373,12 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         allowed_hosts: args.allowed_hosts,
         session_idle: std::time::Duration::from_secs(args.session_idle_secs),
         max_sessions: args.max_sessions,
+        limits: serve::listener::ConnectionLimits {
+            max_connections: args.max_connections.max(1),
+            header_timeout: std::time::Duration::from_millis(args.header_timeout_ms.max(1)),
+            body_timeout: std::time::Duration::from_millis(args.body_timeout_ms.max(1)),
+            drain: std::time::Duration::try_from_secs_f64(args.drain_secs).unwrap_or_default(),
+        },
         cache_dir: cache_dir(&args.common),
         audit,
         watch: !args.common.no_watch,

@@ -478,7 +478,11 @@ impl Relay {
                 _ => None,
             };
             if let Some(text) = refused {
-                tracing::warn!(from = side(from), id = head.raw_id.as_deref().unwrap_or("-"), "request refused: {text}");
+                tracing::warn!(
+                    from = side(from),
+                    id = head.raw_id.as_deref().unwrap_or("-"),
+                    "request refused: {text}"
+                );
                 let reply = jsonrpc::error_response(head.raw_id.as_deref(), code::INVALID_REQUEST, &text, None);
                 return self.send_back(from, reply).await;
             }

@@ -87,7 +87,7 @@ fn approval_verdicts_get_a_clear_error() {
     w.initialize();
     let answer = w.call_tool("write_file", json!({"path": "/tmp/x", "content": ""}));
     let (code, message) = error_of(&answer);
-    assert_eq!(code, -32051);
+    assert_eq!(code, -31051);
     assert!(message.contains("requires human approval") && message.contains("not available"), "{message}");
     assert!(message.contains("10-approve"), "{message}");
     assert_eq!(text_of(&w.call_tool("echo", json!({"text": "ok"}))), "ok");

@@ -58,7 +58,7 @@ fn an_upstream_dying_mid_call_ends_only_its_session() {
     let doomed = gw.open();
     let other = gw.open();
     let answer = gw.call(&doomed, 1, "crash", json!({}));
-    assert_eq!(answer.answer()["error"]["code"], -32052, "{answer:?}");
+    assert_eq!(answer.answer()["error"]["code"], -31052, "{answer:?}");
     assert!(gw.log_contains("session ended"), "{}", gw.stderr());
     assert_eq!(text_of(&gw.call(&other, 1, "echo", json!({"text": "alive"})).answer()), "alive");
 }
@@ -77,7 +77,7 @@ fn bad_requests_are_refused_clearly() {
     let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x".repeat(10_000)}}});
     let too_big = gw.post(Some(&session), &huge.to_string(), &[]);
     assert_eq!(too_big.status, 413);
-    assert_eq!(too_big.answer()["error"]["code"], -32053);
+    assert_eq!(too_big.answer()["error"]["code"], -31053);
     assert_eq!(gw.post(Some("no-such-session"), list, &[]).status, 404);
     assert_eq!(gw.post(None, list, &[]).status, 400, "a session is needed after initialize");
     assert_eq!(gw.post(Some(&session), list, &[("mcp-protocol-version", "1999-01-01")]).status, 400);

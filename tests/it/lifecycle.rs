@@ -17,7 +17,7 @@ fn an_upstream_crash_answers_pending_requests_and_exits_nonzero() {
     for id in ["c1", "c2"] {
         let answer = w.answer_to(&json!(id));
         let (code, message) = error_of(&answer);
-        assert_eq!(code, -32052);
+        assert_eq!(code, -31052);
         assert!(message.contains("exited") && message.contains("tools/call"), "{message}");
     }
     let status = w.wait();

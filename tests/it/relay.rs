@@ -135,11 +135,11 @@ fn oversized_messages_are_refused_clearly() {
     w.send(&json!({"jsonrpc": "2.0", "id": "big-1", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": huge}}}));
     let error = w.answer_to(&json!("big-1"));
     let (code, message) = error_of(&error);
-    assert_eq!(code, -32053);
+    assert_eq!(code, -31053);
     assert!(message.contains("65536"), "{message}");
     // An answer too large for the limit is replaced by an error to its request.
     let answer = w.call_tool("big", json!({"bytes": 100_000}));
-    assert_eq!(error_of(&answer).0, -32053);
+    assert_eq!(error_of(&answer).0, -31053);
     let answer = w.call_tool("big", json!({"bytes": 1000}));
     assert_eq!(text_of(&answer).len(), 1000);
 }
@@ -153,7 +153,7 @@ fn oversized_streamed_messages_are_cut_off_and_answered() {
     w.send(&json!({"jsonrpc": "2.0", "id": "big-1", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": huge}}}));
     let error = w.answer_to(&json!("big-1"));
     let (code, message) = error_of(&error);
-    assert_eq!(code, -32053);
+    assert_eq!(code, -31053);
     assert!(message.contains("100000"), "{message}");
     // An answer passes the limit while streaming to the client: the client sees the line
     // end where it was cut, then the error for its request.
@@ -166,7 +166,7 @@ fn oversized_streamed_messages_are_cut_off_and_answered() {
     };
     assert!(serde_json::from_str::<serde_json::Value>(&cut).is_err() && cut.len() <= 100_000 + 65_536);
     let (code, _) = error_of(&w.answer_to(&json!("big-2")));
-    assert_eq!(code, -32053);
+    assert_eq!(code, -31053);
     // The session goes on.
     let answer = w.call_tool("big", json!({"bytes": 90_000}));
     assert_eq!(text_of(&answer).len(), 90_000);

@@ -93,7 +93,7 @@ fn upstream_headers_are_sent_never_logged_and_http_errors_answered() {
         json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}),
     );
     let (code, message) = error_of(&answer);
-    assert_eq!(code, -32052, "{answer}");
+    assert_eq!(code, -31052, "{answer}");
     assert!(message.contains("503") && message.contains("busy"), "{message}");
     let head = server.join().unwrap().to_ascii_lowercase();
     assert!(head.starts_with("post /mcp "), "{head}");
@@ -177,7 +177,7 @@ fn an_unreachable_remote_is_answered_clearly_and_warden_keeps_serving() {
             json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}),
         );
         let (code, message) = error_of(&answer);
-        assert_eq!(code, -32052, "{answer}");
+        assert_eq!(code, -31052, "{answer}");
         assert!(message.contains("unreachable"), "{message}");
     }
     w.finish();

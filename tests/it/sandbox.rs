@@ -21,7 +21,7 @@ fn contained(action: &str, expect_in_message: &str) {
     for _ in 0..2 {
         let answer = w.call_tool("echo", json!({"text": "x"}));
         let (code, message) = error_of(&answer);
-        assert_eq!(code, -32050, "{answer}");
+        assert_eq!(code, -31050, "{answer}");
         assert!(message.contains("10-misbehave") && message.contains(expect_in_message), "{message}");
         assert_eq!(text_of(&w.call_tool("add", json!({"a": 2, "b": 2}))), "4");
     }
@@ -62,7 +62,7 @@ fn an_unusable_modify_is_a_plugin_failure() {
     w.initialize();
     let answer = w.call_tool("echo", json!({"text": "x"}));
     let (code, message) = error_of(&answer);
-    assert_eq!(code, -32050);
+    assert_eq!(code, -31050);
     assert!(message.contains("unusable verdict"), "{message}");
 }
 

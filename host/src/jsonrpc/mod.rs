@@ -187,6 +187,12 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
         reader::check_text(raw).map_err(|f| fault(f, None))?;
         return Err(invalid("a JSON-RPC batch is not accepted here", None));
     }
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // JSON that is no object is no JSON-RPC message; anything else is no JSON.
+        reader::check_text(raw).map_err(|f| fault(f, None))?;
+        return Err(invalid("not a JSON-RPC message: expected an object", None));
+    }
     let top = reader::read_object(raw).map_err(|(f, id)| fault(f, id))?;
     let raw_id = top.id.map(|id| String::from_utf8_lossy(id).into_owned());
     let id = match top.id {

@@ -449,7 +449,8 @@ fn integer(text: &[u8]) -> Result<i64, String> {
     };
     let (mantissa, exponent) = match rest.iter().position(|c| matches!(c, b'e' | b'E')) {
         Some(at) => {
-            let exp = std::str::from_utf8(&rest[at + 1..]).ok().and_then(|e| e.parse::<i64>().ok()).ok_or_else(refuse)?;
+            let exp =
+                std::str::from_utf8(&rest[at + 1..]).ok().and_then(|e| e.parse::<i64>().ok()).ok_or_else(refuse)?;
             (&rest[..at], exp)
         }
         None => (rest, 0),

@@ -114,7 +114,8 @@ mod tests {
     #[test]
     fn a_key_given_twice_is_caught_at_any_split() {
         let twice = r#"{"jsonrpc":"2.0","method":"ping","id":1,"params":{"method":"x","a":[{"id":2}],"s":"\"method\":"},"me\u0074hod":"tools/call"}"#;
-        let once = r#"{"jsonrpc":"2.0","method":"ping","id":1,"params":{"method":"x","a":[{"id":2}],"s":"\"method\":\\"}}"#;
+        let once =
+            r#"{"jsonrpc":"2.0","method":"ping","id":1,"params":{"method":"x","a":[{"id":2}],"s":"\"method\":\\"}}"#;
         for size in 1..12 {
             assert!(feed_in_pieces(twice, size).is_err(), "split {size}");
             assert_eq!(feed_in_pieces(once, size), Ok(()), "split {size}");

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub mod auth;
+pub mod listener;
 mod modern;
 pub mod streams;
 
@@ -69,6 +70,8 @@ pub struct ServeOptions {
     pub watch: bool,
     /// The callers allowed in, by bearer token; `None` lets anyone in.
     pub clients: Option<Arc<auth::Clients>>,
+    /// Connection cap, timeouts and the shutdown drain.
+    pub limits: listener::ConnectionLimits,
 }
 
 /// The shared state of the gateway.
@@ -131,23 +134,38 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
         None => {}
     }
     tracing::info!("listening on http://{address}{}", options.path);
+    let limits = options.limits.clone();
     let gateway = Gateway::new(plugins, options);
     let reaper = tokio::spawn(reap_idle(gateway.clone()));
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(http::serve_connection(stream, peer, gateway.clone()));
-                }
-                Err(e) => tracing::warn!("accept failed: {e}"),
-            },
-            () = &mut shutdown => break,
-        }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(listener::Gauge::default());
+    let accepting =
+        listener::accept_until(listener, &limits, connections.clone(), stopping, |stream, peer, stop, held| {
+            http::serve_connection(stream, peer, gateway.clone(), stop, held)
+        });
+    tokio::select! {
+        () = accepting => {}
+        () = shutdown => {}
     }
-    tracing::info!("shutting down: closing every session");
+    // Drain: no new connections; each open one finishes the call it carries
+    // and closes (hyper's graceful shutdown); GET streams, which never end by
+    // themselves, are ended now.
+    let _ = stop.send(true);
+    gateway.close_listeners();
+    let open = connections.open();
+    tracing::info!(connections = open, "shutting down: letting calls in flight finish (at most {:?})", limits.drain);
+    if tokio::time::timeout(limits.drain, connections.until_zero()).await.is_err() {
+        tracing::warn!(
+            connections = connections.open(),
+            "drain time is up: the calls still in flight are answered with an error"
+        );
+        gateway
+            .answer_in_flight(jsonrpc::code::SHUTTING_DOWN, "Warden is shutting down; the call did not finish in time");
+    }
     reaper.abort();
+    // Closing a session answers what its upstream still owed with an error.
     gateway.close_all();
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.until_zero()).await;
     Ok(())
 }
 
@@ -265,6 +283,18 @@ impl Gateway {
         let Some(session) = lock(&self.sessions).remove(id) else { return false };
         session.close();
         true
+    }
+
+    fn answer_in_flight(&self, code: i32, why: &str) {
+        for session in lock(&self.sessions).values() {
+            lock(&session.streams).answer_waiting(code, why);
+        }
+    }
+
+    fn close_listeners(&self) {
+        for session in lock(&self.sessions).values() {
+            lock(&session.streams).close_listener();
+        }
     }
 
     fn close_all(&self) {
@@ -440,6 +470,7 @@ pub(crate) mod tests {
             audit: AuditSink::disabled(),
             watch: false,
             clients: None,
+            limits: listener::ConnectionLimits::default(),
         }
     }
 }

@@ -247,6 +247,24 @@ impl Streams {
         }
     }
 
+    /// Answers every request still waiting with this error (shutdown).
+    pub fn answer_waiting(&mut self, code: i32, why: &str) {
+        let ids: Vec<String> = self.waiting.keys().cloned().collect();
+        for id in ids {
+            let message = jsonrpc::error_response(Some(&id), code, why, None);
+            if let Ok(head) = jsonrpc::parse_head(&message) {
+                self.deliver(&head, message);
+            }
+        }
+    }
+
+    /// Ends the GET stream, if one is open (shutdown: it would never end itself).
+    pub fn close_listener(&mut self) {
+        if let Some(number) = self.listener.take() {
+            self.finish(number);
+        }
+    }
+
     /// Whether any request awaits its answer or a GET stream is connected.
     pub fn busy(&self) -> bool {
         !self.waiting.is_empty() || self.live_listener().is_some()

@@ -22,6 +22,7 @@ use super::{http_batch, http_sse};
 use crate::era;
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Transport;
+use crate::serve::listener::{stopped, Held};
 use crate::serve::streams::{Event, EventId, Receiver};
 use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
 
@@ -38,14 +39,35 @@ const RETRY_FIELD: &[u8] = b"retry: 1000\n";
 
 pub(super) type Body = BoxBody<Bytes, Infallible>;
 
-/// Serves one TCP connection until the client closes it.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gateway: Arc<Gateway>) {
+/// Serves one TCP connection until the client closes it, its headers are
+/// too slow, or `stop` asks it to finish (then the call it carries completes
+/// first). `_held` counts it among the open connections while it lives.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _held: Held,
+) {
     let io = hyper_util::rt::TokioIo::new(stream);
+    let header_timeout = gateway.options().limits.header_timeout;
     let service = hyper::service::service_fn(move |request| {
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(handle(&gateway, request).await) }
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = stopped(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }
@@ -74,7 +96,7 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<
     };
     if request.uri().path() != gateway.options().path {
         return match (request.method(), request.uri().path()) {
-            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway, caller),
+            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway, request.headers(), caller),
             (&Method::POST, http_sse::MESSAGES_PATH) => http_sse::message(gateway, request, caller.as_deref()).await,
             _ => plain(StatusCode::NOT_FOUND, "not found"),
         };
@@ -94,10 +116,21 @@ fn unauthorized() -> Response<Body> {
     response
 }
 
-/// Reads a request body up to the configured limit (413 past it).
+/// Reads a request body up to the configured limit (413 past it, or at once
+/// when its `Content-Length` says so) within the body timeout (408 past it).
 pub(super) async fn read_body(gateway: &Gateway, body: Incoming) -> Result<Bytes, Response<Body>> {
+    use hyper::body::Body as _;
     let limit = gateway.options().max_body_bytes;
-    match Limited::new(body, limit).collect().await {
+    if body.size_hint().lower() > limit as u64 {
+        let text = format!("request body exceeds the {limit}-byte limit");
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, code::MESSAGE_TOO_LARGE, &text));
+    }
+    let timeout = gateway.options().limits.body_timeout;
+    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        let text = format!("request body not received within {timeout:?}");
+        return Err(error(StatusCode::REQUEST_TIMEOUT, code::INVALID_REQUEST, &text));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             let text = format!("request body exceeds the {limit}-byte limit");
@@ -365,18 +398,34 @@ fn origin_allowed(origin: &HeaderValue, allowed: &[String]) -> bool {
     is_loopback_name(host)
 }
 
-fn header_has(headers: &HeaderMap, name: hyper::header::HeaderName, value: &str) -> bool {
-    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains(value))
+/// Whether a `Content-Type` names this media type (parameters aside; the
+/// type is compared whole, never searched for).
+fn header_has(headers: &HeaderMap, name: hyper::header::HeaderName, media: &str) -> bool {
+    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| media_type(v).eq_ignore_ascii_case(media))
 }
 
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
-    match headers.get(ACCEPT).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(accept) => {
-            let accept = accept.to_ascii_lowercase();
-            accept.contains(media) || accept.contains("*/*")
-        }
-    }
+/// The `type/subtype` of one media range, without parameters.
+pub(super) fn media_type(range: &str) -> &str {
+    range.split(';').next().unwrap_or_default().trim()
+}
+
+/// Whether `Accept` admits `media`: listed, or covered by `*/*` or `type/*`,
+/// and not with `q=0`. No `Accept` at all admits anything.
+pub(super) fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    let Some(accept) = headers.get(ACCEPT) else { return true };
+    let Ok(accept) = accept.to_str() else { return false };
+    let kind = media.split('/').next().unwrap_or_default();
+    accept.split(',').any(|range| {
+        let name = media_type(range);
+        let covers = name.eq_ignore_ascii_case(media)
+            || name == "*/*"
+            || name.strip_suffix("/*").is_some_and(|t| t.eq_ignore_ascii_case(kind));
+        let refused = range.split(';').skip(1).any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).is_some_and(|q| q.trim().parse::<f32>() == Ok(0.0))
+        });
+        covers && !refused
+    })
 }
 
 /// An SSE response: a priming event (an id, no data) if the stream has one,

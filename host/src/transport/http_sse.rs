@@ -25,7 +25,16 @@ pub const SSE_PATH: &str = "/sse";
 pub const MESSAGES_PATH: &str = "/messages";
 
 /// `GET /sse`: a new session, its stream starting with the `endpoint` event.
-pub fn open(gateway: &Arc<Gateway>, caller: Option<Arc<str>>) -> Response<Body> {
+pub fn open(gateway: &Arc<Gateway>, headers: &hyper::HeaderMap, caller: Option<Arc<str>>) -> Response<Body> {
+    // An event stream must be asked for by name: a page's `<img src=…/sse>`
+    // (no Origin, `Accept: image/*,*/*`) must not start a server process.
+    let asked = headers.get_all(hyper::header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|r| super::http::media_type(r).eq_ignore_ascii_case("text/event-stream")))
+    });
+    if !asked {
+        return error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "GET /sse needs Accept: text/event-stream");
+    }
     let session = match gateway.open_session(Transport::HttpSse, caller) {
         Ok(session) => session,
         Err(e @ SessionError::Full(_)) => {

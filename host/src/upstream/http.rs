@@ -14,7 +14,7 @@
 //! A server that forgets the session (`404`, e.g. after a restart) gets the
 //! client's `initialize` again, once, and the request is retried on the new
 //! session; the client never notices. Other failures become JSON-RPC errors to
-//! the request concerned (`-32052`): a server that cannot be reached (retried
+//! the request concerned (`-31052`): a server that cannot be reached (retried
 //! with backoff first), an HTTP error status, a stream that ends before its
 //! answer. Header values given for the upstream (credentials) are never logged.
 

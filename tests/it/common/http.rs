@@ -173,6 +173,30 @@ impl Gateway {
         super::log_contains(&self.stderr, needle)
     }
 
+    /// The listener's `host:port`.
+    pub fn address(&self) -> String {
+        let rest = self.url.trim_start_matches("http://");
+        rest.split('/').next().unwrap_or(rest).to_owned()
+    }
+
+    /// Sends it a signal (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "warden serve did not exit; stderr:\n{}", self.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// How many cancellations the fixture behind this gateway has reported hearing.
     pub fn cancellations_heard(&self) -> usize {
         self.stderr().matches("mcp-fixture heard notifications/cancelled").count()
