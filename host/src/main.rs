@@ -178,6 +178,10 @@ struct WrapArgs {
     /// A remote Streamable HTTP server to bridge to instead of a command.
     #[arg(long, conflicts_with = "command")]
     url: Option<String>,
+    /// Milliseconds the server has to exit once the client has gone (or a
+    /// signal came) before it is killed.
+    #[arg(long, default_value_t = 5_000)]
+    exit_grace_ms: u64,
     /// The upstream server command and its arguments.
     #[arg(last = true, required_unless_present = "url")]
     command: Vec<String>,
@@ -335,6 +339,7 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
         cache_dir: cache_dir(&args.common),
         audit,
         watch: !args.common.no_watch,
+        exit_grace: std::time::Duration::from_millis(args.exit_grace_ms),
     };
     let exit = wrap::run(options, shutdown_signal()).await;
     close_audit(writer).await;
@@ -397,24 +402,33 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled, so that a signal arriving
+/// during start-up is not taken by the default action (an abrupt exit).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

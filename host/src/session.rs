@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::process::Child;
@@ -99,18 +100,29 @@ impl Upstream {
 /// ends. The client ending (or `shutdown`) closes the upstream's input; the
 /// upstream then drains and exits. If the upstream dies first, every request
 /// it still owed is answered with an error.
+///
+/// Once the client is gone, the upstream has `grace` to finish: a server that
+/// keeps its output open past it is killed, so Warden always exits.
 pub async fn drive<S>(
     mut relay: Relay,
     mut upstream: Upstream,
     mut client: S,
     shutdown: impl Future<Output = ()>,
+    grace: Duration,
 ) -> SessionEnd
 where
     S: Stream<Item = std::io::Result<Frame>> + Unpin,
 {
     let mut client_open = true;
     let mut shutdown = std::pin::pin!(shutdown);
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let finish_by = tokio::time::sleep_until(far);
+    let mut finish_by = std::pin::pin!(finish_by);
+    let mut out_of_time = false;
     loop {
+        if !client_open && finish_by.deadline() == far {
+            finish_by.as_mut().reset(tokio::time::Instant::now() + grace);
+        }
         let client_ready = relay.client_ready();
         tokio::select! {
             () = relay.until_ready(), if !client_ready => {}
@@ -140,15 +152,22 @@ where
                 client_open = false;
                 relay.close_upstream();
             }
+            () = &mut finish_by, if !client_open => {
+                tracing::warn!(upstream = %upstream.name, "upstream still open {grace:?} after its input closed; stopping it");
+                out_of_time = true;
+                break;
+            }
         }
     }
 
     // The upstream's output has ended: it exited or is about to.
     let (clean, status_text) = match &mut upstream.kind {
-        Kind::Child { process, .. } => match child::reap(process).await {
-            Ok(s) => (s.success(), s.to_string()),
-            Err(e) => (false, format!("could not be waited for ({e})")),
-        },
+        Kind::Child { process, .. } => {
+            match child::reap(process, if out_of_time { Duration::ZERO } else { grace }).await {
+                Ok(s) => (s.success(), s.to_string()),
+                Err(e) => (false, format!("could not be waited for ({e})")),
+            }
+        }
         Kind::Remote { .. } => (true, "stopped answering".to_owned()),
     };
     let end = if client_open {
@@ -156,7 +175,8 @@ where
         relay.upstream_gone(&format!("exited ({status_text})")).await;
         tracing::error!(upstream = %upstream.name, "upstream exited ({status_text}) while the client was connected; {pending} pending request(s) answered with errors");
         SessionEnd::UpstreamDied(status_text)
-    } else if clean {
+    } else if clean || out_of_time {
+        // Killed for outliving its grace: said above; the client's leaving was clean.
         SessionEnd::Clean
     } else {
         SessionEnd::UpstreamFailedOnShutdown(status_text)

@@ -37,6 +37,9 @@ pub struct WrapOptions {
     pub audit: AuditSink,
     /// Reload the plugins folder when it changes (SIGHUP reloads either way).
     pub watch: bool,
+    /// How long the server has to exit once the client is gone (or a signal
+    /// came) before it is killed.
+    pub exit_grace: std::time::Duration,
 }
 
 /// Runs `warden wrap` on this process's stdin/stdout until the client leaves,
@@ -80,7 +83,7 @@ where
         .stream_to_upstream(upstream.takes_pieces());
     let codec = LineCodec::streaming(options.max_message_bytes, session::STREAM_FROM);
     let from_client = FramedRead::with_capacity(client_in, codec, session::READ_BUFFER);
-    let exit = session::drive(relay, upstream, from_client, shutdown).await;
+    let exit = session::drive(relay, upstream, from_client, shutdown, options.exit_grace).await;
 
     // The relay is gone, so the client queue is closed: the writer flushes and finishes.
     match client_writer.await {

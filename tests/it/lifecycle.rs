@@ -68,3 +68,25 @@ fn a_missing_upstream_is_a_clear_error() {
     assert!(w.log_contains("spawn failed"), "{}", w.stderr());
     let _ = paths();
 }
+
+/// A server that ignores the end of its input and keeps its output open is
+/// killed after the grace period, whether the client left or a signal came
+/// (twice, or SIGINT too), and Warden exits.
+#[test]
+fn a_server_that_outlives_its_input_is_killed_after_the_grace() {
+    // Reads its input to the end, then holds stdout open and ignores signals.
+    let stubborn = ["sh", "-c", "trap '' TERM INT; while read -r line; do :; done; sleep 60"];
+    let mut w = Warden::start_with(None, &["--exit-grace-ms", "300"], &stubborn);
+    w.close_stdin();
+    assert!(w.wait().success(), "stderr:\n{}", w.stderr());
+    assert!(w.log_contains("still open"), "{}", w.stderr());
+
+    let mut w = Warden::start_with(None, &["--exit-grace-ms", "300"], &stubborn);
+    assert!(w.log_contains("upstream started"), "{}", w.stderr());
+    for signal in ["-TERM", "-TERM", "-INT"] {
+        let sent = std::process::Command::new("kill").args([signal, &w.pid().to_string()]).status().expect("kill");
+        assert!(sent.success());
+    }
+    w.wait();
+    assert!(w.log_contains("still open"), "{}", w.stderr());
+}

@@ -535,6 +535,47 @@ pub fn result_response(id: &str, result: &RawValue) -> Bytes {
     Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get()))
 }
 
+/// `error.code` of an error answer, read as a number (never searched for in
+/// the text: a tool named `-32601` is no unknown method).
+pub fn error_code(message: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Answer {
+        error: Option<Error>,
+    }
+    #[derive(Deserialize)]
+    struct Error {
+        code: Option<i64>,
+    }
+    serde_json::from_slice::<Answer>(message).ok()?.error?.code
+}
+
+/// Sets `value` at `path` (object keys), making the objects on the way where
+/// they are missing or `null`. Total on input from outside: where something
+/// on the path is not an object (params given as an array, say), nothing is
+/// changed and `false` comes back; serde_json's `value[k] = …` would panic.
+pub fn set_in(target: &mut serde_json::Value, path: &[&str], value: serde_json::Value) -> bool {
+    use serde_json::Value;
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut at = target;
+    for key in parents {
+        if at.is_null() {
+            *at = Value::Object(Default::default());
+        }
+        let Some(object) = at.as_object_mut() else { return false };
+        at = object.entry(key.to_string()).or_insert(Value::Null);
+    }
+    if at.is_null() {
+        *at = Value::Object(Default::default());
+    }
+    match at.as_object_mut() {
+        Some(object) => {
+            object.insert(last.to_string(), value);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Best effort: the top-level id of a message too large to parse, read from
 /// its first bytes, so that its sender still gets an answer. Only an `id`
 /// member of the message object itself counts (never one inside `params`),

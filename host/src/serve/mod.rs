@@ -263,7 +263,9 @@ impl Gateway {
         });
         let log_id = id.clone();
         tokio::spawn(async move {
-            let end = session::drive(relay, upstream, client, std::future::pending()).await;
+            let end =
+                session::drive(relay, upstream, client, std::future::pending(), crate::upstream::child::EXIT_GRACE)
+                    .await;
             tracing::info!(session = %log_id, "session ended: {end:?}");
         });
         tokio::spawn(route(session.clone(), client_rx));
@@ -413,7 +415,13 @@ async fn route(session: Arc<HttpSession>, mut from_relay: mpsc::Receiver<Outgoin
                 *lock(&session.version) = Some(version);
             }
         }
-        lock(&session.streams).deliver(&head, message);
+        let delivered = lock(&session.streams).deliver(&head, message);
+        if !delivered {
+            let method = head.method.as_deref().unwrap_or_default();
+            let why = format!("{method}: no client call is open to carry it");
+            let refusal = jsonrpc::error_response(head.raw_id.as_deref(), jsonrpc::code::METHOD_NOT_FOUND, &why, None);
+            let _ = session.submit(refusal).await;
+        }
     }
     // The relay is gone: the session has ended. Streams still waiting close empty.
     lock(&session.streams).end();

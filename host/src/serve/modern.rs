@@ -498,7 +498,13 @@ impl Call {
             match head.kind {
                 Kind::Notification => {
                     let message = match (&self.progress, head.method.as_deref()) {
-                        (Some(token), Some("notifications/progress")) => with_token(&event.message, token),
+                        (Some(token), Some("notifications/progress")) => match with_token(&event.message, token) {
+                            Some(message) => message,
+                            None => {
+                                tracing::warn!("progress notification without a params object dropped");
+                                continue;
+                            }
+                        },
                         _ => event.message,
                     };
                     let _ = out.send(Event { id: None, message, last: false });
@@ -545,7 +551,9 @@ impl Call {
         let Ok(mut value) = serde_json::from_slice::<Value>(message) else {
             return failure(&self.client_id, "the upstream's answer is not JSON");
         };
-        value["id"] = serde_json::from_str(&self.client_id).unwrap_or(Value::Null);
+        if !jsonrpc::set_in(&mut value, &["id"], serde_json::from_str(&self.client_id).unwrap_or(Value::Null)) {
+            return failure(&self.client_id, "the upstream's answer is not a JSON-RPC object");
+        }
         if self.backing.era == UpstreamEra::Legacy {
             if let Some(result) = value.get_mut("result").and_then(Value::as_object_mut) {
                 complete(result, &self.method);
@@ -662,8 +670,8 @@ fn parked_token() -> Option<String> {
 fn rewrite(message: &[u8], id: &str, progress: bool, legacy: bool) -> Option<Bytes> {
     let mut value: Value = serde_json::from_slice(message).ok()?;
     let id: Value = serde_json::from_str(id).ok()?;
-    if progress {
-        value["params"]["_meta"]["progressToken"] = id.clone();
+    if progress && !jsonrpc::set_in(&mut value, &["params", "_meta", "progressToken"], id.clone()) {
+        return None;
     }
     if legacy {
         if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
@@ -675,15 +683,15 @@ fn rewrite(message: &[u8], id: &str, progress: bool, legacy: bool) -> Option<Byt
             }
         }
     }
-    value["id"] = id;
-    Some(Bytes::from(value.to_string()))
+    jsonrpc::set_in(&mut value, &["id"], id).then(|| Bytes::from(value.to_string()))
 }
 
-/// A `notifications/progress` with the client's token put back.
-fn with_token(message: &Bytes, token: &str) -> Bytes {
-    let Ok(mut value) = serde_json::from_slice::<Value>(message) else { return message.clone() };
-    value["params"]["progressToken"] = serde_json::from_str(token).unwrap_or(Value::Null);
-    Bytes::from(value.to_string())
+/// A `notifications/progress` with the client's token put back; `None` when
+/// it has no `params` object to put it in (it names no progress, then).
+fn with_token(message: &Bytes, token: &str) -> Option<Bytes> {
+    let mut value = serde_json::from_slice::<Value>(message).ok()?;
+    let token = serde_json::from_str(token).unwrap_or(Value::Null);
+    jsonrpc::set_in(&mut value, &["params", "progressToken"], token).then(|| Bytes::from(value.to_string()))
 }
 
 fn answered(client_id: &str, result: &Value) -> Outcome {
@@ -735,7 +743,9 @@ mod tests {
         let note = Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"w7"}}"#,
         );
-        let value: Value = serde_json::from_slice(&with_token(&note, "1")).unwrap();
+        let value: Value = serde_json::from_slice(&with_token(&note, "1").unwrap()).unwrap();
+        let array = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":[1]}"#);
+        assert_eq!(with_token(&array, "1"), None, "params as an array: no panic, dropped");
         assert_eq!(value["params"]["progressToken"], 1);
         let asked = input_required("3", &json!({"method": "roots/list", "params": {}}))("t");
         let value: Value = serde_json::from_slice(&asked).unwrap();

@@ -188,13 +188,16 @@ impl Streams {
         Some(rx)
     }
 
-    /// Routes one message from the relay to the client.
-    pub fn deliver(&mut self, head: &Head, message: Bytes) {
+    /// Routes one message from the relay to the client. Returns false for a
+    /// server request that no stream can carry and no backlog keeps (the
+    /// 2026-07-28 lane between calls): nobody will answer it, so the caller
+    /// refuses it at once rather than let the server wait for its timeout.
+    pub fn deliver(&mut self, head: &Head, message: Bytes) -> bool {
         match head.kind {
             Kind::Response | Kind::Error => {
                 let Some(waiting) = head.id.as_ref().and_then(|id| self.waiting.remove(id)) else {
                     tracing::debug!(id = ?head.id, "answer with no waiting request dropped");
-                    return;
+                    return true;
                 };
                 if let Some(token) = waiting.progress {
                     self.progress.remove(&token);
@@ -223,6 +226,7 @@ impl Streams {
                     Some(stream) => self.send(stream, message, false),
                     None if !self.resumable => {
                         tracing::debug!(method, "no stream for a server message; dropped");
+                        return head.kind != Kind::Request;
                     }
                     None => {
                         if self.backlog.len() >= BACKLOG {
@@ -234,6 +238,7 @@ impl Streams {
                 }
             }
         }
+        true
     }
 
     /// Stops waiting for the answer to `id` (a cancelled request may get none); its stream ends.
@@ -448,5 +453,10 @@ mod tests {
         let (_, mut call) = modern.open_request("1".into(), None);
         deliver(&mut modern, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
         assert_eq!(drain(&mut call)[0].0, None, "no event ids in the modern era");
+        // Between calls, a server's request has nobody to answer it: said, so it is refused at once.
+        let roots = r#"{"jsonrpc":"2.0","id":"r1","method":"roots/list"}"#;
+        assert!(!modern.deliver(&head(roots), Bytes::from_static(roots.as_bytes())));
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
+        assert!(modern.deliver(&head(note), Bytes::from_static(note.as_bytes())));
     }
 }

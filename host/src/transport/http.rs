@@ -301,7 +301,7 @@ async fn modern(
     if first.last && accepts_json {
         // An unknown method is a 404 in this era; the body tells it from an unknown endpoint.
         let unknown = jsonrpc::parse_head(&first.message).is_ok_and(|h| h.kind == Kind::Error)
-            && memchr::memmem::find(&first.message, b"-32601").is_some();
+            && jsonrpc::error_code(&first.message) == Some(code::METHOD_NOT_FOUND.into());
         let status = if unknown { StatusCode::NOT_FOUND } else { StatusCode::OK };
         return json(status, first.message);
     }

@@ -475,12 +475,12 @@ impl Bridge {
     /// Puts the `_meta` envelope on a request.
     fn stamp(&self, request: &mut Value) {
         if !request.get("params").is_some_and(Value::is_object) {
-            request["params"] = json!({});
+            jsonrpc::set_in(request, &["params"], json!({}));
         }
-        if !request["params"].get("_meta").is_some_and(Value::is_object) {
-            request["params"]["_meta"] = json!({});
+        if !request.pointer("/params/_meta").is_some_and(Value::is_object) {
+            jsonrpc::set_in(request, &["params", "_meta"], json!({}));
         }
-        if let Some(meta) = request["params"]["_meta"].as_object_mut() {
+        if let Some(meta) = request.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
             for (key, value) in &self.envelope {
                 meta.entry(key.clone()).or_insert_with(|| value.clone());
             }
@@ -505,7 +505,10 @@ impl Bridge {
             return self.ask_client(client_id, value["result"].take()).await;
         }
         self.originals.remove(&client_id);
-        value["id"] = serde_json::from_str(&client_id).unwrap_or(Value::Null);
+        if !jsonrpc::set_in(&mut value, &["id"], serde_json::from_str(&client_id).unwrap_or(Value::Null)) {
+            tracing::warn!("an upstream answer that is no JSON-RPC object dropped");
+            return;
+        }
         self.down_value(value).await;
     }
 
@@ -556,10 +559,16 @@ impl Bridge {
         let Some(awaiting) = self.awaiting.remove(&key) else { return };
         let Some(mut request) = self.originals.get(&awaiting.client_id).cloned() else { return };
         let retry_id = format!("warden-retry-{key}");
-        request["id"] = Value::from(retry_id.as_str());
-        request["params"]["inputResponses"] = Value::Object(awaiting.responses);
+        let placed = jsonrpc::set_in(&mut request, &["id"], Value::from(retry_id.as_str()))
+            && jsonrpc::set_in(&mut request, &["params", "inputResponses"], Value::Object(awaiting.responses));
+        if !placed {
+            tracing::warn!("a request to retry with its input is no JSON-RPC object; dropped");
+            return;
+        }
         match awaiting.request_state {
-            Some(state) => request["params"]["requestState"] = state,
+            Some(state) => {
+                jsonrpc::set_in(&mut request, &["params", "requestState"], state);
+            }
             None => {
                 if let Some(params) = request["params"].as_object_mut() {
                     params.remove("requestState");

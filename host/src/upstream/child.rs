@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// How long a child may take to exit after its stdin is closed before it is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How long a child may take to exit after its stdin is closed before it is
+/// killed, unless told otherwise (`--exit-grace-ms`).
+pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the child could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +57,14 @@ pub fn spawn(command: &[String]) -> Result<ChildServer, SpawnError> {
     Ok(ChildServer { process, stdin, stdout })
 }
 
-/// Waits for the child to exit, killing it if it outlives the grace period.
-pub async fn reap(process: &mut Child) -> std::io::Result<ExitStatus> {
-    match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
+/// Waits for the child to exit, killing it if it outlives `grace`.
+pub async fn reap(process: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    match tokio::time::timeout(grace, process.wait()).await {
         Ok(status) => status,
         Err(_) => {
-            tracing::warn!("upstream did not exit within {EXIT_GRACE:?} of its stdin closing; killing it");
+            if !grace.is_zero() {
+                tracing::warn!("upstream did not exit within {grace:?} of its stdin closing; killing it");
+            }
             process.kill().await?;
             process.wait().await
         }
