@@ -133,8 +133,14 @@ impl Default for Manifest {
 }
 
 impl Manifest {
-    /// Reads `path` if it exists; a missing file means all defaults.
+    /// Reads `path` if it exists; a missing file means all defaults. A
+    /// symbolic link is refused, not followed: a manifest linked to another
+    /// file would have that file read (and quoted in errors) as config.
     pub fn load(path: &Path) -> Result<Manifest, ConfigError> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            let message = "is a symbolic link; manifests are read only from regular files".to_owned();
+            return Err(ConfigError::Invalid { path: path.to_owned(), message });
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
@@ -145,8 +151,16 @@ impl Manifest {
 
     /// Parses and validates manifest text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ConfigError> {
-        let raw: RawManifest =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        // The parser's message and where, never the offending text itself:
+        // errors reach the log, and the file's content stays out of it.
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_owned(),
+            };
+            ConfigError::Parse { path: path.to_owned(), message }
+        })?;
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
 
         let deadline_ms = raw.limits.deadline_ms.unwrap_or(defaults::DEADLINE_MS);
@@ -162,6 +176,19 @@ impl Manifest {
         for dir in &raw.grant.read_dirs {
             if !dir.is_absolute() {
                 return Err(invalid(format!("grant.read-dirs: {} must be an absolute path", dir.display())));
+            }
+            // `/`, `//`, `/.`, `/..`: the whole file system is no grant a sandbox makes.
+            let whole = dir.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::CurDir | std::path::Component::ParentDir
+                )
+            });
+            if whole {
+                return Err(invalid(format!(
+                    "grant.read-dirs: {} grants the whole file system; name a folder",
+                    dir.display()
+                )));
             }
         }
         let config_json = match raw.config {

@@ -124,3 +124,46 @@ fn an_instance_past_its_memory_high_water_mark_is_recycled_not_trapped() {
     assert_eq!(w.settled_log_count("misbehave: instance started", 4), 4, "{}", w.stderr());
     w.finish();
 }
+
+#[test]
+fn the_whole_file_system_is_no_grant() {
+    for root in ["/", "//", "/.", "/.."] {
+        let manifest = format!("[grant]\nread-dirs = [\"{root}\"]\n[config]\naction = \"probe\"\ntool = \"echo\"\n");
+        let plugins = PluginDir::new().add("10-misbehave", "misbehave", &manifest);
+        let mut w = Warden::start(&plugins);
+        assert!(!w.wait().success(), "read-dirs = [{root:?}] was accepted");
+        assert!(w.log_contains("grants the whole file system"), "{}", w.stderr());
+    }
+}
+
+/// A `.toml` or `.wasm` that is a symbolic link is refused, not followed, and
+/// the file it points at is never quoted (a manifest linked to /etc/passwd put
+/// its first line in the log).
+#[test]
+fn symbolic_links_in_the_plugins_folder_are_refused() {
+    let plugins = PluginDir::new().add("10-misbehave", "misbehave", "");
+    std::os::unix::fs::symlink("/etc/passwd", plugins.path().join("10-misbehave.toml")).expect("symlink");
+    let mut w = Warden::start(&plugins);
+    assert!(!w.wait().success());
+    assert!(w.log_contains("symbolic link"), "{}", w.stderr());
+    assert!(!w.stderr().contains("root:"), "the linked file's content reached the log: {}", w.stderr());
+
+    let plugins = PluginDir::new();
+    let real = tempfile::tempdir().expect("temp dir");
+    let target = real.path().join("real.wasm");
+    std::fs::copy(crate::common::paths().wasm.join("misbehave.wasm"), &target).expect("copy");
+    std::os::unix::fs::symlink(&target, plugins.path().join("10-linked.wasm")).expect("symlink");
+    let mut w = Warden::start(&plugins);
+    assert!(!w.wait().success());
+    assert!(w.log_contains("10-linked.wasm") && w.log_contains("symbolic link"), "{}", w.stderr());
+}
+
+/// A manifest that does not parse is reported by line, without its text.
+#[test]
+fn a_broken_manifest_is_reported_without_its_content() {
+    let plugins = PluginDir::new().add("10-misbehave", "misbehave", "order = 1\nsecret-looking = hunter2-value\n");
+    let mut w = Warden::start(&plugins);
+    assert!(!w.wait().success());
+    assert!(w.log_contains("line 2"), "{}", w.stderr());
+    assert!(!w.stderr().contains("hunter2-value"), "{}", w.stderr());
+}

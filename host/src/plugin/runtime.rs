@@ -110,8 +110,18 @@ impl Runtime {
         let io = |error| LoadError::Io { path: dir.to_owned(), error };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "wasm") {
+                continue;
+            }
+            let kind = entry.file_type().map_err(|error| LoadError::Io { path: path.clone(), error })?;
+            if kind.is_symlink() {
+                // Refused, not followed: what is loaded is what sits in the folder.
+                let error = std::io::Error::other("is a symbolic link; plugins are loaded only from regular files");
+                return Err(LoadError::Io { path, error });
+            }
+            if kind.is_file() {
                 files.push(path);
             }
         }
