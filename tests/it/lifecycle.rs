@@ -90,3 +90,26 @@ fn a_server_that_outlives_its_input_is_killed_after_the_grace() {
     w.wait();
     assert!(w.log_contains("still open"), "{}", w.stderr());
 }
+
+/// The demo counts the tools the server really offers.
+#[test]
+fn the_demo_counts_the_tools_the_server_offers() {
+    let p = paths();
+    let fixture = p.fixture.display().to_string();
+    let mut direct = Warden::start_with(None, &[], &[&fixture]);
+    direct.initialize();
+    let offered = direct.request("tools/list", json!({}))["result"]["tools"].as_array().map_or(0, Vec::len);
+    let plugins = crate::common::examples();
+    let audit = tempfile::tempdir().expect("temp dir");
+    let demo = p.warden.with_file_name("demo-client");
+    let out = std::process::Command::new(demo)
+        .arg(&p.warden)
+        .arg(plugins.path())
+        .arg(audit.path().join("audit.jsonl"))
+        .arg(&fixture)
+        .output()
+        .expect("demo-client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("the server offers {offered} tools")), "{text}");
+}
