@@ -25,6 +25,8 @@ pub struct HostState {
     limiter: Limiter,
     kv: Arc<KvStore>,
     audit: AuditSink,
+    /// When the call running now must be done by (see [`HostState::arm`]).
+    deadline_at: Option<std::time::Instant>,
 }
 
 impl HostState {
@@ -58,7 +60,20 @@ impl HostState {
             limiter: Limiter::new(manifest.memory_bytes),
             kv,
             audit,
+            deadline_at: None,
         }
+    }
+
+    /// Sets the next call's budget: done within `deadline` (wall clock), in
+    /// at most `memory` bytes of linear memory.
+    pub fn arm(&mut self, deadline: Duration, memory: usize) {
+        self.deadline_at = Some(std::time::Instant::now() + deadline);
+        self.limiter.set_cap(memory);
+    }
+
+    /// Whether the call running now has used up its time.
+    pub fn past_deadline(&self) -> bool {
+        self.deadline_at.is_some_and(|at| std::time::Instant::now() >= at)
     }
 
     /// The memory limiter, for `Store::limiter`.
@@ -146,6 +161,12 @@ impl Limiter {
     fn new(cap: usize) -> Limiter {
         let inner = StoreLimitsBuilder::new().memory_size(cap).trap_on_grow_failure(true).build();
         Limiter { inner, cap, hit: false, peak: 0 }
+    }
+
+    fn set_cap(&mut self, cap: usize) {
+        if cap != self.cap {
+            *self = Limiter { peak: self.peak, ..Limiter::new(cap) };
+        }
     }
 }
 

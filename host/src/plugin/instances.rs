@@ -14,7 +14,7 @@ use wasmtime::Store;
 use super::bindings::warden::interceptor::types::{self as wit, Verdict};
 use super::chain::{Chain, Plugin};
 use super::host::HostState;
-use super::runtime::{ticks, Runtime};
+use super::runtime::Runtime;
 use super::versions::Bindings;
 use crate::config::FailureMode;
 use crate::jsonrpc::{self, Kind, Message};
@@ -290,7 +290,9 @@ impl Instances {
         let Some(live) = self.slots[index].as_mut() else {
             return Err(FaultKind::Instantiate("no instance".into()));
         };
-        live.store.set_epoch_deadline(ticks(plugin.manifest.deadline));
+        let (deadline, memory) = budget(&plugin.manifest, message.raw.len());
+        live.store.data_mut().arm(deadline, memory);
+        live.store.set_epoch_deadline(1);
         let response = matches!(hook, Hook::Response);
         let result = live.bindings.call_hook(&mut live.store, response, context, text).await;
         match result {
@@ -324,12 +326,26 @@ impl Instances {
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| s.limiter());
-        store.set_epoch_deadline(ticks(plugin.manifest.deadline));
+        // Every tick the running hook yields to the other sessions' tasks, so
+        // that a plugin spinning in one session costs only its own message;
+        // past its deadline (wall clock) it is interrupted.
+        store.epoch_deadline_callback(|store| {
+            if store.data().past_deadline() {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                // tokio's own yield (to the back of the queue), not a plain
+                // self-wake, which the same worker may run again at once.
+                Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+        store.data_mut().arm(plugin.manifest.deadline, plugin.manifest.memory_bytes);
+        store.set_epoch_deadline(1);
         let bindings = match plugin.pre.instantiate(&mut store).await {
             Ok(b) => b,
             Err(e) => return Err(classify(&e, &store, plugin)),
         };
-        store.set_epoch_deadline(ticks(plugin.manifest.deadline));
+        store.data_mut().arm(plugin.manifest.deadline, plugin.manifest.memory_bytes);
+        store.set_epoch_deadline(1);
         match bindings.call_init(&mut store, &plugin.manifest.config_json).await {
             Ok(Ok(_)) => Ok(Live { store, bindings }),
             Ok(Err(message)) => Err(FaultKind::Instantiate(format!("init: {message}"))),
@@ -356,6 +372,18 @@ impl Instances {
             transport: self.session.transport,
         }
     }
+}
+
+/// A hook's time and memory for a message of `len` bytes: the manifest's
+/// limits for messages up to 1 MiB, and as much again per further MiB (a
+/// 30 MiB result is scanned, not failed on a deadline meant for small ones),
+/// within the pooling allocator's slot.
+fn budget(manifest: &crate::config::Manifest, len: usize) -> (Duration, usize) {
+    const MIB: usize = 1 << 20;
+    let extra = len.saturating_sub(1) / MIB;
+    let deadline = manifest.deadline.saturating_mul(1 + extra as u32);
+    let memory = manifest.memory_bytes.saturating_add(len.saturating_mul(4)).min(super::runtime::MAX_PLUGIN_MEMORY);
+    (deadline, memory)
 }
 
 fn classify(error: &wasmtime::Error, store: &Store<HostState>, plugin: &Plugin) -> FaultKind {

@@ -16,10 +16,12 @@ use super::versions::{self, Pre};
 use crate::audit::AuditSink;
 use crate::config::{ConfigError, Manifest};
 
-/// One epoch tick; deadlines are counted in ticks.
-pub const TICK: Duration = Duration::from_millis(5);
+/// One epoch tick: a running hook yields to the other tasks once a tick (so
+/// one session's spinning plugin delays another's call by about a tick), and
+/// load-time deadlines are counted in ticks.
+pub const TICK: Duration = Duration::from_millis(1);
 /// Largest memory any plugin may be granted; the pooling allocator reserves slots of this size.
-const MAX_PLUGIN_MEMORY: usize = 4096 << 20;
+pub(crate) const MAX_PLUGIN_MEMORY: usize = 4096 << 20;
 /// Concurrent instances the pooling allocator has room for.
 const POOL_INSTANCES: u32 = 1000;
 
