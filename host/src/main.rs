@@ -144,6 +144,14 @@ struct ServeArgs {
     /// Most sessions (each with its own server process) open at once.
     #[arg(long, default_value_t = 256)]
     max_sessions: usize,
+    /// Most sessions one caller (its token's subject, or without tokens its
+    /// address) holds; past it, its least recently used idle one is closed.
+    #[arg(long, default_value_t = 32)]
+    max_sessions_per_caller: usize,
+    /// Most 2026-07-28 upstream sessions (one per set of client
+    /// capabilities) one caller holds; past it, its least recently used idle one is closed.
+    #[arg(long, default_value_t = 8)]
+    max_backings_per_caller: usize,
     /// Most TCP connections open at once; one more gets `503` and is closed.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -378,6 +386,8 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         allowed_hosts: args.allowed_hosts,
         session_idle: std::time::Duration::from_secs(args.session_idle_secs),
         max_sessions: args.max_sessions,
+        max_sessions_per_caller: args.max_sessions_per_caller.max(1),
+        max_backings_per_caller: args.max_backings_per_caller.max(1),
         limits: serve::listener::ConnectionLimits {
             max_connections: args.max_connections.max(1),
             header_timeout: std::time::Duration::from_millis(args.header_timeout_ms.max(1)),

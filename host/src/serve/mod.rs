@@ -62,6 +62,10 @@ pub struct ServeOptions {
     pub session_idle: Duration,
     /// Most sessions open at once.
     pub max_sessions: usize,
+    /// Most sessions one caller (or, without tokens, one address) holds.
+    pub max_sessions_per_caller: usize,
+    /// Most 2026-07-28 backings (upstream sessions per capability set) one caller holds.
+    pub max_backings_per_caller: usize,
     /// Precompiled-component cache.
     pub cache_dir: Option<PathBuf>,
     /// Audit events sink.
@@ -89,6 +93,8 @@ pub struct HttpSession {
     pub id: String,
     /// The authenticated caller that opened it; only it may use it.
     caller: Option<Arc<str>>,
+    /// Whose quota it counts against: the caller, or its address.
+    owner: Arc<str>,
     input: Mutex<Option<mpsc::Sender<Bytes>>>,
     streams: Mutex<Streams>,
     /// The protocol version `initialize` settled on.
@@ -107,9 +113,12 @@ pub enum SessionError {
     /// The upstream could not be started.
     #[error(transparent)]
     Spawn(#[from] crate::upstream::child::SpawnError),
-    /// Too many sessions are open.
+    /// Too many sessions are open, none of them idle.
     #[error("too many sessions (limit {0})")]
     Full(usize),
+    /// This caller has as many sessions as it may, none of them idle.
+    #[error("too many sessions for this caller (limit {0})")]
+    CallerFull(usize),
     /// No session id could be minted.
     #[error("no OS random source for a session id: {0}")]
     Random(String),
@@ -189,8 +198,9 @@ impl Gateway {
         raw: &Bytes,
         facts: era::Facts,
         caller: Option<Arc<str>>,
+        owner: Arc<str>,
     ) -> Outcome {
-        self.modern.clone().serve(self, head, raw, facts, caller).await
+        self.modern.clone().serve(self, head, raw, facts, caller, owner).await
     }
 
     /// The live session with this id, if `caller` opened it (to anyone else it does not exist).
@@ -204,17 +214,20 @@ impl Gateway {
         Some(session)
     }
 
-    /// Opens a legacy session for `caller`: a fresh upstream process, plugin instances and relay.
+    /// Opens a legacy session for `caller`: a fresh upstream process, plugin
+    /// instances and relay. `owner` (the caller, or its address) holds at
+    /// most `max_sessions_per_caller`; at either limit the least recently
+    /// used idle session (its own, or anyone's for the global one) makes room,
+    /// so one caller cannot keep everyone else out.
     pub fn open_session(
         &self,
         transport: Transport,
         caller: Option<Arc<str>>,
+        owner: Arc<str>,
     ) -> Result<Arc<HttpSession>, SessionError> {
-        if lock(&self.sessions).len() >= self.options.max_sessions {
-            return Err(SessionError::Full(self.options.max_sessions));
-        }
+        self.make_room(&owner)?;
         let id = new_session_id()?;
-        let session = self.start_session(id.clone(), true, transport, caller)?;
+        let session = self.start_session(id.clone(), true, transport, caller, owner)?;
         lock(&self.sessions).insert(id, session.clone());
         tracing::info!(session = %session.id, "session opened");
         Ok(session)
@@ -229,6 +242,7 @@ impl Gateway {
         legacy: bool,
         transport: Transport,
         caller: Option<Arc<str>>,
+        owner: Arc<str>,
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
@@ -255,6 +269,7 @@ impl Gateway {
         let session = Arc::new(HttpSession {
             id: id.clone(),
             caller,
+            owner,
             input: Mutex::new(Some(input)),
             streams: Mutex::new(Streams::new(legacy)),
             version: Mutex::new(None),
@@ -281,6 +296,35 @@ impl Gateway {
     }
 
     /// Ends session `id`, whoever opened it (Warden's own decision: expiry, a closed stream).
+    /// Ends idle sessions until `owner` may open one more, or says why not.
+    fn make_room(&self, owner: &str) -> Result<(), SessionError> {
+        let per_caller = self.options.max_sessions_per_caller;
+        let evicted = {
+            let sessions = lock(&self.sessions);
+            let idle_lru = |mine: bool| {
+                sessions
+                    .values()
+                    .filter(|s| !mine || &*s.owner == owner)
+                    .filter(|s| !s.has_open_streams())
+                    .max_by_key(|s| s.idle_for())
+                    .map(|s| s.id.clone())
+            };
+            let owned = sessions.values().filter(|s| &*s.owner == owner).count();
+            if owned >= per_caller {
+                Some(idle_lru(true).ok_or(SessionError::CallerFull(per_caller))?)
+            } else if sessions.len() >= self.options.max_sessions {
+                Some(idle_lru(false).ok_or(SessionError::Full(self.options.max_sessions))?)
+            } else {
+                None
+            }
+        };
+        if let Some(id) = evicted {
+            tracing::info!(session = %id, "idle session closed to make room for a new one");
+            self.end_session(&id);
+        }
+        Ok(())
+    }
+
     pub(crate) fn end_session(&self, id: &str) -> bool {
         let Some(session) = lock(&self.sessions).remove(id) else { return false };
         session.close();
@@ -390,6 +434,11 @@ impl HttpSession {
         lock(&self.last_seen).elapsed()
     }
 
+    /// Whether a call awaits its answer (a backing's own listener aside).
+    fn calls_in_flight(&self) -> bool {
+        lock(&self.streams).calls_in_flight()
+    }
+
     fn has_open_streams(&self) -> bool {
         lock(&self.streams).busy()
     }
@@ -474,6 +523,8 @@ pub(crate) mod tests {
             allowed_hosts: Vec::new(),
             session_idle: Duration::from_secs(60),
             max_sessions: 4,
+            max_sessions_per_caller: 4,
+            max_backings_per_caller: 4,
             cache_dir: None,
             audit: AuditSink::disabled(),
             watch: false,

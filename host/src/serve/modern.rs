@@ -89,6 +89,8 @@ pub struct Modern {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     caller: Option<Arc<str>>,
+    /// Whose quota it counts against: the caller, or without tokens its address.
+    owner: Arc<str>,
     capabilities: String,
 }
 
@@ -179,8 +181,10 @@ impl Modern {
         raw: &Bytes,
         facts: Facts,
         caller: Option<Arc<str>>,
+        owner: Arc<str>,
     ) -> Outcome {
-        let Some(client_id) = head.id.clone().filter(|_| head.kind == Kind::Request) else {
+        // Answered under the id exactly as the client wrote it.
+        let Some(client_id) = head.raw_id.clone().filter(|_| head.kind == Kind::Request) else {
             // The core defines no client notifications over HTTP.
             return Outcome::Accepted;
         };
@@ -198,7 +202,7 @@ impl Modern {
             UpstreamEra::Modern => "",
             UpstreamEra::Legacy => facts.capabilities.as_deref().unwrap_or("{}"),
         };
-        let key = Key { caller: caller.clone(), capabilities: capabilities.to_owned() };
+        let key = Key { caller: caller.clone(), owner, capabilities: capabilities.to_owned() };
         // Discover and listen start no call: the shared backing serves them.
         let shared = era == UpstreamEra::Modern
             || matches!(facts.method.as_str(), "server/discover" | "subscriptions/listen")
@@ -306,11 +310,12 @@ impl Modern {
     /// an idle one, or a new one while fewer than [`MAX_LEASED`] are out.
     async fn lease(&self, gateway: &Gateway, key: Key, facts: &Facts) -> Result<Lease, String> {
         let caller = key.caller.clone();
+        let owner = key.owner.clone();
+        if !lock(&self.pools).contains_key(&key) {
+            self.make_room(&key.owner, gateway.options().max_backings_per_caller)?;
+        }
         let pool = {
             let mut pools = lock(&self.pools);
-            if !pools.contains_key(&key) && pools.len() >= MAX_BACKINGS {
-                return Err(format!("too many distinct callers and client capability sets (limit {MAX_BACKINGS})"));
-            }
             pools
                 .entry(key)
                 .or_insert_with(|| {
@@ -329,7 +334,7 @@ impl Modern {
         };
         let backing = match idle {
             Some(backing) => backing,
-            None => Backing::open(gateway, UpstreamEra::Legacy, facts, caller).await?,
+            None => Backing::open(gateway, UpstreamEra::Legacy, facts, caller, owner).await?,
         };
         Ok(Lease { pool, backing, spoiled: AtomicBool::new(false), _permit: permit })
     }
@@ -343,25 +348,87 @@ impl Modern {
         facts: &Facts,
     ) -> Result<Arc<Backing>, String> {
         let caller = key.caller.clone();
-        let cell = {
+        let owner = key.owner.clone();
+        let known = {
             let mut backings = lock(&self.backings);
             // A backing whose upstream ended is replaced.
             backings.retain(|_, cell| cell.get().is_none_or(|b| !b.session.ended()));
-            if !backings.contains_key(&key) && backings.len() >= MAX_BACKINGS {
-                return Err(format!("too many distinct callers and client capability sets (limit {MAX_BACKINGS})"));
-            }
-            backings.entry(key).or_default().clone()
+            backings.contains_key(&key)
         };
-        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts, caller)).await?;
+        if !known {
+            self.make_room(&key.owner, gateway.options().max_backings_per_caller)?;
+        }
+        let cell = lock(&self.backings).entry(key).or_default().clone();
+        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts, caller, owner)).await?;
+        backing.session.touch();
         Ok(backing.clone())
+    }
+
+    /// Closes idle backings until `owner` may have one more (at most
+    /// `per_owner`) and the lane one more (at most [`MAX_BACKINGS`]): the
+    /// owner's least recently used idle one first, else anyone's. Busy ones
+    /// are never taken: then the request is refused.
+    fn make_room(&self, owner: &str, per_owner: usize) -> Result<(), String> {
+        // Candidates: (key, idle for, is it a pool).
+        let mut candidates: Vec<(Key, Duration, bool)> = Vec::new();
+        for (key, cell) in lock(&self.backings).iter() {
+            // Busy: a call in flight, or a client's `subscriptions/listen` on it.
+            let busy = |b: &Arc<Backing>| b.session.calls_in_flight() || !lock(&b.subscribers).is_empty();
+            if let Some(b) = cell.get().filter(|b| !busy(b)) {
+                candidates.push((key.clone(), b.session.idle_for(), false));
+            }
+        }
+        let (mut owned, mut total) = {
+            let backings = lock(&self.backings);
+            let pools = lock(&self.pools);
+            let owned = backings.keys().chain(pools.keys()).filter(|k| &*k.owner == owner).count();
+            (owned, backings.len() + pools.len())
+        };
+        for (key, pool) in lock(&self.pools).iter() {
+            if pool.permits.available_permits() == MAX_LEASED {
+                let idle = lock(&pool.idle).iter().map(|b| b.session.idle_for()).min().unwrap_or(Duration::MAX);
+                candidates.push((key.clone(), idle, true));
+            }
+        }
+        // Least recently used first.
+        candidates.sort_by_key(|(_, idle, _)| std::cmp::Reverse(*idle));
+        while owned >= per_owner || total >= MAX_BACKINGS {
+            let mine = owned >= per_owner;
+            let Some(at) = candidates.iter().position(|(k, _, _)| !mine || &*k.owner == owner) else {
+                return Err(if mine {
+                    format!("this caller holds {per_owner} upstream sessions, all busy (--max-backings-per-caller)")
+                } else {
+                    format!("too many distinct callers and client capability sets (limit {MAX_BACKINGS}), all busy")
+                });
+            };
+            let (key, _, pool) = candidates.remove(at);
+            if &*key.owner == owner {
+                owned -= 1;
+            }
+            total -= 1;
+            tracing::info!(owner = %key.owner, "idle upstream session of the 2026-07-28 lane closed to make room");
+            if pool {
+                if let Some(pool) = lock(&self.pools).remove(&key) {
+                    for backing in lock(&pool.idle).drain(..) {
+                        backing.session.close();
+                    }
+                }
+            } else if let Some(cell) = lock(&self.backings).remove(&key) {
+                if let Some(backing) = cell.get() {
+                    backing.session.close();
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 /// Asks the upstream `server/discover` on a session of its own: a discover
 /// result means a modern upstream; anything else (an error, silence) a legacy one.
 async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
-    let session =
-        gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp, None).map_err(|e| e.to_string())?;
+    let session = gateway
+        .start_session("probe".to_owned(), false, Transport::StreamableHttp, None, Arc::from("warden"))
+        .map_err(|e| e.to_string())?;
     let discover = json!({
         "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
         "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
@@ -383,9 +450,10 @@ impl Backing {
         era: UpstreamEra,
         facts: &Facts,
         caller: Option<Arc<str>>,
+        owner: Arc<str>,
     ) -> Result<Arc<Backing>, String> {
         let session = gateway
-            .start_session("modern".to_owned(), false, Transport::StreamableHttp, caller)
+            .start_session("modern".to_owned(), false, Transport::StreamableHttp, caller, owner)
             .map_err(|e: SessionError| e.to_string())?;
         let init = match era {
             UpstreamEra::Modern => Value::Null,

@@ -270,6 +270,11 @@ impl Streams {
         }
     }
 
+    /// Whether any request awaits its answer.
+    pub fn calls_in_flight(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// Whether any request awaits its answer or a GET stream is connected.
     pub fn busy(&self) -> bool {
         !self.waiting.is_empty() || self.live_listener().is_some()

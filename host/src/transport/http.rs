@@ -53,7 +53,7 @@ pub async fn serve_connection(
     let header_timeout = gateway.options().limits.header_timeout;
     let service = hyper::service::service_fn(move |request| {
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(handle(&gateway, request).await) }
+        async move { Ok::<_, Infallible>(handle(&gateway, request, peer).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -72,7 +72,7 @@ pub async fn serve_connection(
     }
 }
 
-async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let headers = request.headers();
     if !host_allowed(headers.get(HOST), gateway.options()) {
         tracing::warn!(host = ?headers.get(HOST), "request for a foreign host refused");
@@ -94,15 +94,21 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<
             }
         },
     };
+    // Whose quota a session or backing counts against: the token's subject,
+    // or without tokens the peer's address.
+    let owner: Arc<str> = match &caller {
+        Some(subject) => subject.clone(),
+        None => Arc::from(format!("peer {}", peer.ip())),
+    };
     if request.uri().path() != gateway.options().path {
         return match (request.method(), request.uri().path()) {
-            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway, request.headers(), caller),
+            (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway, request.headers(), caller, owner),
             (&Method::POST, http_sse::MESSAGES_PATH) => http_sse::message(gateway, request, caller.as_deref()).await,
             _ => plain(StatusCode::NOT_FOUND, "not found"),
         };
     }
     match *request.method() {
-        Method::POST => post(gateway, request, caller).await,
+        Method::POST => post(gateway, request, caller, owner).await,
         Method::GET => get(gateway, request.headers(), caller.as_deref()),
         Method::DELETE => delete(gateway, request.headers(), caller.as_deref()),
         _ => plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE"),
@@ -140,7 +146,12 @@ pub(super) async fn read_body(gateway: &Gateway, body: Incoming) -> Result<Bytes
     }
 }
 
-async fn post(gateway: &Gateway, request: Request<Incoming>, caller: Option<Arc<str>>) -> Response<Body> {
+async fn post(
+    gateway: &Gateway,
+    request: Request<Incoming>,
+    caller: Option<Arc<str>>,
+    owner: Arc<str>,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let body = match read_body(gateway, body).await {
         Ok(body) => body,
@@ -181,7 +192,7 @@ async fn post(gateway: &Gateway, request: Request<Incoming>, caller: Option<Arc<
         }
     };
     if version_header(headers).is_some_and(era::is_modern) {
-        return modern(gateway, headers, message, accepts_json, caller).await;
+        return modern(gateway, headers, message, accepts_json, caller, owner).await;
     }
     let is_initialize = message.head.method.as_deref() == Some("initialize");
     let session = match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
@@ -189,9 +200,9 @@ async fn post(gateway: &Gateway, request: Request<Incoming>, caller: Option<Arc<
             Some(session) => session,
             None => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session"),
         },
-        None if is_initialize => match gateway.open_session(Transport::StreamableHttp, caller) {
+        None if is_initialize => match gateway.open_session(Transport::StreamableHttp, caller, owner) {
             Ok(session) => session,
-            Err(e @ SessionError::Full(_)) => {
+            Err(e @ (SessionError::Full(_) | SessionError::CallerFull(_))) => {
                 return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
             }
             Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
@@ -250,6 +261,7 @@ async fn modern(
     message: Message,
     accepts_json: bool,
     caller: Option<Arc<str>>,
+    owner: Arc<str>,
 ) -> Response<Body> {
     let id = message.head.raw_id.as_deref();
     let refuse = |code: i32, why: &str| json(StatusCode::BAD_REQUEST, jsonrpc::error_response(id, code, why, None));
@@ -290,7 +302,7 @@ async fn modern(
             return refuse(code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/clientCapabilities");
         }
     }
-    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts, caller).await {
+    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts, caller, owner).await {
         Outcome::Refused(status, body) => return json(status, body),
         Outcome::Accepted => return empty(StatusCode::ACCEPTED),
         Outcome::Events(events) => events,

@@ -25,7 +25,12 @@ pub const SSE_PATH: &str = "/sse";
 pub const MESSAGES_PATH: &str = "/messages";
 
 /// `GET /sse`: a new session, its stream starting with the `endpoint` event.
-pub fn open(gateway: &Arc<Gateway>, headers: &hyper::HeaderMap, caller: Option<Arc<str>>) -> Response<Body> {
+pub fn open(
+    gateway: &Arc<Gateway>,
+    headers: &hyper::HeaderMap,
+    caller: Option<Arc<str>>,
+    owner: Arc<str>,
+) -> Response<Body> {
     // An event stream must be asked for by name: a page's `<img src=…/sse>`
     // (no Origin, `Accept: image/*,*/*`) must not start a server process.
     let asked = headers.get_all(hyper::header::ACCEPT).iter().any(|v| {
@@ -35,9 +40,9 @@ pub fn open(gateway: &Arc<Gateway>, headers: &hyper::HeaderMap, caller: Option<A
     if !asked {
         return error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "GET /sse needs Accept: text/event-stream");
     }
-    let session = match gateway.open_session(Transport::HttpSse, caller) {
+    let session = match gateway.open_session(Transport::HttpSse, caller, owner) {
         Ok(session) => session,
-        Err(e @ SessionError::Full(_)) => {
+        Err(e @ (SessionError::Full(_) | SessionError::CallerFull(_))) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
         }
         Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
