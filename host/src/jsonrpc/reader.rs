@@ -300,8 +300,24 @@ impl<'a> Reader<'a> {
         self.i - start
     }
 
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, within
+    /// what a double holds: parsers split on larger ones (serde_json
+    /// refuses them, JavaScript reads `Infinity`), so they are refused.
     fn number(&mut self) -> Result<(), Fault> {
+        let start = self.i;
+        self.number_grammar()?;
+        let text = &self.b[start..self.i];
+        let may_overflow = text.len() > 300 || text.iter().any(|c| matches!(c, b'e' | b'E'));
+        if may_overflow {
+            let value = std::str::from_utf8(text).ok().and_then(|t| t.parse::<f64>().ok());
+            if !value.is_some_and(f64::is_finite) {
+                return Err(Fault::Ambiguous(format!("number out of range at byte {start}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn number_grammar(&mut self) -> Result<(), Fault> {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
@@ -532,6 +548,8 @@ mod tests {
         assert!(syntax(br#"{"a":tru}"#));
         assert!(syntax(br#"{"a":"\x"}"#));
         assert!(syntax(br#"{"a":1,}"#));
+        assert!(ambiguous(r#"{"a":1e400}"#), "no double holds it");
+        assert!(read_object(br#"{"a":1e300,"b":-2.5E-400}"#).is_ok(), "underflow is a zero everywhere");
         assert!(syntax(br#"{"a":1} x"#));
         assert!(read_object(br#"{"a":"\ud83d\ude00 \u00e9 \" \\ \/","b":[1,-2.5e-3,true,null,{}]}"#).is_ok());
     }

@@ -87,6 +87,10 @@ impl Decoder for LineCodec {
                     Some(Frame::End(end.freeze()))
                 }
                 None if buf.is_empty() => None,
+                // A CR last may be the first half of the line's CRLF: it waits
+                // for the next byte, so the line never ends with it.
+                None if buf.last() == Some(&b'\r') && buf.len() == 1 => None,
+                None if buf.last() == Some(&b'\r') => Some(Frame::More(buf.split_to(buf.len() - 1).freeze())),
                 None => Some(Frame::More(buf.split().freeze())),
             });
         }
@@ -128,7 +132,9 @@ impl Decoder for LineCodec {
                 None if buf.len() >= self.stream_from => {
                     self.streaming = true;
                     self.scanned = 0;
-                    return Ok(Some(Frame::Start(buf.split().freeze())));
+                    // A CR last waits for the next piece (see `More`).
+                    let keep = usize::from(buf.last() == Some(&b'\r'));
+                    return Ok(Some(Frame::Start(buf.split_to(buf.len() - keep).freeze())));
                 }
                 None if buf.len() > self.max => {
                     let id = jsonrpc::sniff_id(&buf[..SNIFF_BYTES.min(buf.len())]);
@@ -159,11 +165,19 @@ impl Decoder for LineCodec {
         if self.streaming {
             // The stream ended inside a line: what came of it still ends it.
             self.streaming = false;
-            return Ok(Some(Frame::End(buf.split().freeze())));
+            let mut end = buf.split();
+            if end.last() == Some(&b'\r') {
+                end.truncate(end.len() - 1);
+            }
+            return Ok(Some(Frame::End(end.freeze())));
         }
-        // A last line without a newline still counts.
+        // A last line without a newline still counts (a CR ending it is its CRLF's).
         self.scanned = 0;
-        let line = buf.split().freeze();
+        let mut line = buf.split();
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        let line = line.freeze();
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
