@@ -46,6 +46,7 @@ const TOOLS = [
   ['test_tool_with_progress', 'Reports progress while it runs', noArgs],
   ['test_error_handling', 'Always fails', noArgs],
   ['test_reconnection', 'Closes its SSE stream before answering', noArgs],
+  ['warden_slow', 'Waits until cancelled (for Warden\'s tests; says so on stderr)', noArgs],
   [
     'test_sampling',
     'Asks the client to sample',
@@ -163,6 +164,16 @@ async function callTool(server, request, extra) {
       }
       return text('Progress test completed');
     }
+    case 'warden_slow':
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, 30000);
+        extra.signal.addEventListener('abort', () => {
+          console.error('conformance-server heard cancellation');
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return text('not cancelled');
     case 'test_error_handling':
       return { isError: true, content: [{ type: 'text', text: 'This tool intentionally returns an error for testing' }] };
     case 'test_reconnection':

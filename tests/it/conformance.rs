@@ -137,3 +137,34 @@ impl Drop for HttpUpstream {
         let _ = self.0.wait();
     }
 }
+
+/// A call the official Python SDK client gives up on reaches a stdio server
+/// on the official TypeScript SDK as a cancellation, in both eras (the
+/// 2026-07-28 lane once never cancelled it upstream).
+#[test]
+fn a_call_the_client_gives_up_on_is_cancelled_at_a_typescript_sdk_server() {
+    let dir = paths().repo.join("tests/conformance");
+    let Some(python) = crate::common::python_sdk() else { return };
+    if !installed(&dir.join("node_modules/@modelcontextprotocol/sdk"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let server = dir.join("server.mjs").display().to_string();
+    let gw = Gateway::start_with(None, &[], &["node", &server]);
+    let script = paths().repo.join("tests/python/cancel.py");
+    for (heard_before, mode) in ["legacy", "auto"].into_iter().enumerate() {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args([&gw.url, mode, "warden_slow", "test_simple_text"])
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
+        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(seen["gave_up"], true, "{seen}");
+        let deadline = std::time::Instant::now() + crate::common::PATIENCE;
+        let heard = || gw.stderr().matches("conformance-server heard cancellation").count();
+        while heard() <= heard_before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(heard() > heard_before, "{mode}: the server never heard the cancellation\n{}", gw.stderr());
+    }
+}
