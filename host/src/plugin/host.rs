@@ -25,8 +25,8 @@ pub struct HostState {
     limiter: Limiter,
     kv: Arc<KvStore>,
     audit: AuditSink,
-    /// When the call running now must be done by (see [`HostState::arm`]).
-    deadline_at: Option<std::time::Instant>,
+    /// Epoch ticks the call running now may still run for (see [`HostState::arm`]).
+    ticks_left: u64,
 }
 
 impl HostState {
@@ -60,20 +60,28 @@ impl HostState {
             limiter: Limiter::new(manifest.memory_bytes),
             kv,
             audit,
-            deadline_at: None,
+            ticks_left: 0,
         }
     }
 
-    /// Sets the next call's budget: done within `deadline` (wall clock), in
-    /// at most `memory` bytes of linear memory.
+    /// Sets the next call's budget: `deadline` of running time (counted in
+    /// the epoch ticks it runs through, not wall clock: a hook that yields to
+    /// other sessions is not charged for their time), in at most `memory`
+    /// bytes of linear memory.
     pub fn arm(&mut self, deadline: Duration, memory: usize) {
-        self.deadline_at = Some(std::time::Instant::now() + deadline);
+        self.ticks_left = super::runtime::ticks(deadline);
         self.limiter.set_cap(memory);
     }
 
-    /// Whether the call running now has used up its time.
-    pub fn past_deadline(&self) -> bool {
-        self.deadline_at.is_some_and(|at| std::time::Instant::now() >= at)
+    /// Charges the call one tick of running; false once it has none left.
+    pub fn charge_tick(&mut self) -> bool {
+        match self.ticks_left.checked_sub(1) {
+            Some(left) => {
+                self.ticks_left = left;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The memory limiter, for `Store::limiter`.

@@ -328,9 +328,9 @@ impl Instances {
         store.limiter(|s| s.limiter());
         // Every tick the running hook yields to the other sessions' tasks, so
         // that a plugin spinning in one session costs only its own message;
-        // past its deadline (wall clock) it is interrupted.
-        store.epoch_deadline_callback(|store| {
-            if store.data().past_deadline() {
+        // once it has run through its deadline's ticks it is interrupted.
+        store.epoch_deadline_callback(|mut store| {
+            if !store.data_mut().charge_tick() {
                 Err(wasmtime::Trap::Interrupt.into())
             } else {
                 // tokio's own yield (to the back of the queue), not a plain
