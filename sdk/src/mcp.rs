@@ -26,11 +26,21 @@ pub fn parse(message: &str) -> Option<Value> {
 
 /// Reads a `tools/call` request.
 pub fn tool_call(message: &str) -> Option<ToolCall> {
-    let value = parse(message)?;
-    let params = value.get("params")?;
-    let name = params.get("name")?.as_str()?.to_owned();
-    let arguments = params.get("arguments").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-    Some(ToolCall { name, arguments })
+    read_tool_call(message).ok()
+}
+
+/// Reads a `tools/call` request, or says why it cannot (not JSON, nested deeper
+/// than the parser goes, no tool name): for plugins that refuse what they cannot read.
+pub fn read_tool_call(message: &str) -> Result<ToolCall, String> {
+    let mut value: Value = serde_json::from_str(message).map_err(|e| format!("not readable as JSON: {e}"))?;
+    let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) else {
+        return Err("no params object".into());
+    };
+    let Some(name) = params.get("name").and_then(Value::as_str).map(str::to_owned) else {
+        return Err("no tool name".into());
+    };
+    let arguments = params.remove("arguments").unwrap_or_else(|| Value::Object(Map::new()));
+    Ok(ToolCall { name, arguments })
 }
 
 /// A verdict that replaces a `tools/call` request's arguments.
@@ -108,6 +118,15 @@ mod tests {
         let call =
             tool_call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1}}}"#);
         assert_eq!(call, Some(ToolCall { name: "x".into(), arguments: json!({"a": 1}) }));
+    }
+
+    #[test]
+    fn says_why_a_tool_call_cannot_be_read() {
+        let deep = format!(r#"{{"params":{{"name":"x","arguments":{}1{}}}}}"#, "[".repeat(200), "]".repeat(200));
+        assert!(read_tool_call(&deep).unwrap_err().contains("recursion limit"));
+        assert_eq!(read_tool_call(r#"{"params":{}}"#).unwrap_err(), "no tool name");
+        assert_eq!(read_tool_call(r#"{"params":[1]}"#).unwrap_err(), "no params object");
+        assert!(tool_call("{").is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod lifecycle;
 mod listener;
 mod modern;
 mod one_reading;
+mod plugins_hold;
 mod quotas;
 mod relay;
 mod reload;

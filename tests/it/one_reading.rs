@@ -166,3 +166,23 @@ fn a_too_large_message_is_answered_under_its_top_level_id_only() {
     let (raw, answer) = exchange(&mut w, &line);
     assert_eq!(answer["id"], 8, "{raw}");
 }
+
+/// Over HTTP the same: an answer under `100.0` to a request `1e2` reaches its
+/// POST (it hung before), through the response chain, under `1e2`; a
+/// duplicate key is `400` with `-32600`.
+#[test]
+fn over_http_ids_match_by_value_and_duplicates_are_refused() {
+    let plugins = examples();
+    let gw = crate::common::http::Gateway::start(Some(plugins.path()), &[]);
+    let session = gw.open();
+    let version = [("mcp-protocol-version", "2025-06-18")];
+    let call = r#"{"jsonrpc":"2.0","id":1e2,"method":"tools/call","params":{"name":"get_config","arguments":{}}}"#;
+    let answer = gw.post(Some(&session), call, &version);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body.contains(r#""id":1e2"#), "{}", answer.body);
+    assert!(text_of(&answer.answer()).contains("[REDACTED]"), "{}", answer.body);
+    let twice = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","name":"delete_everything","arguments":{}}}"#;
+    let refused = gw.post(Some(&session), twice, &version);
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(error_of(&refused.answer()).0, -32600);
+}

@@ -1,29 +1,27 @@
-//! secret-redact: replaces credentials in what servers send back.
+//! secret-redact: replaces credentials in what servers send.
 //!
-//! Looks inside `tools/call`, `resources/read` and `prompts/get` results (and,
-//! when `arguments = true`, inside outgoing `tools/call` arguments) for API
-//! keys, cloud credentials, tokens and private keys, and replaces each with a
-//! marker. Extra patterns come from the config. An audit event records how
-//! many were replaced, never what.
+//! Every message a server sends (responses and errors to any request, its own
+//! requests such as `sampling/createMessage`, and notifications such as
+//! `notifications/message`) is scanned, every string of it (object keys
+//! included, at any depth), decoded from its JSON escapes. Each API key,
+//! cloud credential, token or private key found becomes a marker. With
+//! `arguments = true`, outgoing `tools/call` requests are scanned too. An
+//! audit event records how many were replaced, never what. A message that
+//! cannot be scanned is refused, not passed on.
 
-use regex::{Regex, RegexSet};
+mod detect;
+mod json;
+mod tripwire;
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
 use serde::Deserialize;
-use serde_json::{json, Value};
-use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, Plugin, Verdict};
+use serde_json::json;
+use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, MessageKind, Plugin, Verdict};
 
-/// Built-in detectors: (name, pattern). Word boundaries are ASCII (`(?-u:\b)`): a
-/// Unicode `\b` keeps the regex engine off its fast DFA, and secrets are ASCII anyway.
-const BUILT_IN: &[(&str, &str)] = &[
-    ("pem-private-key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----"),
-    ("anthropic-key", r"(?-u:\b)sk-ant-[A-Za-z0-9_\-]{20,}"),
-    ("openai-key", r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
-    ("aws-access-key-id", r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)"),
-    ("aws-secret-access-key", r"(?i)aws_secret_access_key\s*[=:]\s*[A-Za-z0-9/+=]{40}"),
-    ("github-token", r"(?-u:\b)(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}(?-u:\b)"),
-    ("github-pat", r"(?-u:\b)github_pat_[A-Za-z0-9_]{22,}(?-u:\b)"),
-    ("slack-token", r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("bearer-token", r"(?i)(?-u:\b)bearer\s+[A-Za-z0-9\-._~+/]{16,}=*"),
-];
+use detect::Detectors;
+use json::{Malformed, Str};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,64 +42,238 @@ fn default_marker() -> String {
 pub struct SecretRedact {
     marker: String,
     arguments: bool,
-    any: RegexSet,
-    each: Vec<Regex>,
+    detectors: Detectors,
+}
+
+/// What scanning a message found.
+#[derive(Debug, PartialEq)]
+enum Scan {
+    /// Nothing to redact: the message goes on byte for byte.
+    Clean,
+    /// The message with `count` secrets replaced.
+    Redacted { text: String, count: usize },
 }
 
 impl SecretRedact {
     fn new(raw: RawConfig) -> Result<SecretRedact, String> {
-        let mut sources: Vec<String> = BUILT_IN.iter().map(|(_, p)| (*p).to_owned()).collect();
-        for (i, p) in raw.patterns.iter().enumerate() {
-            Regex::new(p).map_err(|e| format!("patterns[{i}]: {e}"))?;
-            sources.push(p.clone());
-        }
-        let any = RegexSet::new(&sources).map_err(|e| e.to_string())?;
-        let each = sources.iter().map(|s| Regex::new(s)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-        Ok(SecretRedact { marker: raw.marker, arguments: raw.arguments, any, each })
+        Ok(SecretRedact { marker: raw.marker, arguments: raw.arguments, detectors: Detectors::new(&raw.patterns)? })
     }
 
-    /// Replaces every secret in `text`; returns how many were replaced.
-    fn redact(&self, text: &mut String) -> usize {
-        let hits = self.any.matches(text);
-        if !hits.matched_any() {
-            return 0;
+    /// Scans every string of the raw message. Only strings the tripwire points
+    /// at (or every string, with a custom pattern it cannot speak for) are
+    /// decoded and searched, and in those only where it saw an anchor; the
+    /// output is built once, on the first secret, with the untouched stretches
+    /// copied as they came.
+    fn scan(&self, raw: &str) -> Result<Scan, Malformed> {
+        let d = &self.detectors;
+        let everything = d.scan_everything();
+        let mut hit = if everything { None } else { d.tripwire_at(raw, 0) };
+        if hit.is_none() && !everything {
+            return Ok(Scan::Clean);
         }
-        let mut count = 0;
-        for i in hits.iter() {
-            let found = self.each[i].find_iter(text).count();
-            if found > 0 {
-                count += found;
-                *text = self.each[i].replace_all(text, self.marker.as_str()).into_owned();
+        let mut out = Output { raw, marker: &self.marker, text: None, copied: 0, count: 0, keys: 0 };
+        let mut decoded = String::new();
+        let mut marks = Vec::new();
+        let mut from = 0;
+        while let Some(s) = json::next_string(raw, from)? {
+            from = s.close + 1;
+            // The tripwire is searched again only once the walk has passed its
+            // last hit: a search per string pointed at, not per string.
+            if hit.as_ref().is_some_and(|h| h.end <= s.open) {
+                hit = d.tripwire_at(raw, s.open);
+            }
+            let pointed_at = hit.as_ref().is_some_and(|h| h.start <= s.close);
+            if !(pointed_at || everything) {
+                continue;
+            }
+            let text = if s.escaped {
+                json::decode(raw, s, &mut decoded, &mut marks)?;
+                decoded.as_str()
+            } else {
+                marks.clear();
+                &raw[s.open + 1..s.close]
+            };
+            if everything {
+                out.rewrite(s, &marks, d.spans(text))?;
+                continue;
+            }
+            let mut starts = Starts::new(d, raw, s, text, &marks, hit.take());
+            out.rewrite(s, &marks, d.spans_at(text, &mut starts))?;
+            hit = starts.finish()?;
+        }
+        Ok(match out.text {
+            Some(mut text) => {
+                text.push_str(&raw[out.copied..]);
+                Scan::Redacted { text, count: out.count }
+            }
+            None => Scan::Clean,
+        })
+    }
+
+    /// Scans a message whose JSON-RPC id is `id` (as JSON text); an error says
+    /// why it must be refused.
+    fn check(&self, id: Option<&str>, message: &str) -> Result<Scan, String> {
+        // The id must come back as it went: a secret in it cannot be replaced.
+        if let Some(id) = id.filter(|id| id.starts_with('"')) {
+            let decoded: String = serde_json::from_str(id).unwrap_or_default();
+            if self.detectors.spans(&decoded).next().is_some() {
+                return Err("secret-redact: the message's id looks like a secret; refused".into());
             }
         }
-        count
+        // Warden passes only valid JSON, so a walk that fails is a bug somewhere: fail closed.
+        self.scan(message)
+            .map_err(|Malformed(why)| format!("secret-redact: the message cannot be scanned ({why}); refused"))
     }
 
-    /// Whether the raw message could hold a secret. JSON escapes (`\uXXXX`)
-    /// could hide one from the raw text, so those messages are always parsed.
-    fn might_hold_secret(&self, message: &str) -> bool {
-        message.contains("\\u") || message.contains("\\n") || self.any.is_match(message)
+    /// The verdict on a message from the side it is scanned for.
+    fn verdict(&self, ctx: &Context, message: &str, place: &str) -> Verdict {
+        match self.check(ctx.id.as_deref(), message) {
+            Ok(Scan::Clean) => Verdict::Forward,
+            Ok(Scan::Redacted { text, count }) => {
+                audit::emit(&json!({
+                    "type": "redaction",
+                    "method": ctx.method,
+                    "tool": ctx.tool,
+                    "id": ctx.id,
+                    "in": place,
+                    "count": count,
+                }));
+                Verdict::Modify(text)
+            }
+            Err(why) => mcp::deny(why),
+        }
+    }
+}
+
+/// The rewritten message, started on the first secret.
+struct Output<'r> {
+    raw: &'r str,
+    marker: &'r str,
+    text: Option<String>,
+    /// How much of the raw message is in `text` already.
+    copied: usize,
+    count: usize,
+    /// Secrets replaced in object keys so far.
+    keys: usize,
+}
+
+impl Output<'_> {
+    /// Replaces `spans` of string `s` (offsets into its decoded `text`).
+    fn rewrite(
+        &mut self,
+        s: Str,
+        marks: &[(usize, usize)],
+        spans: impl Iterator<Item = Range<usize>>,
+    ) -> Result<(), Malformed> {
+        let raw = self.raw;
+        let mut cursor = json::Cursor::new(raw, s, marks);
+        let key = json::is_key(raw, s.close);
+        for span in spans {
+            // What stays of the string is copied from the raw text, escapes as
+            // the server wrote them; only the secrets change.
+            let start = cursor.seek(span.start)?;
+            let out = self.text.get_or_insert_with(|| String::with_capacity(raw.len()));
+            out.push_str(&raw[self.copied..start]);
+            json::encode(self.marker, out);
+            if key {
+                // Two keys redacted alike would collide: each gets its own number.
+                self.keys += 1;
+                // Writing into a String cannot fail.
+                let _ = write!(out, "#{}", self.keys);
+            }
+            self.copied = cursor.seek(span.end)?;
+            self.count += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Where in one string detection must look: the decoded offsets of the
+/// tripwire's hits in it. A hit on a `\u` escape may be any character of an
+/// anchor, so the anchor may start up to its length before it: those offsets
+/// are tried too.
+struct Starts<'a> {
+    d: &'a Detectors,
+    raw: &'a str,
+    s: Str,
+    text: &'a str,
+    cursor: json::Cursor<'a>,
+    hit: Option<Range<usize>>,
+    /// Offsets still to give for the current hit, last first.
+    queued: Vec<usize>,
+    /// The last offset given: offsets only ascend.
+    last: Option<usize>,
+    error: Option<Malformed>,
+}
+
+impl<'a> Starts<'a> {
+    fn new(
+        d: &'a Detectors,
+        raw: &'a str,
+        s: Str,
+        text: &'a str,
+        marks: &'a [(usize, usize)],
+        hit: Option<Range<usize>>,
+    ) -> Starts<'a> {
+        let cursor = json::Cursor::new(raw, s, marks);
+        Starts { d, raw, s, text, cursor, hit, queued: Vec::new(), last: None, error: None }
     }
 
-    fn redact_value(&self, value: &mut Value) -> usize {
-        let mut count = 0;
-        mcp::rewrite_strings(value, &mut |s| {
-            let n = self.redact(s);
-            count += n;
-            n > 0
-        });
-        count
+    /// The first hit past this string, once every one in it has been given.
+    fn finish(mut self) -> Result<Option<Range<usize>>, Malformed> {
+        while self.next().is_some() {}
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.hit),
+        }
     }
+}
 
-    fn record(ctx: &Context, count: usize, place: &str) {
-        audit::emit(&json!({
-            "type": "redaction",
-            "method": ctx.method,
-            "tool": ctx.tool,
-            "id": ctx.id,
-            "in": place,
-            "count": count,
-        }));
+impl Iterator for Starts<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if let Some(at) = self.queued.pop() {
+                if self.last.is_none_or(|last| at > last) {
+                    self.last = Some(at);
+                    return Some(at);
+                }
+                continue;
+            }
+            let hit = match self.hit.take() {
+                Some(hit) if hit.start <= self.s.close => hit,
+                past => {
+                    self.hit = past;
+                    return None;
+                }
+            };
+            self.hit = self.d.tripwire_at(self.raw, hit.start + 1);
+            let at = match self.cursor.decoded_of(hit.start) {
+                Ok(at) => at,
+                Err(e) => {
+                    self.error = Some(e);
+                    self.hit = None;
+                    return None;
+                }
+            };
+            self.queued.push(at);
+            if self.raw.as_bytes()[hit.start] == b'\\' {
+                let before = self.text.get(..at).unwrap_or_default().char_indices().rev();
+                // Popped last first: the furthest back comes out first.
+                self.queued.extend(before.take(self.d.longest_anchor().saturating_sub(1)).map(|(i, _)| i));
+            }
+        }
+    }
+}
+
+/// Where in the exchange a message sits, for the audit event.
+fn place(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Request => "request",
+        MessageKind::Notification => "notification",
+        MessageKind::Response => "result",
+        MessageKind::Error => "error",
     }
 }
 
@@ -110,83 +282,34 @@ impl Plugin for SecretRedact {
         SecretRedact::new(config.parse()?)
     }
 
-    // Results are scanned on the way back; arguments only when asked to.
-    fn request_methods(&self) -> Vec<String> {
-        if self.arguments {
-            vec!["tools/call".into()]
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn response_methods(&self) -> Vec<String> {
-        vec!["tools/call".into(), "resources/read".into(), "prompts/get".into()]
+    // A server speaks in answers, in requests of its own and in notifications,
+    // under any method: all of them are scanned. (The registration cannot say
+    // "server to client only", so the client's requests arrive too and pass
+    // at once unless `arguments` is on.)
+    fn methods(&self) -> Vec<String> {
+        vec!["*".into()]
     }
 
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
-        if !self.arguments || ctx.direction != Direction::ClientToServer || ctx.method != "tools/call" {
-            return Verdict::Forward;
+        match ctx.direction {
+            Direction::ServerToClient => self.verdict(ctx, message, place(ctx.kind)),
+            Direction::ClientToServer if self.arguments && ctx.method == "tools/call" => {
+                self.verdict(ctx, message, "arguments")
+            }
+            Direction::ClientToServer => Verdict::Forward,
         }
-        if !self.might_hold_secret(message) {
-            return Verdict::Forward;
-        }
-        let Some(mut call) = mcp::tool_call(message) else { return Verdict::Forward };
-        let count = self.redact_value(&mut call.arguments);
-        if count == 0 {
-            return Verdict::Forward;
-        }
-        Self::record(ctx, count, "arguments");
-        mcp::set_arguments(message, call.arguments)
     }
 
     fn on_response(&mut self, ctx: &Context, message: &str) -> Verdict {
-        if ctx.direction != Direction::ServerToClient || !self.might_hold_secret(message) {
-            return Verdict::Forward;
+        match ctx.direction {
+            Direction::ServerToClient => self.verdict(ctx, message, place(ctx.kind)),
+            // The client's answers to the server's requests are the client's own.
+            Direction::ClientToServer => Verdict::Forward,
         }
-        let mut count = 0;
-        let verdict = mcp::rewrite_result(message, |result| {
-            count = self.redact_value(result);
-            count > 0
-        });
-        if count > 0 {
-            Self::record(ctx, count, "result");
-        }
-        verdict
     }
 }
 
 export_plugin!(SecretRedact);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn redactor() -> SecretRedact {
-        SecretRedact::new(RawConfig { marker: "[X]".into(), arguments: false, patterns: vec!["corp-[0-9]{6}".into()] })
-            .unwrap()
-    }
-
-    #[test]
-    fn finds_the_usual_credentials() {
-        let r = redactor();
-        for secret in [
-            "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
-            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
-            "AKIAIOSFODNN7EXAMPLE",
-            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-            "Bearer eyJhbGciOiJIUzI1NiJ9.abc.def",
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
-            "corp-123456",
-        ] {
-            let mut text = format!("key: {secret} end");
-            assert_eq!(r.redact(&mut text), 1, "{secret}");
-            assert_eq!(text, "key: [X] end");
-        }
-    }
-
-    #[test]
-    fn leaves_ordinary_text_alone() {
-        let mut text = "the skies are clear; ask-me-anything".to_owned();
-        assert_eq!(redactor().redact(&mut text), 0);
-    }
-}
+mod tests;
