@@ -737,7 +737,14 @@ impl Relay {
     }
 
     /// Sends a piece of a streaming message, in order with everything before it.
+    /// A stdio line holds no LF; a lone CR in it, which some stdio readers
+    /// take for a line end, goes on as a space (it can only be whitespace
+    /// where a peer would not refuse the line anyway).
     async fn push(&mut self, travel: Direction, item: Outgoing) {
+        let item = match item {
+            Outgoing::Part(part) => Outgoing::Part(jsonrpc::one_line(part)),
+            Outgoing::Message(last) => Outgoing::Message(jsonrpc::one_line(last)),
+        };
         let tx = match travel {
             Direction::ClientToServer => self.to_upstream.as_ref(),
             Direction::ServerToClient => Some(&self.to_client),

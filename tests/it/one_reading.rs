@@ -186,3 +186,34 @@ fn over_http_ids_match_by_value_and_duplicates_are_refused() {
     assert_eq!(refused.status, 400, "{refused:?}");
     assert_eq!(error_of(&refused.answer()).0, -32600);
 }
+
+/// JSON allows line breaks between tokens; a stdio server ends a message at
+/// each. An HTTP body that hides a second call behind one must reach the
+/// child as the one message the plugins judged, and a pretty-printed request
+/// must be answered (it hung: the child read only fragments).
+#[test]
+fn line_breaks_in_an_http_body_smuggle_nothing_to_a_stdio_server() {
+    let plugins = examples();
+    let gw = crate::common::http::Gateway::start(Some(plugins.path()), &[]);
+    let session = gw.open();
+    let version = [("mcp-protocol-version", "2025-06-18")];
+    for (id, hidden) in [
+        (1, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything","arguments":{}}}"#),
+        (
+            2,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/etc/passwd","content":"pwn"}}}"#,
+        ),
+    ] {
+        for newline in ["\n", "\r", "\r\n"] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"judged"}}}},"x":{newline}{hidden}{newline}}}"#
+            );
+            let answer = gw.post(Some(&session), &body, &version);
+            assert_eq!(answer.status, 200, "{answer:?}");
+            assert_eq!(text_of(&answer.answer()), "judged", "{newline:?}: {}", answer.body);
+        }
+    }
+    let pretty = serde_json::to_string_pretty(&serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "pretty"}}})).expect("json");
+    let answer = gw.post(Some(&session), &pretty, &version);
+    assert_eq!(text_of(&answer.answer()), "pretty", "{}", answer.body);
+}

@@ -158,9 +158,16 @@ impl ParseError {
 
 impl Message {
     /// Reads one message, checked throughout. The bytes are kept, not copied.
+    ///
+    /// A message is also made one line: JSON allows CR and LF between tokens
+    /// (a pretty-printed HTTP body), but a stdio peer ends a message at each
+    /// (some at a lone CR too), and would read the pieces as messages of their
+    /// own that no plugin judged. The strict reader refuses them inside
+    /// strings, so every CR or LF left is whitespace: each becomes a space,
+    /// which keeps the meaning and every offset.
     pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
         let head = parse_head(&raw)?;
-        Ok(Message { raw, head })
+        Ok(Message { raw: one_line(raw), head })
     }
 
     /// The message under another id (JSON text), the rest byte for byte.
@@ -177,6 +184,21 @@ impl Message {
             _ => self.raw.clone(),
         }
     }
+}
+
+/// `raw` with every CR and LF turned into a space (copied only if it has any).
+/// Only for text whose strings hold none (checked JSON, or a stdio line).
+pub fn one_line(raw: Bytes) -> Bytes {
+    if memchr::memchr2(b'\n', b'\r', &raw).is_none() {
+        return raw;
+    }
+    let mut flat = raw.to_vec();
+    for byte in &mut flat {
+        if matches!(*byte, b'\n' | b'\r') {
+            *byte = b' ';
+        }
+    }
+    Bytes::from(flat)
 }
 
 /// Reads kind, id, method and tool name out of one JSON-RPC message, checking
@@ -532,7 +554,8 @@ pub fn error_response(id: Option<&str>, code: i32, message: &str, data: Option<&
 
 /// Builds a result response from a JSON text the caller has checked.
 pub fn result_response(id: &str, result: &RawValue) -> Bytes {
-    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get()))
+    // A plugin's result may be pretty-printed: one line, as every message.
+    one_line(Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get())))
 }
 
 /// `error.code` of an error answer, read as a number (never searched for in
