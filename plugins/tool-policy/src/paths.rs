@@ -30,6 +30,9 @@ pub fn forms(value: &str) -> Vec<String> {
     for candidate in [Some(visible), decoded.as_deref()].into_iter().flatten() {
         let (prefix, path, is_file) = split_uri(candidate);
         let normal = normalize(path);
+        if let Some(through) = through_proc(&normal.path) {
+            add(&mut forms, through);
+        }
         add(&mut forms, format!("{prefix}{}", normal.path));
         if is_file {
             // `file:///etc/passwd?x` names `/etc/passwd`.
@@ -40,6 +43,21 @@ pub fn forms(value: &str) -> Vec<String> {
         }
     }
     forms
+}
+
+/// Linux's `/proc/<pid>/root` is a link to that process's root and
+/// `/proc/<pid>/cwd` to its working folder: `/proc/self/root/etc/passwd` is
+/// `/etc/passwd`, and a path under `cwd` could be anywhere, so it is also
+/// matched as if rooted there.
+fn through_proc(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (process, rest) = rest.split_once('/')?;
+    let is_process = matches!(process, "self" | "thread-self") || process.bytes().all(|b| b.is_ascii_digit());
+    let below = rest.strip_prefix("root").or_else(|| rest.strip_prefix("cwd"))?;
+    if !is_process || !(below.is_empty() || below.starts_with('/')) {
+        return None;
+    }
+    Some(if below.is_empty() { "/".to_owned() } else { below.to_owned() })
 }
 
 fn add(forms: &mut Vec<String>, form: String) {
@@ -152,6 +170,14 @@ mod tests {
 
     fn has(value: &str, form: &str) -> bool {
         forms(value).iter().any(|f| f == form)
+    }
+
+    #[test]
+    fn proc_links_to_a_root_are_followed() {
+        assert!(has("/proc/self/root/etc/passwd", "/etc/passwd"));
+        assert!(has("/proc/1/root/etc/shadow", "/etc/shadow"));
+        assert!(has("/proc/thread-self/cwd/etc/x", "/etc/x"));
+        assert!(!has("/proc/self/rootless/etc/x", "/etc/x"));
     }
 
     #[test]
