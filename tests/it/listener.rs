@@ -158,3 +158,65 @@ fn shutdown_drains_calls_in_flight() {
     assert!(status.success(), "exit {status}; stderr:\n{}", gw.stderr());
     assert!(gw.stderr().contains("letting calls in flight finish"), "{}", gw.stderr());
 }
+
+/// Out of file descriptors, the accept loop backs off instead of spinning,
+/// logs the failure rarely, and serves again once descriptors are free.
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
+    let p = crate::common::paths();
+    let fixture = p.fixture.display().to_string();
+    let warden = p.warden.display().to_string();
+    let cache = p.cache.display().to_string();
+    let script = format!("ulimit -n 64 && exec {warden} serve --listen 127.0.0.1:0 --cache-dir {cache} -- {fixture}");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("WARDEN_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on http://".len()..];
+                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let address = rx.recv_timeout(PATIENCE).expect("listening");
+    // Far more idle connections than descriptors.
+    let held: Vec<TcpStream> = (0..120).filter_map(|_| TcpStream::connect(&address).ok()).collect();
+    let failures = || log.lock().unwrap().matches("accept failed").count();
+    let deadline = Instant::now() + PATIENCE;
+    while failures() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(failures() > 0, "the descriptor table never filled: {}", log.lock().unwrap());
+    // A second of being out of descriptors: a line or two, not thousands.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(failures() <= 5, "{} accept-failure lines in a second", failures());
+    drop(held);
+    // Descriptors free again (idle ones time out too): a request is served.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(mut s) = TcpStream::connect(&address) {
+            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            let _ = s.write_all(b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 404") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never served again: {}", log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

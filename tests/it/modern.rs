@@ -242,3 +242,16 @@ fn python_sdk_clients_of_both_eras_reach_a_modern_only_server() {
         assert_eq!(seen["concurrent"].as_array().map(Vec::len), Some(24), "{mode}");
     }
 }
+
+/// HTTP 404 is for an unknown method, read from the error's code: a tool
+/// named `-32601` (or a message that mentions it) is no such thing.
+#[test]
+fn not_found_is_read_from_the_error_code_not_searched_for() {
+    let gw = Gateway::start(None, &[]);
+    let body = request(json!(1), "tools/call", json!({"name": "-32601", "arguments": {}}));
+    let answer = post(&gw, &body, "tools/call", Some("-32601"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.answer()["error"]["code"], -32602, "{answer:?}");
+    let unknown = request(json!(2), "no/such/method", json!({}));
+    assert_eq!(post(&gw, &unknown, "no/such/method", None).status, 404);
+}
