@@ -150,7 +150,7 @@ struct ServeArgs {
     max_sessions_per_caller: usize,
     /// Most 2026-07-28 upstream sessions (one per set of client
     /// capabilities) one caller holds; past it, its least recently used idle one is closed.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 32)]
     max_backings_per_caller: usize,
     /// Most TCP connections open at once; one more gets `503` and is closed.
     #[arg(long, default_value_t = 1024)]

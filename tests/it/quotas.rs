@@ -100,3 +100,70 @@ fn one_modern_caller_cannot_fill_the_lane() {
     assert!(gw.log_contains("closed to make room"), "{}", gw.stderr());
     assert_eq!(text_of(&modern(100, &BOB)), "call 100");
 }
+
+fn modern_post(gw: &Gateway, id: u64, params: Value, capabilities: Value, auth: &[(&str, &str)]) -> (u16, Value) {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}});
+    let name = params["name"].as_str().unwrap_or_default().to_owned();
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", &name)];
+    headers.extend_from_slice(auth);
+    let answer = gw.post(None, &body.to_string(), &headers);
+    (answer.status, answer.answer())
+}
+
+/// A paused call's `requestState` is its caller's: another caller cannot
+/// finish it (nor use it up), and its own caller still can.
+#[test]
+fn a_request_state_belongs_to_its_caller() {
+    let (gw, _dir) = with_tokens(&[]);
+    let sampler = json!({"sampling": {}});
+    let (_, first) = modern_post(&gw, 1, json!({"name": "ask_client", "arguments": {}}), sampler.clone(), &ALICE);
+    let state = first["result"]["requestState"].as_str().expect("input_required").to_owned();
+    let answer = json!({"input": {"role": "assistant", "content": {"type": "text", "text": "hello"}, "model": "m"}});
+    let retry = json!({"name": "ask_client", "arguments": {}, "requestState": state, "inputResponses": answer});
+    let (status, stolen) = modern_post(&gw, 2, retry.clone(), json!({}), &BOB);
+    assert_eq!((status, stolen["error"]["code"].as_i64()), (400, Some(-32602)), "{stolen}");
+    let wrong = json!({"name": "echo", "arguments": {}, "requestState": state});
+    let (status, _) = modern_post(&gw, 3, wrong, sampler.clone(), &ALICE);
+    assert_eq!(status, 400, "a wrong retry is refused");
+    let (_, done) = modern_post(&gw, 4, retry, sampler, &ALICE);
+    assert_eq!(text_of(&done), "client said: hello", "{done}");
+}
+
+/// Calls that park on upstream sessions of their own count against their
+/// caller's quota, every one: a caller cannot start processes without bound,
+/// and the refusal is clear.
+#[test]
+fn leased_upstream_sessions_count_against_the_caller() {
+    let (gw, _dir) = with_tokens(&["--max-backings-per-caller", "3"]);
+    let mut refused = None;
+    for i in 0..6 {
+        let capabilities = json!({"sampling": {}, "experimental": {format!("s{i}"): {}}});
+        let (status, answer) =
+            modern_post(&gw, i, json!({"name": "ask_client", "arguments": {}}), capabilities, &ALICE);
+        if answer["result"]["resultType"] != "input_required" {
+            refused = Some((status, answer));
+            break;
+        }
+    }
+    let (_, answer) = refused.expect("a fourth parked call is refused");
+    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("max-backings-per-caller"), "{answer}");
+    // Bob is not held up by alice's parked calls.
+    let (_, bob) = modern_post(&gw, 9, json!({"name": "echo", "arguments": {"text": "bob"}}), json!({}), &BOB);
+    assert_eq!(text_of(&bob), "bob");
+}
+
+/// 2026-07-28 has no handshake: `initialize` in that lane is an unknown method.
+#[test]
+fn the_stateless_lane_has_no_initialize() {
+    let gw = Gateway::start(None, &[]);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2026-07-28", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}}});
+    let answer =
+        gw.post(None, &body.to_string(), &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "initialize")]);
+    assert_eq!(answer.status, 404, "{answer:?}");
+    assert_eq!(answer.answer()["error"]["code"], -32601);
+}

@@ -188,13 +188,17 @@ impl Modern {
             // The core defines no client notifications over HTTP.
             return Outcome::Accepted;
         };
+        if matches!(facts.method.as_str(), jsonrpc::method::INITIALIZE | "notifications/initialized") {
+            let why = "2026-07-28 has no initialize handshake";
+            return refused(hyper::StatusCode::NOT_FOUND, Some(&client_id), code::METHOD_NOT_FOUND, why);
+        }
         let era = match self.era.get_or_try_init(|| probe(gateway)).await {
             Ok(era) => *era,
             Err(why) => return failed(&client_id, &why),
         };
         if era == UpstreamEra::Legacy {
             if let Some(state) = facts.request_state.as_deref() {
-                return self.resume(&client_id, &facts, state);
+                return self.resume(&client_id, &facts, state, &owner);
             }
         }
         // Callers never share an upstream session (plugins see one caller per session).
@@ -257,15 +261,24 @@ impl Modern {
 
     /// A retry carrying `requestState`: its input goes to the upstream's
     /// waiting request, and the retry takes over the parked call.
-    fn resume(self: &Arc<Self>, client_id: &str, facts: &Facts, state: &str) -> Outcome {
-        let Some(mut parked) = lock(&self.parked).remove(state) else {
+    fn resume(self: &Arc<Self>, client_id: &str, facts: &Facts, state: &str, owner: &str) -> Outcome {
+        let mut parked_calls = lock(&self.parked);
+        // Another caller's handle does not exist for this one (and using it
+        // wrongly does not use it up: its own caller may still retry).
+        let mine = parked_calls.get(state).filter(|p| &*p.call.backing.session.owner == owner);
+        let Some(found) = mine else {
             let why = "requestState is unknown, used or expired; send the request again without it";
             return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), code::INVALID_PARAMS, why);
         };
-        if parked.call.method != facts.method || parked.call.name != facts.name {
+        if found.call.method != facts.method || found.call.name != facts.name {
             let why = "requestState belongs to another request";
             return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), code::INVALID_PARAMS, why);
         }
+        let Some(mut parked) = parked_calls.remove(state) else {
+            let why = "requestState is unknown, used or expired; send the request again without it";
+            return refused(hyper::StatusCode::BAD_REQUEST, Some(client_id), code::INVALID_PARAMS, why);
+        };
+        drop(parked_calls);
         parked.call.client_id = client_id.to_owned();
         let (out, events) = mpsc::unbounded_channel();
         let responses: Option<Value> = facts.input_responses.as_deref().and_then(|r| serde_json::from_str(r).ok());
@@ -334,7 +347,22 @@ impl Modern {
         };
         let backing = match idle {
             Some(backing) => backing,
-            None => Backing::open(gateway, UpstreamEra::Legacy, facts, caller, owner).await?,
+            None => {
+                // Every upstream session is a process: a caller's count (leased
+                // ones included, this one too) and the lane's are bounded.
+                let per_owner = gateway.options().max_backings_per_caller;
+                let (mine, all) = self.backing_count(&owner);
+                if mine > per_owner {
+                    return Err(format!(
+                        "this caller has {per_owner} upstream sessions in use (--max-backings-per-caller)"
+                    ));
+                }
+                if all > gateway.options().max_sessions {
+                    let limit = gateway.options().max_sessions;
+                    return Err(format!("the 2026-07-28 lane has {limit} upstream sessions in use (--max-sessions)"));
+                }
+                Backing::open(gateway, UpstreamEra::Legacy, facts, caller, owner).await?
+            }
         };
         Ok(Lease { pool, backing, spoiled: AtomicBool::new(false), _permit: permit })
     }
@@ -362,6 +390,26 @@ impl Modern {
         let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts, caller, owner)).await?;
         backing.session.touch();
         Ok(backing.clone())
+    }
+
+    /// Upstream sessions of the lane held by `owner` and by everyone: shared
+    /// backings, and the leased ones of every pool (lent out or idle).
+    fn backing_count(&self, owner: &str) -> (usize, usize) {
+        let (mut mine, mut all) = (0, 0);
+        for (key, cell) in lock(&self.backings).iter() {
+            if cell.get().is_some() {
+                all += 1;
+                mine += usize::from(&*key.owner == owner);
+            }
+        }
+        for (key, pool) in lock(&self.pools).iter() {
+            let held = MAX_LEASED - pool.permits.available_permits() + lock(&pool.idle).len();
+            all += held;
+            if &*key.owner == owner {
+                mine += held;
+            }
+        }
+        (mine, all)
     }
 
     /// Closes idle backings until `owner` may have one more (at most
