@@ -363,3 +363,47 @@ fn clients_need_a_bearer_token_and_plugins_see_who_calls() {
         other => panic!("GET /sse without a token: {:?}", other.map(|r| r.status())),
     }
 }
+
+/// A batch member cancelled in the same batch is owed nothing; the other
+/// members still get their answers (all were lost to a 502 before).
+#[test]
+fn a_cancelled_batch_member_does_not_cost_the_others_their_answers() {
+    let gw = Gateway::start(None, &[]);
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let session = gw.post(None, &init.to_string(), &[]).session.expect("session id");
+    let version = [("mcp-protocol-version", "2025-03-26")];
+    gw.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &version);
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "keep"}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow", "arguments": {}}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}
+    ]);
+    let answer = gw.post(Some(&session), &batch.to_string(), &version);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answers = answer.answer();
+    let answers = answers.as_array().unwrap_or_else(|| panic!("an array: {answers}"));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(text_of(&answers[0]), "keep");
+}
+
+/// A POST whose request its client cancels ends saying so, not that the
+/// session ended (it lives on).
+#[test]
+fn a_cancelled_call_is_not_reported_as_a_dead_session() {
+    let gw = std::sync::Arc::new(Gateway::start(None, &[]));
+    let session = gw.open();
+    let (gw2, session2) = (gw.clone(), session.clone());
+    let slow = std::thread::spawn(move || gw2.call(&session2, 7, "slow", json!({})));
+    // Cancelled until its POST ends (a cancel that lands before the call is in flight cancels nothing).
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#;
+    let version = [("mcp-protocol-version", "2025-06-18")];
+    let deadline = std::time::Instant::now() + crate::common::PATIENCE;
+    while !slow.is_finished() && std::time::Instant::now() < deadline {
+        gw.post(Some(&session), cancel, &version);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let answer = slow.join().expect("slow call");
+    assert_eq!(answer.status, 409, "{answer:?}");
+    assert!(answer.body.contains("cancelled"), "{answer:?}");
+    assert_eq!(text_of(&gw.call(&session, 8, "echo", json!({"text": "alive"})).answer()), "alive");
+}

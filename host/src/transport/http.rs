@@ -231,7 +231,7 @@ async fn post(
         Err(e) => return refused_call(e),
     };
     let Some(first) = rx.recv().await else {
-        return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering");
+        return ended_unanswered(&session);
     };
     let mut response = if first.last && accepts_json {
         // Only the answer: plain JSON.
@@ -242,7 +242,7 @@ async fn post(
         // A JSON-only client: wait for the answer; other messages go to the GET stream next time.
         match final_answer(first, &mut rx).await {
             Some(answer) => json(StatusCode::OK, answer),
-            None => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering"),
+            None => return ended_unanswered(&session),
         }
     };
     if is_initialize {
@@ -251,6 +251,16 @@ async fn post(
         }
     }
     response
+}
+
+/// A call's stream ended without its answer: the session ended, or (while it
+/// lives) the client cancelled the call, which is then owed no answer.
+fn ended_unanswered(session: &crate::serve::HttpSession) -> Response<Body> {
+    if session.ended() {
+        error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering")
+    } else {
+        error(StatusCode::CONFLICT, code::INVALID_REQUEST, "the request was cancelled before it was answered")
+    }
 }
 
 /// A 2026-07-28 request: no session; its mirrored headers must agree with

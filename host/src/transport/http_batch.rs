@@ -103,17 +103,29 @@ pub(super) async fn post(
         };
     }
     // The first event of every call: if each is its answer, one JSON array will do.
+    // A call whose stream ends with nothing while the session lives was
+    // cancelled: it is owed nothing, and the other members still are.
     let mut firsts = Vec::with_capacity(calls.len());
-    for rx in &mut calls {
+    let mut live = Vec::with_capacity(calls.len());
+    for mut rx in calls {
         match rx.recv().await {
-            Some(event) => firsts.push(event),
+            Some(event) => {
+                firsts.push(event);
+                live.push(rx);
+            }
+            None if !session.ended() => {}
             None => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the session ended before answering"),
         }
+    }
+    let mut calls = live;
+    if firsts.is_empty() && answers.is_empty() {
+        return empty(StatusCode::ACCEPTED);
     }
     if accepts.json && (firsts.iter().all(|e| e.last) || !accepts.sse) {
         for (first, rx) in firsts.into_iter().zip(&mut calls) {
             match final_answer(first, rx).await {
                 Some(message) => answers.push(message),
+                None if !session.ended() => {}
                 None => {
                     let why = "the session ended before answering";
                     return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, why);
