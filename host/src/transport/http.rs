@@ -122,16 +122,26 @@ fn unauthorized() -> Response<Body> {
     response
 }
 
+/// The most of a too-large body read before it is refused (see [`read_body`]).
+const DRAIN_BYTES: u64 = 1 << 20;
+
 /// Reads a request body up to the configured limit (413 past it, or at once
 /// when its `Content-Length` says so) within the body timeout (408 past it).
 pub(super) async fn read_body(gateway: &Gateway, body: Incoming) -> Result<Bytes, Response<Body>> {
     use hyper::body::Body as _;
     let limit = gateway.options().max_body_bytes;
-    if body.size_hint().lower() > limit as u64 {
+    let timeout = gateway.options().limits.body_timeout;
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        // A modest excess is read (and dropped) first, so that a client still
+        // writing it reads the 413 rather than a broken pipe; a huge one is
+        // refused at once.
+        if announced <= DRAIN_BYTES {
+            let _ = tokio::time::timeout(timeout, body.collect()).await;
+        }
         let text = format!("request body exceeds the {limit}-byte limit");
         return Err(error(StatusCode::PAYLOAD_TOO_LARGE, code::MESSAGE_TOO_LARGE, &text));
     }
-    let timeout = gateway.options().limits.body_timeout;
     let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
         let text = format!("request body not received within {timeout:?}");
         return Err(error(StatusCode::REQUEST_TIMEOUT, code::INVALID_REQUEST, &text));
