@@ -220,3 +220,42 @@ fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Sends one raw request (closing the connection after it) and reads the status line.
+fn raw_status(gw: &Gateway, head: &str) -> String {
+    let mut s = connect(gw);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let request = format!(
+        "{head}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).expect("write");
+    read_to_close(&mut s).lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_host_or_origin_that_names_two_hosts_is_refused() {
+    let gw = Gateway::start(None, &[]);
+    assert!(raw_status(&gw, "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1").starts_with("HTTP/1.1 200"));
+    for head in [
+        // Split on the first ':', these read as loopback; they are not.
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:80@evil.example",
+        "POST /mcp HTTP/1.1\r\nHost: [::1]evil.example",
+        // Two Host headers: which one would a rebinding page's resolver have used?
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example",
+        // An absolute-form target names a second host beside Host.
+        "POST http://evil.example/mcp HTTP/1.1\r\nHost: 127.0.0.1",
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://localhost\r\nOrigin: http://evil.example",
+    ] {
+        let status = raw_status(&gw, head);
+        assert!(status.starts_with("HTTP/1.1 400"), "{head:?}: {status}");
+    }
+    for head in [
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1:80@evil.example",
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://localhost@evil.example",
+    ] {
+        let status = raw_status(&gw, head);
+        assert!(status.starts_with("HTTP/1.1 403"), "{head:?}: {status}");
+    }
+    assert!(gw.log_contains("Host given twice"), "{}", gw.stderr());
+}

@@ -56,7 +56,7 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Origins allowed besides loopback ones; `*` allows any.
     pub allowed_origins: Vec<String>,
-    /// `Host` values allowed besides loopback names (see [`crate::transport::http`]).
+    /// `Host` values allowed besides loopback names (see [`crate::transport::http_guard`]).
     pub allowed_hosts: Vec<String>,
     /// Sessions idle this long are closed and their upstream stopped.
     pub session_idle: Duration,

@@ -1,6 +1,7 @@
 //! The Streamable HTTP listener (legacy era, 2025-03-26 to 2025-11-25), on hyper.
 //!
-//! Checks come first and in this order: `Origin` (403), method and path
+//! Checks come first and in this order: the target, `Host` and `Origin`
+//! ([`http_guard`]: 400/403), method and path
 //! (405/404), body size (413), content type (415), `Accept` (406),
 //! `MCP-Protocol-Version` (400), the session (400/404). Only then does a
 //! message reach its session.
@@ -18,13 +19,14 @@ use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE,
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
+use super::http_guard::{self, Refusal};
 use super::{http_batch, http_sse};
 use crate::era;
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Transport;
 use crate::serve::listener::{stopped, Held};
 use crate::serve::streams::{Event, EventId, Receiver};
-use crate::serve::{Gateway, Outcome, ServeOptions, SessionError};
+use crate::serve::{Gateway, Outcome, SessionError};
 
 /// The session header (names are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -74,13 +76,18 @@ pub async fn serve_connection(
 
 async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let headers = request.headers();
-    if !host_allowed(headers.get(HOST), gateway.options()) {
-        tracing::warn!(host = ?headers.get(HOST), "request for a foreign host refused");
-        return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "host not allowed");
-    }
-    if let Some(origin) = headers.get(ORIGIN) {
-        if !origin_allowed(origin, &gateway.options().allowed_origins) {
-            tracing::warn!(origin = ?origin, "request from a foreign origin refused");
+    match http_guard::check(request.uri(), headers, gateway.options()) {
+        Ok(()) => {}
+        Err(Refusal::Malformed(why)) => {
+            tracing::warn!(host = ?headers.get(HOST), "request refused: {why}");
+            return error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, why);
+        }
+        Err(Refusal::ForeignHost) => {
+            tracing::warn!(host = ?headers.get(HOST), "request for a foreign host refused");
+            return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "host not allowed");
+        }
+        Err(Refusal::ForeignOrigin) => {
+            tracing::warn!(origin = ?headers.get(ORIGIN), "request from a foreign origin refused");
             return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "origin not allowed");
         }
     }
@@ -390,46 +397,6 @@ fn check_version(headers: &HeaderMap) -> Option<Response<Body>> {
     })
 }
 
-/// DNS rebinding defence: a listener on a loopback address answers only to
-/// loopback host names (and those listed); elsewhere, to those listed, or any.
-fn host_allowed(host: Option<&HeaderValue>, options: &ServeOptions) -> bool {
-    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
-        // HTTP/1.1 requires Host; a request without one names no foreign host.
-        return host.is_none();
-    };
-    if options.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(host) || a == "*") {
-        return true;
-    }
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    if is_loopback_name(name) {
-        return true;
-    }
-    options.allowed_hosts.is_empty() && !options.listen.ip().is_loopback()
-}
-
-fn is_loopback_name(name: &str) -> bool {
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Loopback origins are always allowed (a local client); others only when listed.
-fn origin_allowed(origin: &HeaderValue, allowed: &[String]) -> bool {
-    let Ok(origin) = origin.to_str() else { return false };
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
-        return true;
-    }
-    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
-        return false;
-    };
-    let host = match rest.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => rest.split(':').next().unwrap_or_default(),
-    };
-    is_loopback_name(host)
-}
-
 /// Whether a `Content-Type` names this media type (parameters aside; the
 /// type is compared whole, never searched for).
 fn header_has(headers: &HeaderMap, name: hyper::header::HeaderName, media: &str) -> bool {
@@ -582,44 +549,4 @@ pub(super) fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()).boxed());
     *response.status_mut() = status;
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_origins_pass_and_foreign_ones_do_not() {
-        let ok = |o: &str, allowed: &[&str]| {
-            let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
-            origin_allowed(&HeaderValue::from_str(o).unwrap(), &allowed)
-        };
-        assert!(ok("http://localhost:3000", &[]));
-        assert!(ok("http://127.0.0.1", &[]));
-        assert!(ok("http://[::1]:8080", &[]));
-        assert!(!ok("http://evil.example", &[]));
-        assert!(!ok("http://localhost.evil.example", &[]));
-        assert!(!ok("null", &[]));
-        assert!(ok("https://app.example.com", &["https://app.example.com"]));
-    }
-
-    #[test]
-    fn a_loopback_listener_answers_only_to_loopback_hosts() {
-        let options = |listen: &str, hosts: &[&str]| ServeOptions {
-            listen: listen.parse().unwrap(),
-            allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
-            ..crate::serve::tests::options()
-        };
-        let ok = |host: &str, o: &ServeOptions| host_allowed(Some(&HeaderValue::from_str(host).unwrap()), o);
-        let local = options("127.0.0.1:8080", &[]);
-        for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "localhost", "LOCALHOST:1"] {
-            assert!(ok(host, &local), "{host}");
-        }
-        for host in ["evil.example", "evil.example:8080", "localhost.evil.example:8080", "10.0.0.1:8080"] {
-            assert!(!ok(host, &local), "{host}");
-        }
-        assert!(ok("mcp.internal:8080", &options("127.0.0.1:8080", &["mcp.internal:8080"])));
-        assert!(ok("anything.example", &options("0.0.0.0:8080", &[])));
-        assert!(!ok("anything.example", &options("0.0.0.0:8080", &["mcp.example.com"])));
-    }
 }
