@@ -214,8 +214,8 @@ async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("  wit:       warden:interceptor@{} ({served})", plugin.wit_version());
             println!("  exports:   {}", exports.join(", "));
             println!("  imports:   {}", imports.join(", "));
-            println!("  requests:  {:?}", plugin.registered.0);
-            println!("  responses: {:?}", plugin.registered.1);
+            println!("  requests:  {}", plugin.requests.describe());
+            println!("  responses: {}", plugin.responses.describe());
             println!(
                 "  config:    {} (init accepted it)",
                 if manifest_path.exists() { manifest_path.display().to_string() } else { "none".to_owned() }

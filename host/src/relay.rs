@@ -493,7 +493,7 @@ impl Relay {
             }
         }
         self.refresh();
-        let (outcome, stopped_at) = if self.instances.chain().wants_request(method) {
+        let (outcome, stopped_at) = if self.instances.chain().wants_request(method, from) {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             self.instances.on_request(cx, &message).await
         } else {
@@ -578,7 +578,7 @@ impl Relay {
         let retiring = generation != self.instances.chain().generation();
         let outcome = {
             let instances = self.instances_of(generation);
-            if !instances.chain().wants_response(&method) {
+            if !instances.chain().wants_response(&method, from) {
                 if retiring {
                     self.release_retired();
                 }
@@ -797,7 +797,7 @@ impl Relay {
         let chain = self.instances.chain().clone();
         match &head.method {
             Some(method) => {
-                let quiet = !chain.wants_request(method) && !chain.wants_response(method);
+                let quiet = !chain.wants_request(method, from) && !chain.wants_response(method, opposite(from));
                 let special = matches!(method.as_str(), jsonrpc::method::INITIALIZE | jsonrpc::method::CANCELLED);
                 let pending = self.pending(from);
                 if !quiet || special || pending.len() >= MAX_PENDING || pending.contains_key(&id) {
@@ -814,7 +814,7 @@ impl Relay {
                 let pending = self.answered(from).get(&id)?;
                 // An answer under an id written otherwise than the request's is
                 // gathered, so that it can go back under the asker's spelling.
-                if chain.wants_response(&pending.method)
+                if chain.wants_response(&pending.method, from)
                     || pending.method == jsonrpc::method::INITIALIZE
                     || pending.raw_id != raw_id
                 {

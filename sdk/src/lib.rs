@@ -2,10 +2,10 @@
 //!
 //! A plugin is a type that implements [`Plugin`]; every hook defaults to
 //! "forward", so a plugin only writes the hooks it needs. [`export_plugin!`]
-//! turns it into a `warden:interceptor@0.2.0` component.
+//! turns it into a `warden:interceptor@0.3.0` component.
 //!
 //! ```no_run
-//! use warden_sdk::{export_plugin, mcp, Config, Context, Plugin, Verdict};
+//! use warden_sdk::{export_plugin, mcp, Config, Context, Interest, Plugin, Verdict};
 //!
 //! /// Refuses every call to the `shell` tool.
 //! struct NoShell;
@@ -15,13 +15,15 @@
 //!         Ok(NoShell)
 //!     }
 //!
-//!     fn methods(&self) -> Vec<String> {
-//!         vec!["tools/call".into()]
+//!     // Calls from the client, decided on the tool name alone: Warden
+//!     // hands this hook the context and no message text.
+//!     fn requests(&self) -> Interest {
+//!         Interest::new(vec!["tools/call".into()]).from_client().context_only()
 //!     }
 //!
 //!     // It only decides on calls: Warden need not show it the answers.
-//!     fn response_methods(&self) -> Vec<String> {
-//!         Vec::new()
+//!     fn responses(&self) -> Interest {
+//!         Interest::new(Vec::new())
 //!     }
 //!
 //!     fn on_request(&mut self, ctx: &Context, _message: &str) -> Verdict {
@@ -63,8 +65,32 @@ pub mod __private {
 }
 
 pub use bindings::warden::interceptor::types::{
-    Caller, Context, Direction, MessageKind, Registration, RpcError, Verdict,
+    Body, Caller, Context, Direction, Directions, ErrorFacts, Interest, MessageKind, Outcome, Registration, RpcError,
+    Verdict,
 };
+
+impl Interest {
+    /// These methods, both ways, whole bodies.
+    pub fn new(methods: Vec<String>) -> Interest {
+        Interest { methods, directions: Directions::all(), body: Body::Whole }
+    }
+
+    /// Only messages travelling from the client towards the server.
+    pub fn from_client(self) -> Interest {
+        Interest { directions: Directions::CLIENT_TO_SERVER, ..self }
+    }
+
+    /// Only messages travelling from the server towards the client.
+    pub fn from_server(self) -> Interest {
+        Interest { directions: Directions::SERVER_TO_CLIENT, ..self }
+    }
+
+    /// The hook decides on the context alone: it is handed an empty message,
+    /// and large messages pass it without being copied in.
+    pub fn context_only(self) -> Interest {
+        Interest { body: Body::ContextOnly, ..self }
+    }
+}
 
 /// A plugin's configuration: the `[config]` table of its `.toml`, as JSON.
 #[derive(Debug, Clone, Default)]
@@ -110,13 +136,27 @@ pub trait Plugin: Sized + 'static {
         self.methods()
     }
 
-    /// Sees a request or notification (either direction) whose method it registered for.
+    /// What reaches [`Plugin::on_request`]: by default the
+    /// [`Plugin::request_methods`], both ways, whole bodies. Narrow it with
+    /// [`Interest::from_client`], [`Interest::from_server`] and
+    /// [`Interest::context_only`].
+    fn requests(&self) -> Interest {
+        Interest::new(self.request_methods())
+    }
+
+    /// What reaches [`Plugin::on_response`] (the direction is the answer's
+    /// own: answers from the server travel [`Direction::ServerToClient`]).
+    fn responses(&self) -> Interest {
+        Interest::new(self.response_methods())
+    }
+
+    /// Sees a request or notification that [`Plugin::requests`] takes in.
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
         let _ = (ctx, message);
         Verdict::Forward
     }
 
-    /// Sees a response or error to a request whose method it registered for.
+    /// Sees a response or error that [`Plugin::responses`] takes in.
     fn on_response(&mut self, ctx: &Context, message: &str) -> Verdict {
         let _ = (ctx, message);
         Verdict::Forward
@@ -150,8 +190,8 @@ macro_rules! export_plugin {
                 ) -> ::std::result::Result<$crate::Registration, ::std::string::String> {
                     let config = $crate::Config::from_text(&config)?;
                     let plugin = <$plugin as $crate::Plugin>::init(config)?;
-                    let requests = $crate::Plugin::request_methods(&plugin);
-                    let responses = $crate::Plugin::response_methods(&plugin);
+                    let requests = $crate::Plugin::requests(&plugin);
+                    let responses = $crate::Plugin::responses(&plugin);
                     INSTANCE.with(|cell| *cell.borrow_mut() = ::std::option::Option::Some(plugin));
                     ::std::result::Result::Ok($crate::Registration { requests, responses })
                 }

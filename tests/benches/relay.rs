@@ -8,8 +8,9 @@
 //! - `warden+examples`: audit-log, tool-policy and secret-redact with their sample configs,
 //! - `warden+<plugin>`: each example plugin alone,
 //!
-//! with 100-byte and 1 MiB `tools/call` payloads, one at a time (round-trip
-//! latency) and pipelined (throughput). Run with `scripts/bench.sh`.
+//! with 100-byte and 1 MiB `tools/call` payloads (echoed back), one at a time
+//! (round-trip latency) and pipelined (throughput), and small calls answered
+//! with a 1 MiB result (round-trip latency). Run with `scripts/bench.sh`.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -78,6 +79,17 @@ impl Peer {
 fn call(id: u64, text: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}})
         .to_string()
+}
+
+/// A small call answered with a `bytes`-long text result.
+fn call_big(id: u64, bytes: usize) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "big", "arguments": {"bytes": bytes}}})
+        .to_string()
+}
+
+/// Sequential round trips of small calls with a `bytes`-long result.
+fn result_latency(peer: &mut Peer, bytes: usize, count: usize) -> Vec<Duration> {
+    (0..count).map(|i| peer.round_trip(&call_big(i as u64, bytes))).collect()
 }
 
 /// Sequential round trips, one sample each.
@@ -259,6 +271,7 @@ fn main() {
         small_rps: Vec<f64>,
         large: Vec<Duration>,
         large_rps: Vec<f64>,
+        result: Vec<Duration>,
     }
     let mut figures = vec![Figures::default(); chosen.len()];
     for _ in 0..rounds {
@@ -267,22 +280,24 @@ fn main() {
             f.small_rps.push(throughput(peer, &small, 4000, 64));
             f.large.extend(latency(peer, &large, 8));
             f.large_rps.push(throughput(peer, &large, 16, 8));
+            f.result.extend(result_latency(peer, 1 << 20, 8));
         }
     }
     for peer in peers {
         peer.stop();
     }
-    println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| setup | 100 B p50 µs | 100 B p99 µs | 100 B pipelined req/s | 1 MiB p50 µs | 1 MiB pipelined req/s | 1 MiB result p50 µs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (setup, f) in chosen.iter().zip(&mut figures) {
         println!(
-            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0} |",
             setup.name,
             quantile(&mut f.small, 0.5),
             quantile(&mut f.small, 0.99),
             median(&mut f.small_rps),
             quantile(&mut f.large, 0.5),
             median(&mut f.large_rps),
+            quantile(&mut f.result, 0.5),
         );
     }
     let _ = std::fs::remove_dir_all(idle_dir);

@@ -128,6 +128,41 @@ fn each_hook_sees_only_the_methods_registered_for_it() {
     assert_eq!(seen, expected.map(|(h, m)| (h.to_owned(), m.to_owned())));
 }
 
+/// WIT 0.3.0: a hook registered for one way sees only that way, one that
+/// reads only the context is handed no text, and an answer's outcome is in the
+/// context (what audit-log now lives on).
+#[test]
+fn hooks_see_only_their_ways_and_context_only_hooks_get_no_text() {
+    let plugins = PluginDir::new()
+        .add("10-down", "misbehave", "[config]\naction = \"record\"\nmethods = [\"*\"]\nfrom = \"server\"\ncontext_only = true\n")
+        .add("20-up", "misbehave", "[config]\naction = \"record\"\nmethods = [\"*\"]\nfrom = \"client\"\n");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    w.call_tool("echo", json!({"text": "hi"}));
+    w.call_tool("no_such_tool", json!({}));
+    let audit = w.finish();
+    let of = |plugin: &str| -> Vec<serde_json::Value> {
+        audit.iter().filter(|e| e["plugin"] == plugin).map(|e| e["event"].clone()).collect()
+    };
+    let down = of("10-down");
+    assert!(!down.is_empty());
+    for event in &down {
+        assert_eq!(event["hook"], "response", "only answers travel from the server here: {event}");
+        assert_eq!(event["direction"], "server-to-client", "{event}");
+        assert_eq!(event["bytes"], 0, "a context-only hook is handed no text: {event}");
+    }
+    let outcomes: Vec<&serde_json::Value> = down.iter().map(|e| &e["outcome"]).collect();
+    assert_eq!(outcomes.first().copied(), Some(&json!("success")), "initialize's answer: {down:?}");
+    assert!(outcomes.contains(&&json!({"code": -32602, "message": "unknown tool: no_such_tool"})), "{down:?}");
+    let up = of("20-up");
+    assert!(up.iter().any(|e| e["method"] == "tools/call"), "{up:?}");
+    for event in &up {
+        assert_eq!(event["direction"], "client-to-server", "{event}");
+        assert_ne!(event["hook"], "response", "answers from the server are not the client's way: {event}");
+        assert!(event["bytes"].as_u64().unwrap_or(0) > 0, "a whole-body hook reads the text: {event}");
+    }
+}
+
 /// A 2025-03-26 client's batch: each member passes the chain on its own (a
 /// denied call stays denied, a result is still redacted), the answers come
 /// back as one array, and an invalid member is answered without spoiling the rest.

@@ -101,7 +101,30 @@ pub struct Head {
     pub method: Option<String>,
     /// `params.name` of a `tools/call` request.
     pub tool: Option<String>,
+    /// For responses and errors: what the answer says.
+    pub reply: Option<Reply>,
 }
+
+/// What an answer says, as the reader saw it: plugins that are not handed the
+/// body learn the outcome from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A `result`; `tool_error` when it is an object with `"isError": true`.
+    Result {
+        /// See above.
+        tool_error: bool,
+    },
+    /// An `error`.
+    Error {
+        /// `error.code`, when an integer that fits.
+        code: Option<i32>,
+        /// `error.message`, when a string: at most its first [`REPLY_MESSAGE_BYTES`].
+        message: String,
+    },
+}
+
+/// How much of an error's message a [`Reply`] keeps.
+pub const REPLY_MESSAGE_BYTES: usize = 4096;
 
 /// A message as it travels: the original bytes (no trailing newline) and its head.
 #[derive(Debug, Clone)]
@@ -240,7 +263,27 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
         Some(m) if m == method::TOOLS_CALL && kind == Kind::Request => top.name,
         _ => None,
     };
-    Ok(Head { kind, id, raw_id, id_at: top.id_at, method, tool })
+    let reply = match kind {
+        Kind::Response => Some(Reply::Result { tool_error: top.tool_error }),
+        Kind::Error => {
+            let [code, message] = top.error.unwrap_or_default();
+            let code = code.and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.parse::<i32>().ok());
+            let message = match message {
+                Some(raw) if raw.first() == Some(&b'"') => {
+                    let text = reader::string_value(raw).map_err(|f| fault(f, top.id))?;
+                    let mut end = text.len().min(REPLY_MESSAGE_BYTES);
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text[..end].to_owned()
+                }
+                _ => String::new(),
+            };
+            Some(Reply::Error { code, message })
+        }
+        Kind::Request | Kind::Notification => None,
+    };
+    Ok(Head { kind, id, raw_id, id_at: top.id_at, method, tool, reply })
 }
 
 fn fault(fault: reader::Fault, id: Option<&[u8]>) -> ParseError {
@@ -631,6 +674,29 @@ mod tests {
         assert_eq!(h.kind, Kind::Request);
         assert_eq!(h.id.as_deref(), Some("7"));
         assert_eq!(h.tool.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn answers_say_how_they_went() {
+        let reply = |text: &str| parse_head(text.as_bytes()).unwrap().reply;
+        assert_eq!(reply(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#), Some(Reply::Result { tool_error: false }));
+        let tool_error = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"\"isError\":false"}],"isError":true}}"#;
+        assert_eq!(reply(tool_error), Some(Reply::Result { tool_error: true }));
+        // Only the result's own member counts, not a text or a nested object saying so.
+        let nested = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"isError":true,"text":"\"isError\":true"}]}}"#;
+        assert_eq!(reply(nested), Some(Reply::Result { tool_error: false }));
+        assert_eq!(
+            reply(r#"{"jsonrpc":"2.0","id":1,"error":{"message":"no \u0074ool","code":-32602,"data":{"code":1}}}"#),
+            Some(Reply::Error { code: Some(-32602), message: "no tool".into() })
+        );
+        assert_eq!(
+            reply(r#"{"jsonrpc":"2.0","id":1,"error":{"code":99999999999,"message":7}}"#),
+            Some(Reply::Error { code: None, message: String::new() })
+        );
+        let long = format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":1,"message":"{}"}}}}"#, "é".repeat(5000));
+        let Some(Reply::Error { message, .. }) = reply(&long) else { panic!("an error") };
+        assert!(message.len() <= REPLY_MESSAGE_BYTES && message.len() > REPLY_MESSAGE_BYTES - 2);
+        assert_eq!(reply(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), None);
     }
 
     #[test]

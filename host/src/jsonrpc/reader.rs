@@ -45,6 +45,10 @@ pub(crate) struct Top<'a> {
     pub method: Option<Result<String, ()>>,
     /// `params.name` when `params` is an object and `name` a string.
     pub name: Option<String>,
+    /// Whether `result` is an object whose `isError` is `true`.
+    pub tool_error: bool,
+    /// `error.code` and `error.message` as written, when `error` is an object.
+    pub error: Option<[Option<&'a [u8]>; 2]>,
     /// Whether `result` / `error` are present.
     pub has_result: bool,
     /// See `has_result`.
@@ -124,7 +128,18 @@ impl<'a> Reader<'a> {
                 self.ws();
                 let start = self.i;
                 match &*key {
-                    "params" if self.peek() == Some(b'{') => top.name = self.object(true)?,
+                    "params" if self.peek() == Some(b'{') => {
+                        let [name] = self.object(["name"])?;
+                        top.name = match name {
+                            Some(raw) if raw.first() == Some(&b'"') => Some(string_value(raw)?.into_owned()),
+                            _ => None,
+                        };
+                    }
+                    "result" if self.peek() == Some(b'{') => {
+                        let [is_error] = self.object(["isError"])?;
+                        top.tool_error = is_error == Some(b"true");
+                    }
+                    "error" if self.peek() == Some(b'{') => top.error = Some(self.object(["code", "message"])?),
                     "method" if self.peek() == Some(b'"') => {
                         let (text, escaped) = self.string()?;
                         top.method = Some(Ok(decode(text, escaped)?.into_owned()));
@@ -219,7 +234,7 @@ impl<'a> Reader<'a> {
     fn value(&mut self) -> Result<(), Fault> {
         self.ws();
         match self.peek() {
-            Some(b'{') => self.object(false).map(drop),
+            Some(b'{') => self.object([]).map(drop),
             Some(b'[') => self.array(),
             Some(b'"') => self.string().map(drop),
             Some(b't') => self.literal(b"true"),
@@ -231,11 +246,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// An object; with `want_name`, returns its `name` member when a string.
-    fn object(&mut self, want_name: bool) -> Result<Option<String>, Fault> {
+    /// An object; returns the text of the members named in `want`, as written.
+    fn object<const N: usize>(&mut self, want: [&str; N]) -> Result<[Option<&'a [u8]>; N], Fault> {
         let base = self.keys.len();
         self.open()?;
-        let mut name = None;
+        let mut found = [None; N];
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -243,11 +258,10 @@ impl<'a> Reader<'a> {
             loop {
                 let key = self.key(base)?;
                 self.ws();
-                if want_name && key == "name" && self.peek() == Some(b'"') {
-                    let (text, escaped) = self.string()?;
-                    name = Some(decode(text, escaped)?.into_owned());
-                } else {
-                    self.value()?;
+                let start = self.i;
+                self.value()?;
+                if let Some(slot) = want.iter().position(|w| *w == key) {
+                    found[slot] = Some(&self.b[start..self.i]);
                 }
                 self.keys.push(key);
                 if self.after_member()? {
@@ -256,7 +270,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.close(base);
-        Ok(name)
+        Ok(found)
     }
 
     fn array(&mut self) -> Result<(), Fault> {
@@ -421,6 +435,12 @@ impl<'a> Reader<'a> {
 /// compiler can vectorise it: no early exit inside a chunk).
 fn has_control(segment: &[u8]) -> bool {
     segment.chunks(64).any(|chunk| chunk.iter().fold(false, |seen, &c| seen | (c < 0x20)))
+}
+
+/// The text of a checked string value, quotes included.
+pub(crate) fn string_value(raw: &[u8]) -> Result<Cow<'_, str>, Fault> {
+    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+    decode(inner, memchr::memchr(b'\\', inner).is_some())
 }
 
 /// The text of a checked string.

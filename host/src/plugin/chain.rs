@@ -7,9 +7,11 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::bindings::warden::interceptor::types as wit;
 use super::state::KvStore;
 use super::versions::Pre;
 use crate::config::Manifest;
+use wit::Direction;
 
 /// A loaded plugin: compiled, linked and checked, ready to instantiate.
 pub struct Plugin {
@@ -19,11 +21,9 @@ pub struct Plugin {
     pub manifest: Manifest,
     pub(super) pre: Pre,
     /// Which requests and notifications it is called for.
-    pub requests: Interests,
+    pub requests: Interest,
     /// Which responses it is called for (by the method of the request answered).
-    pub responses: Interests,
-    /// What it registered for, as it said it: requests, then responses.
-    pub registered: (Vec<String>, Vec<String>),
+    pub responses: Interest,
     pub(super) kv: Arc<KvStore>,
     /// sha256 of the component.
     pub digest: String,
@@ -63,45 +63,89 @@ impl Chain {
         &self.plugins
     }
 
-    /// Whether any plugin wants to see a request or notification of `method`.
-    /// Lets the relay skip all work for messages nobody is interested in.
-    pub fn wants_request(&self, method: &str) -> bool {
-        self.plugins.iter().any(|p| p.requests.matches(method))
+    /// Whether any plugin wants to see a request or notification of `method`
+    /// travelling `way`. Lets the relay skip all work for messages nobody is
+    /// interested in.
+    pub fn wants_request(&self, method: &str, way: Direction) -> bool {
+        self.plugins.iter().any(|p| p.requests.matches(method, way))
     }
 
-    /// Whether any plugin wants to see a response to a `method` request.
-    pub fn wants_response(&self, method: &str) -> bool {
-        self.plugins.iter().any(|p| p.responses.matches(method))
+    /// Whether any plugin wants to see an answer travelling `way` to a `method` request.
+    pub fn wants_response(&self, method: &str, way: Direction) -> bool {
+        self.plugins.iter().any(|p| p.responses.matches(method, way))
     }
 }
 
-/// The methods a plugin registered for: exact names, `prefix*`, or `*`.
-#[derive(Debug, Default, Clone)]
-pub struct Interests {
+/// The other way.
+pub fn opposite(way: Direction) -> Direction {
+    match way {
+        Direction::ClientToServer => Direction::ServerToClient,
+        Direction::ServerToClient => Direction::ClientToServer,
+    }
+}
+
+/// What one hook registered for: methods (exact names, `prefix*`, or `*`),
+/// the ways they travel, and whether it reads their text.
+#[derive(Debug, Clone)]
+pub struct Interest {
     all: bool,
     exact: HashSet<String>,
     prefixes: Vec<String>,
+    directions: wit::Directions,
+    /// Whether the hook is handed the message text (else only its context).
+    pub body: bool,
+    /// The methods as the plugin listed them.
+    listed: Vec<String>,
 }
 
-impl Interests {
-    /// Parses the registration's method list.
-    pub fn new(methods: &[String]) -> Interests {
-        let mut interests = Interests::default();
-        for m in methods {
+impl Interest {
+    /// Reads one hook's registration.
+    pub fn new(interest: wit::Interest) -> Interest {
+        let mut parsed = Interest {
+            all: false,
+            exact: HashSet::new(),
+            prefixes: Vec::new(),
+            directions: interest.directions,
+            body: interest.body == wit::Body::Whole,
+            listed: Vec::new(),
+        };
+        for m in &interest.methods {
             if m == "*" {
-                interests.all = true;
+                parsed.all = true;
             } else if let Some(prefix) = m.strip_suffix('*') {
-                interests.prefixes.push(prefix.to_owned());
+                parsed.prefixes.push(prefix.to_owned());
             } else {
-                interests.exact.insert(m.clone());
+                parsed.exact.insert(m.clone());
             }
         }
-        interests
+        parsed.listed = interest.methods;
+        parsed
     }
 
-    /// Whether `method` is one of them.
-    pub fn matches(&self, method: &str) -> bool {
-        self.all || self.exact.contains(method) || self.prefixes.iter().any(|p| method.starts_with(p.as_str()))
+    /// Whether a message of `method` travelling `way` is one of them.
+    pub fn matches(&self, method: &str, way: Direction) -> bool {
+        let way = match way {
+            Direction::ClientToServer => wit::Directions::CLIENT_TO_SERVER,
+            Direction::ServerToClient => wit::Directions::SERVER_TO_CLIENT,
+        };
+        self.directions.contains(way)
+            && (self.all || self.exact.contains(method) || self.prefixes.iter().any(|p| method.starts_with(p.as_str())))
+    }
+
+    /// As the plugin said it, for `warden plugin check` and the log:
+    /// `["tools/call"] client-to-server, context only`.
+    pub fn describe(&self) -> String {
+        let ways = match (
+            self.directions.contains(wit::Directions::CLIENT_TO_SERVER),
+            self.directions.contains(wit::Directions::SERVER_TO_CLIENT),
+        ) {
+            (true, true) => "both ways",
+            (true, false) => "client-to-server",
+            (false, true) => "server-to-client",
+            (false, false) => "no way",
+        };
+        let body = if self.body { "whole body" } else { "context only" };
+        format!("{:?} {ways}, {body}", self.listed)
     }
 }
 
@@ -109,13 +153,29 @@ impl Interests {
 mod tests {
     use super::*;
 
+    fn interest(methods: &[&str], directions: wit::Directions) -> Interest {
+        let methods = methods.iter().map(|m| m.to_string()).collect();
+        Interest::new(wit::Interest { methods, directions, body: wit::Body::Whole })
+    }
+
     #[test]
     fn interests_match_exact_prefix_and_all() {
-        let i = Interests::new(&["tools/call".into(), "notifications/*".into()]);
-        assert!(i.matches("tools/call"));
-        assert!(i.matches("notifications/progress"));
-        assert!(!i.matches("tools/list"));
-        assert!(Interests::new(&["*".into()]).matches("anything"));
-        assert!(!Interests::new(&[]).matches("tools/call"));
+        let both = wit::Directions::all();
+        let up = Direction::ClientToServer;
+        let i = interest(&["tools/call", "notifications/*"], both);
+        assert!(i.matches("tools/call", up));
+        assert!(i.matches("notifications/progress", up));
+        assert!(!i.matches("tools/list", up));
+        assert!(interest(&["*"], both).matches("anything", up));
+        assert!(!interest(&[], both).matches("tools/call", up));
+    }
+
+    #[test]
+    fn interests_match_only_the_ways_named() {
+        let down = interest(&["*"], wit::Directions::SERVER_TO_CLIENT);
+        assert!(down.matches("sampling/createMessage", Direction::ServerToClient));
+        assert!(!down.matches("tools/call", Direction::ClientToServer));
+        assert!(!interest(&["*"], wit::Directions::empty()).matches("tools/call", Direction::ServerToClient));
+        assert_eq!(down.describe(), r#"["*"] server-to-client, whole body"#);
     }
 }

@@ -190,7 +190,9 @@ impl Instances {
     /// or answered a request) back through the plugins before `stop`, which saw
     /// the request: an audit plugin in front sees every decision.
     pub async fn on_response_before(&mut self, stop: usize, cx: MessageContext<'_>, message: &Message) -> Outcome {
-        let wanted = self.chain.plugins()[..stop.min(self.slots.len())].iter().any(|p| p.responses.matches(cx.method));
+        let wanted = self.chain.plugins()[..stop.min(self.slots.len())]
+            .iter()
+            .any(|p| p.responses.matches(cx.method, cx.direction));
         if !wanted {
             return Outcome::Forward(None);
         }
@@ -217,12 +219,12 @@ impl Instances {
                 Hook::Request => &plugin.requests,
                 Hook::Response => &plugin.responses,
             };
-            if !interests.matches(cx.method) {
+            if !interests.matches(cx.method, cx.direction) {
                 continue;
             }
             let message = current.as_ref().unwrap_or(original);
             let context = context.get_or_insert_with(|| self.context(cx, &original.head));
-            let verdict = match self.call(index, &plugin, hook, context, message).await {
+            let verdict = match self.call(index, &plugin, hook, context, message, interests.body).await {
                 Ok(verdict) => verdict,
                 Err(kind) => match self.fail(&plugin, kind) {
                     Some(outcome) => return (outcome, index),
@@ -282,8 +284,13 @@ impl Instances {
         hook: Hook,
         context: &wit::Context,
         message: &Message,
+        body: bool,
     ) -> Result<Verdict, FaultKind> {
-        let text = std::str::from_utf8(&message.raw).map_err(|e| FaultKind::BadVerdict(e.to_string()))?;
+        // A hook that reads only the context is handed no text (nor its copy).
+        let text = match body {
+            true => std::str::from_utf8(&message.raw).map_err(|e| FaultKind::BadVerdict(e.to_string()))?,
+            false => "",
+        };
         if self.slots[index].is_none() {
             self.slots[index] = Some(self.instantiate(plugin).await?);
         }
@@ -370,6 +377,13 @@ impl Instances {
             caller: self.session.caller.clone(),
             protocol_version: self.session.protocol_version.clone(),
             transport: self.session.transport,
+            outcome: head.reply.as_ref().map(|reply| match reply {
+                jsonrpc::Reply::Result { tool_error: false } => wit::Outcome::Success,
+                jsonrpc::Reply::Result { tool_error: true } => wit::Outcome::ToolError,
+                jsonrpc::Reply::Error { code, message } => {
+                    wit::Outcome::Error(wit::ErrorFacts { code: *code, message: message.clone() })
+                }
+            }),
         }
     }
 }

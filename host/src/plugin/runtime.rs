@@ -9,7 +9,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use super::cache::{self, Cache};
-use super::chain::{Chain, Interests, Plugin};
+use super::chain::{Chain, Interest, Plugin};
 use super::host::HostState;
 use super::state::KvStore;
 use super::versions::{self, Pre};
@@ -210,19 +210,18 @@ impl Runtime {
                 .map_err(|e| init_err(format!("{e:#}")))?
                 .map_err(init_err)?
         };
-        let requests = Interests::new(&registration.requests);
-        let responses = Interests::new(&registration.responses);
+        let requests = Interest::new(registration.requests);
+        let responses = Interest::new(registration.responses);
         tracing::info!(
             plugin = %name,
             digest = &digest[..12],
-            requests = ?registration.requests,
-            responses = ?registration.responses,
+            requests = requests.describe(),
+            responses = responses.describe(),
             cached = source == cache::Source::Cached,
             "loaded in {:?}",
             started.elapsed()
         );
-        let registered = (registration.requests, registration.responses);
-        Ok(Plugin { name, manifest, pre, requests, responses, registered, kv, digest })
+        Ok(Plugin { name, manifest, pre, requests, responses, kv, digest })
     }
 
     fn compile(&self, bytes: &[u8], digest: &str) -> Result<(Component, cache::Source), String> {

@@ -5,10 +5,14 @@
 //! plugins rejected with, reach it last. Events carry the method, tool, id,
 //! direction and outcome; arguments and results are left out unless
 //! `include_params = true`, because they may hold secrets.
+//!
+//! It decides on the context alone (the outcome of an answer is in it), so it
+//! registers `context-only`: Warden never copies a message's text into it,
+//! except the requests' when `include_params` is on.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, MessageKind, Plugin, Verdict};
+use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, Interest, MessageKind, Outcome, Plugin, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +50,17 @@ impl Plugin for AuditLog {
         self.methods.clone()
     }
 
+    fn requests(&self) -> Interest {
+        match self.include_params {
+            true => Interest::new(self.methods()),
+            false => Interest::new(self.methods()).context_only(),
+        }
+    }
+
+    fn responses(&self) -> Interest {
+        Interest::new(self.methods()).context_only()
+    }
+
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
         let kind = if ctx.kind == MessageKind::Request { "request" } else { "notification" };
         let params = if self.include_params {
@@ -67,16 +82,11 @@ impl Plugin for AuditLog {
         Verdict::Forward
     }
 
-    fn on_response(&mut self, ctx: &Context, message: &str) -> Verdict {
-        let (outcome, error) = if ctx.kind == MessageKind::Error {
-            let error = mcp::parse(message)
-                .and_then(|mut v| v.get_mut("error").map(Value::take))
-                .map(|e| json!({ "code": e["code"], "message": e["message"] }));
-            ("error", error)
-        } else if message.contains("\"isError\":true") {
-            ("tool-error", None)
-        } else {
-            ("result", None)
+    fn on_response(&mut self, ctx: &Context, _message: &str) -> Verdict {
+        let (outcome, error) = match &ctx.outcome {
+            Some(Outcome::Error(e)) => ("error", Some(json!({ "code": e.code, "message": e.message }))),
+            Some(Outcome::ToolError) => ("tool-error", None),
+            Some(Outcome::Success) | None => ("result", None),
         };
         audit::emit(&Event {
             kind: "response",

@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::json;
-use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, MessageKind, Plugin, Verdict};
+use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, Interest, MessageKind, Plugin, Verdict};
 
 use detect::Detectors;
 use json::{Malformed, Str};
@@ -283,11 +283,21 @@ impl Plugin for SecretRedact {
     }
 
     // A server speaks in answers, in requests of its own and in notifications,
-    // under any method: all of them are scanned. (The registration cannot say
-    // "server to client only", so the client's requests arrive too and pass
-    // at once unless `arguments` is on.)
+    // under any method: all of them are scanned. The client's messages arrive
+    // only when `arguments` is on (and then pass at once unless `tools/call`).
     fn methods(&self) -> Vec<String> {
         vec!["*".into()]
+    }
+
+    fn requests(&self) -> Interest {
+        match self.arguments {
+            true => Interest::new(self.methods()),
+            false => Interest::new(self.methods()).from_server(),
+        }
+    }
+
+    fn responses(&self) -> Interest {
+        Interest::new(self.methods()).from_server()
     }
 
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {

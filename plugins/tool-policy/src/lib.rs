@@ -17,7 +17,7 @@ use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use warden_sdk::{export_plugin, mcp, Config, Context, Direction, Plugin, Verdict};
+use warden_sdk::{export_plugin, mcp, Config, Context, Direction, Interest, Plugin, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,12 +165,12 @@ impl Plugin for ToolPolicy {
     }
 
     // Calls are checked on the way in; tool lists are filtered on the way back.
-    fn request_methods(&self) -> Vec<String> {
-        vec!["tools/call".into()]
+    fn requests(&self) -> Interest {
+        Interest::new(vec!["tools/call".into()]).from_client()
     }
 
-    fn response_methods(&self) -> Vec<String> {
-        vec!["tools/list".into()]
+    fn responses(&self) -> Interest {
+        Interest::new(vec!["tools/list".into()]).from_server()
     }
 
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {

@@ -1,6 +1,6 @@
 //! {{name}}: a Warden plugin. It denies the tools named in its config and
 //! forwards everything else. Build: ./build.sh
-use warden_sdk::{export_plugin, mcp, Config, Context, Plugin, Verdict};
+use warden_sdk::{export_plugin, mcp, Config, Context, Interest, Plugin, Verdict};
 
 struct Denylist {
     deny: Vec<String>,
@@ -17,12 +17,15 @@ impl Plugin for Denylist {
         Ok(Denylist { deny: settings.deny })
     }
 
-    fn methods(&self) -> Vec<String> {
-        vec!["tools/call".into()]
+    // Calls from the client, decided on the tool name in the context alone:
+    // Warden hands this hook no message text.
+    fn requests(&self) -> Interest {
+        Interest::new(vec!["tools/call".into()]).from_client().context_only()
     }
 
-    fn response_methods(&self) -> Vec<String> {
-        Vec::new()
+    // No answers: Warden never calls on_response.
+    fn responses(&self) -> Interest {
+        Interest::new(Vec::new())
     }
 
     fn on_request(&mut self, ctx: &Context, _message: &str) -> Verdict {

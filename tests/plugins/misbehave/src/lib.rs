@@ -3,12 +3,15 @@
 //! Config: `action` (what to do), `tool` (only `tools/call` requests to this
 //! tool trigger it; every other message is forwarded), `methods` (what to
 //! register for; default `["tools/call"]`), and `requests` / `responses` to
-//! register each hook apart. The `record` action writes an audit event for
-//! every hook call instead, whatever the tool. Each instance logs when it starts.
+//! register each hook apart, `from` (`"client"` or `"server"`: the one way
+//! both hooks want) and `context_only` (hand the hooks no text). The `record`
+//! action writes an audit event for every hook call instead, whatever the
+//! tool: its method, direction, how many bytes of text it was handed and, for
+//! answers, the outcome the host read. Each instance logs when it starts.
 
 use serde::Deserialize;
 use serde_json::json;
-use warden_sdk::{audit, export_plugin, log, mcp, state, Config, Context, Plugin, Verdict};
+use warden_sdk::{audit, export_plugin, log, mcp, state, Config, Context, Direction, Interest, Outcome, Plugin, Verdict};
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -38,12 +41,50 @@ struct Misbehave {
     methods: Vec<String>,
     requests: Option<Vec<String>>,
     responses: Option<Vec<String>>,
+    from: Option<String>,
+    #[serde(default)]
+    context_only: bool,
     #[serde(skip)]
     hoard: Vec<Vec<u8>>,
 }
 
 fn calls() -> Vec<String> {
     vec!["tools/call".into()]
+}
+
+impl Misbehave {
+    fn narrow(&self, interest: Interest) -> Interest {
+        let interest = match self.from.as_deref() {
+            Some("client") => interest.from_client(),
+            Some("server") => interest.from_server(),
+            _ => interest,
+        };
+        if self.context_only {
+            interest.context_only()
+        } else {
+            interest
+        }
+    }
+}
+
+fn record(hook: &str, ctx: &Context, message: &str) {
+    let direction = match ctx.direction {
+        Direction::ClientToServer => "client-to-server",
+        Direction::ServerToClient => "server-to-client",
+    };
+    let outcome = match &ctx.outcome {
+        None => json!(null),
+        Some(Outcome::Success) => json!("success"),
+        Some(Outcome::ToolError) => json!("tool-error"),
+        Some(Outcome::Error(e)) => json!({ "code": e.code, "message": e.message }),
+    };
+    audit::emit(&json!({
+        "hook": hook,
+        "method": ctx.method,
+        "direction": direction,
+        "bytes": message.len(),
+        "outcome": outcome,
+    }));
 }
 
 impl Plugin for Misbehave {
@@ -64,16 +105,24 @@ impl Plugin for Misbehave {
         self.responses.clone().unwrap_or_else(|| self.methods())
     }
 
-    fn on_response(&mut self, ctx: &Context, _message: &str) -> Verdict {
+    fn requests(&self) -> Interest {
+        self.narrow(Interest::new(self.request_methods()))
+    }
+
+    fn responses(&self) -> Interest {
+        self.narrow(Interest::new(self.response_methods()))
+    }
+
+    fn on_response(&mut self, ctx: &Context, message: &str) -> Verdict {
         if self.action == Action::Record {
-            audit::emit(&json!({ "hook": "response", "method": ctx.method }));
+            record("response", ctx, message);
         }
         Verdict::Forward
     }
 
     fn on_request(&mut self, ctx: &Context, message: &str) -> Verdict {
         if self.action == Action::Record {
-            audit::emit(&json!({ "hook": "request", "method": ctx.method }));
+            record("request", ctx, message);
             return Verdict::Forward;
         }
         if ctx.tool.as_deref() != Some(self.tool.as_str()) {
