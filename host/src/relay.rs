@@ -55,8 +55,8 @@ enum Way {
     /// Was streaming, cut off at a top-level key given twice: skipped to its
     /// end, then its sender (or, for an answer, the one it was owed to) is told.
     Cut { id: String, raw_id: String, answer: bool, why: String },
-    /// Gathered, to be handled whole.
-    Gather(BytesMut),
+    /// Gathered, to be handled whole: the pieces so far, joined once at the end.
+    Gather(Vec<Bytes>),
     /// Over the size limit: skipped to its end, then answered.
     Skip(Option<String>),
 }
@@ -776,7 +776,7 @@ impl Relay {
                 stream
             }
             None if len > self.max_message_bytes => Way::Skip(sniff(&prefix)),
-            None => Way::Gather(BytesMut::from(&prefix[..])),
+            None => Way::Gather(vec![prefix]),
         };
         self.partial[self::way(from)] = Some(Partial { len, way, keys });
     }
@@ -848,10 +848,10 @@ impl Relay {
                     Way::Cut { id, raw_id, answer, why }
                 }
             },
-            Way::Gather(buf) if over => Way::Skip(sniff(&buf)),
-            Way::Gather(mut buf) => {
-                buf.extend_from_slice(&part);
-                Way::Gather(buf)
+            Way::Gather(pieces) if over => Way::Skip(pieces.first().and_then(|p| sniff(p))),
+            Way::Gather(mut pieces) => {
+                pieces.push(part);
+                Way::Gather(pieces)
             }
             other @ (Way::Skip(_) | Way::Cut { .. }) => other,
         };
@@ -898,10 +898,16 @@ impl Relay {
                 self.refuse_cut(from, &id, raw_id, answer, why).await;
                 None
             }
-            Way::Gather(buf) if over => Some(Frame::TooLarge { len: partial.len, id: sniff(&buf) }),
-            Way::Gather(mut buf) => {
-                buf.extend_from_slice(&part);
-                Some(Frame::Line(buf.freeze()))
+            Way::Gather(pieces) if over => {
+                Some(Frame::TooLarge { len: partial.len, id: pieces.first().and_then(|p| sniff(p)) })
+            }
+            Way::Gather(mut pieces) => {
+                pieces.push(part);
+                let mut line = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+                for piece in &pieces {
+                    line.extend_from_slice(piece);
+                }
+                Some(Frame::Line(line.freeze()))
             }
             Way::Skip(id) => Some(Frame::TooLarge { len: partial.len, id }),
         }

@@ -133,12 +133,20 @@ bool exports_interceptor_init(interceptor_string_t *config, interceptor_registra
         }
     }
     interceptor_string_free(config);
-    ret->requests.len = 1;
-    ret->requests.ptr = malloc(sizeof(interceptor_string_t));
-    interceptor_string_dup(&ret->requests.ptr[0], "tools/call");
-    ret->responses.len = 1;
-    ret->responses.ptr = malloc(sizeof(interceptor_string_t));
-    interceptor_string_dup(&ret->responses.ptr[0], "tools/list");
+    // `tools/call` requests, from the client: decided on the context's `tool`
+    // alone, so the message text is not needed.
+    ret->requests.methods.len = 1;
+    ret->requests.methods.ptr = malloc(sizeof(interceptor_string_t));
+    interceptor_string_dup(&ret->requests.methods.ptr[0], "tools/call");
+    ret->requests.directions = WARDEN_INTERCEPTOR_TYPES_DIRECTIONS_CLIENT_TO_SERVER;
+    ret->requests.body = WARDEN_INTERCEPTOR_TYPES_BODY_CONTEXT_ONLY;
+    // `tools/list` results, from the server: their `tools` array is rewritten,
+    // so the whole message.
+    ret->responses.methods.len = 1;
+    ret->responses.methods.ptr = malloc(sizeof(interceptor_string_t));
+    interceptor_string_dup(&ret->responses.methods.ptr[0], "tools/list");
+    ret->responses.directions = WARDEN_INTERCEPTOR_TYPES_DIRECTIONS_SERVER_TO_CLIENT;
+    ret->responses.body = WARDEN_INTERCEPTOR_TYPES_BODY_WHOLE;
     return true;
 }
 

@@ -2,8 +2,8 @@
 // card numbers (Luhn-checked) in what tools, resources and prompts return,
 // and optionally in tool arguments. Built with componentize-js (build.mjs).
 
-import { write as log } from 'warden:interceptor/log@0.2.0';
-import { emit } from 'warden:interceptor/audit@0.2.0';
+import { write as log } from 'warden:interceptor/log@0.3.0';
+import { emit } from 'warden:interceptor/audit@0.3.0';
 
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g;
 // 13 to 19 digits, optionally grouped by spaces or dashes.
@@ -106,7 +106,22 @@ export function init(config) {
     if (!(key in settings)) throw `unknown setting "${key}" (known: ${Object.keys(settings).join(', ')})`;
   }
   settings = { ...settings, ...cfg };
-  return { requests: settings.arguments ? ['tools/call'] : [], responses: settings.responses };
+  return {
+    // Tool arguments travel with `tools/call` requests, client to server; only with
+    // `arguments = true`. The body is read (and rewritten), so `whole`.
+    requests: {
+      methods: settings.arguments ? ['tools/call'] : [],
+      directions: { clientToServer: true, serverToClient: false },
+      body: 'whole',
+    },
+    // What tools, resources and prompts return travels server to client; masked in
+    // the message text, so `whole`.
+    responses: {
+      methods: settings.responses,
+      directions: { clientToServer: false, serverToClient: true },
+      body: 'whole',
+    },
+  };
 }
 
 export function onRequest(ctx, message) {

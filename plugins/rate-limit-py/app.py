@@ -52,7 +52,17 @@ class WitWorld(wit_world.WitWorld):
             raise Err("window_ms must be a positive integer")
         if settings["per"] not in ("caller", "session", "all"):
             raise Err('per must be "caller", "session" or "all"')
-        return types.Registration(requests=["tools/call"], responses=[])
+        return types.Registration(
+            # Tool calls come from the client; the decision reads only the context
+            # (`tool`, `caller`, `session_id`), never the message text.
+            requests=types.Interest(
+                methods=["tools/call"],
+                directions=types.Directions.CLIENT_TO_SERVER,
+                body=types.Body.CONTEXT_ONLY,
+            ),
+            # No responses: `on_response` is never called.
+            responses=types.Interest(methods=[], directions=types.Directions(0), body=types.Body.CONTEXT_ONLY),
+        )
 
     def on_request(self, ctx: types.Context, message: str) -> types.Verdict:
         tool = ctx.tool or ""

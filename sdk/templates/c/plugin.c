@@ -19,11 +19,21 @@ bool exports_interceptor_init(interceptor_string_t *config, interceptor_registra
         deny[close - open - 1] = '\0';
     }
     interceptor_string_free(config);
-    ret->requests.len = 1;
-    ret->requests.ptr = malloc(sizeof(interceptor_string_t));
-    interceptor_string_dup(&ret->requests.ptr[0], "tools/call");
-    ret->responses.len = 0;
-    ret->responses.ptr = NULL;
+    // What reaches on_request. Methods: exact names, "prefix*", or "*".
+    ret->requests.methods.len = 1;
+    ret->requests.methods.ptr = malloc(sizeof(interceptor_string_t));
+    interceptor_string_dup(&ret->requests.methods.ptr[0], "tools/call");
+    // Which ways: either flag, or both or-ed together.
+    ret->requests.directions = WARDEN_INTERCEPTOR_TYPES_DIRECTIONS_CLIENT_TO_SERVER |
+                               WARDEN_INTERCEPTOR_TYPES_DIRECTIONS_SERVER_TO_CLIENT;
+    // CONTEXT_ONLY: `message` is empty (this plugin reads only ctx->tool);
+    // WHOLE if on_request reads or rewrites the message text.
+    ret->requests.body = WARDEN_INTERCEPTOR_TYPES_BODY_CONTEXT_ONLY;
+    // What reaches on_response: nothing (no methods, no directions).
+    ret->responses.methods.len = 0;
+    ret->responses.methods.ptr = NULL;
+    ret->responses.directions = 0;
+    ret->responses.body = WARDEN_INTERCEPTOR_TYPES_BODY_CONTEXT_ONLY;
     return true;
 }
 

@@ -1,12 +1,29 @@
 // {{name}}: a Warden plugin in JavaScript. It denies the tools named in its
 // config and forwards everything else. Build: ./build.sh
-import { write as log } from 'warden:interceptor/log@0.2.0';
+import { write as log } from 'warden:interceptor/log@0.3.0';
 
 let deny = [];
 
 export function init(config) {
   deny = JSON.parse(config || '{}').deny ?? [];
-  return { requests: ['tools/call'], responses: [] };
+  return {
+    // What reaches onRequest.
+    requests: {
+      // Exact method names, `prefix*`, or `*`; [] for none.
+      methods: ['tools/call'],
+      // Which ways: client to server, server to client, or both.
+      directions: { clientToServer: true, serverToClient: true },
+      // 'context-only': `message` is empty (this plugin reads only ctx.tool);
+      // 'whole' if onRequest reads or rewrites the message text.
+      body: 'context-only',
+    },
+    // What reaches onResponse: nothing (no methods, no directions).
+    responses: {
+      methods: [],
+      directions: { clientToServer: false, serverToClient: false },
+      body: 'context-only',
+    },
+  };
 }
 
 export function onRequest(ctx, message) {
