@@ -963,16 +963,6 @@ fn side(direction: Direction) -> &'static str {
     }
 }
 
-/// The upstream name used when none is given.
-pub fn default_upstream_name(command: &[String]) -> Arc<str> {
-    command
-        .first()
-        .and_then(|p| std::path::Path::new(p).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "upstream".to_owned())
-        .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

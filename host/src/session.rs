@@ -4,29 +4,13 @@
 //! session of `warden serve` (the client is a queue fed by HTTP requests).
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio::process::Child;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::codec::FramedRead;
 
 use crate::relay::Relay;
-use crate::transport::framing::{self, Frame, LineCodec, Outgoing};
-use crate::upstream::child::{self, SpawnError};
-
-/// Queue length between the relay and each writer.
-pub const QUEUE: usize = 1024;
-
-/// Read buffer of each stream.
-pub const READ_BUFFER: usize = 64 * 1024;
-
-/// A line still unfinished at this many bytes is handed to the relay in pieces,
-/// so that a message no plugin wants is passed on while it arrives.
-pub const STREAM_FROM: usize = 64 * 1024;
+use crate::transport::framing::Frame;
+use crate::upstream::Upstream;
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,63 +21,6 @@ pub enum SessionEnd {
     UpstreamFailedOnShutdown(String),
     /// The upstream went away while the client was still there.
     UpstreamDied(String),
-}
-
-/// What the upstream sends, as frames.
-pub type Output = Pin<Box<dyn futures::Stream<Item = std::io::Result<Frame>> + Send>>;
-
-/// A started upstream: its output as frames, and what must be waited for once it ends.
-pub struct Upstream {
-    name: Arc<str>,
-    output: Output,
-    kind: Kind,
-    /// Whether a layer between it and the relay wants whole messages.
-    layered: bool,
-}
-
-enum Kind {
-    /// A child process and the task writing its stdin.
-    Child { process: Child, writer: JoinHandle<std::io::Result<()>> },
-    /// A remote server, and the task that talks to it.
-    Remote { pump: JoinHandle<()> },
-}
-
-impl Upstream {
-    /// Starts `command`; returns the upstream and the queue that feeds its stdin.
-    pub fn start(
-        name: Arc<str>,
-        command: &[String],
-        max_message_bytes: usize,
-    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
-        let server = child::spawn(command)?;
-        tracing::info!(upstream = %name, pid = server.process.id(), "upstream started");
-        let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));
-        let output =
-            FramedRead::with_capacity(server.stdout, LineCodec::streaming(max_message_bytes, STREAM_FROM), READ_BUFFER);
-        let kind = Kind::Child { process: server.process, writer };
-        Ok((Upstream { name, output: Box::pin(output), kind, layered: false }, to_upstream))
-    }
-
-    /// A remote upstream whose `pump` task turns what the relay sends into
-    /// requests and their answers into `output`.
-    pub fn remote(name: Arc<str>, output: Output, pump: JoinHandle<()>) -> Upstream {
-        Upstream { name, output, kind: Kind::Remote { pump }, layered: false }
-    }
-
-    /// Puts a layer between it and the relay: `layer` takes its output and
-    /// gives what the relay reads instead (see [`crate::upstream::bridge`]).
-    pub fn map_output(mut self, layer: impl FnOnce(Output) -> Output) -> Upstream {
-        let output = std::mem::replace(&mut self.output, Box::pin(futures::stream::empty()));
-        self.output = layer(output);
-        self.layered = true;
-        self
-    }
-
-    /// Whether messages to it may be written in pieces as they arrive.
-    pub fn takes_pieces(&self) -> bool {
-        matches!(self.kind, Kind::Child { .. }) && !self.layered
-    }
 }
 
 /// Feeds the relay from `client` and the upstream until the upstream's output
@@ -139,7 +66,7 @@ where
                     relay.close_upstream();
                 }
             },
-            frame = upstream.output.next(), if relay.upstream_ready() => match frame {
+            frame = upstream.next(), if relay.upstream_ready() => match frame {
                 Some(Ok(frame)) => relay.from_upstream(frame).await,
                 Some(Err(e)) => {
                     tracing::warn!("upstream output failed: {e}");
@@ -153,7 +80,7 @@ where
                 relay.close_upstream();
             }
             () = &mut finish_by, if !client_open => {
-                tracing::warn!(upstream = %upstream.name, "upstream still open {grace:?} after its input closed; stopping it");
+                tracing::warn!(upstream = %upstream.name(), "upstream still open {grace:?} after its input closed; stopping it");
                 out_of_time = true;
                 break;
             }
@@ -161,19 +88,11 @@ where
     }
 
     // The upstream's output has ended: it exited or is about to.
-    let (clean, status_text) = match &mut upstream.kind {
-        Kind::Child { process, .. } => {
-            match child::reap(process, if out_of_time { Duration::ZERO } else { grace }).await {
-                Ok(s) => (s.success(), s.to_string()),
-                Err(e) => (false, format!("could not be waited for ({e})")),
-            }
-        }
-        Kind::Remote { .. } => (true, "stopped answering".to_owned()),
-    };
+    let (clean, status_text) = upstream.exit_status(if out_of_time { Duration::ZERO } else { grace }).await;
     let end = if client_open {
         let pending = relay.pending_upstream();
         relay.upstream_gone(&format!("exited ({status_text})")).await;
-        tracing::error!(upstream = %upstream.name, "upstream exited ({status_text}) while the client was connected; {pending} pending request(s) answered with errors");
+        tracing::error!(upstream = %upstream.name(), "upstream exited ({status_text}) while the client was connected; {pending} pending request(s) answered with errors");
         SessionEnd::UpstreamDied(status_text)
     } else if clean || out_of_time {
         // Killed for outliving its grace: said above; the client's leaving was clean.
@@ -183,17 +102,6 @@ where
     };
     // Dropping the relay closes its queues; the upstream writer finishes.
     drop(relay);
-    match upstream.kind {
-        Kind::Child { writer, .. } => match writer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!("upstream writer: {e}"),
-            Err(e) => tracing::error!("upstream writer: {e}"),
-        },
-        Kind::Remote { pump } => {
-            if let Err(e) = pump.await {
-                tracing::error!("upstream connection: {e}");
-            }
-        }
-    }
+    upstream.finish().await;
     end
 }

@@ -15,7 +15,8 @@ use crate::audit::AuditSink;
 use crate::plugin::instances::{Session, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
-use crate::session::{self, SessionEnd, QUEUE};
+use crate::session::{self, SessionEnd};
+use crate::transport::QUEUE;
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
 use crate::upstream::Target;
@@ -81,8 +82,8 @@ where
         .follow(plugins.subscribe())
         .stream_to_client(true)
         .stream_to_upstream(upstream.takes_pieces());
-    let codec = LineCodec::streaming(options.max_message_bytes, session::STREAM_FROM);
-    let from_client = FramedRead::with_capacity(client_in, codec, session::READ_BUFFER);
+    let codec = LineCodec::streaming(options.max_message_bytes, crate::transport::STREAM_FROM);
+    let from_client = FramedRead::with_capacity(client_in, codec, crate::transport::READ_BUFFER);
     let exit = session::drive(relay, upstream, from_client, shutdown, options.exit_grace).await;
 
     // The relay is gone, so the client queue is closed: the writer flushes and finishes.

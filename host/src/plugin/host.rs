@@ -16,6 +16,16 @@ use super::state::KvStore;
 use crate::audit::{AuditSink, Source};
 use crate::config::Manifest;
 
+/// One epoch tick: a running hook yields to the other tasks once a tick (so
+/// one session's spinning plugin delays another's call by about a tick), and
+/// load-time deadlines are counted in ticks.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// A deadline in epoch ticks, never zero.
+pub fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_micros() / TICK.as_micros()).max(1) as u64
+}
+
 /// Everything a plugin instance's `Store` holds.
 pub struct HostState {
     plugin: Arc<str>,
@@ -69,7 +79,7 @@ impl HostState {
     /// other sessions is not charged for their time), in at most `memory`
     /// bytes of linear memory.
     pub fn arm(&mut self, deadline: Duration, memory: usize) {
-        self.ticks_left = super::runtime::ticks(deadline);
+        self.ticks_left = ticks(deadline);
         self.limiter.set_cap(memory);
     }
 

@@ -3,23 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use super::cache::{self, Cache};
 use super::chain::{Chain, Interest, Plugin};
-use super::host::HostState;
+use super::host::{ticks, HostState, TICK};
 use super::state::KvStore;
 use super::versions::{self, Pre};
 use crate::audit::AuditSink;
 use crate::config::{ConfigError, Manifest};
 
-/// One epoch tick: a running hook yields to the other tasks once a tick (so
-/// one session's spinning plugin delays another's call by about a tick), and
-/// load-time deadlines are counted in ticks.
-pub const TICK: Duration = Duration::from_millis(1);
 /// Largest memory any plugin may be granted; the pooling allocator reserves slots of this size.
 pub(crate) const MAX_PLUGIN_MEMORY: usize = 4096 << 20;
 /// Concurrent instances the pooling allocator has room for.
@@ -247,11 +243,6 @@ impl Drop for Runtime {
 /// A plugin's name: its file's stem.
 fn plugin_name(wasm: &Path) -> Arc<str> {
     wasm.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into()
-}
-
-/// A deadline in epoch ticks, never zero.
-pub fn ticks(deadline: Duration) -> u64 {
-    (deadline.as_micros() / TICK.as_micros()).max(1) as u64
 }
 
 fn engine_config(pooling: bool) -> Config {

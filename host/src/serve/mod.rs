@@ -17,6 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub mod auth;
+pub mod http;
+pub mod http_batch;
+pub mod http_guard;
+pub mod http_sse;
 pub mod listener;
 mod modern;
 pub mod streams;
@@ -32,9 +36,9 @@ use crate::jsonrpc::{self, Kind};
 use crate::plugin::instances::{Caller, Session, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
-use crate::session::{self, QUEUE};
+use crate::session;
+use crate::transport::QUEUE;
 use crate::transport::framing::{Frame, Outgoing};
-use crate::transport::http;
 use crate::upstream::Target;
 
 /// Everything `warden serve` needs.
@@ -56,7 +60,7 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Origins allowed besides loopback ones; `*` allows any.
     pub allowed_origins: Vec<String>,
-    /// `Host` values allowed besides loopback names (see [`crate::transport::http_guard`]).
+    /// `Host` values allowed besides loopback names (see [`http_guard`]).
     pub allowed_hosts: Vec<String>,
     /// Sessions idle this long are closed and their upstream stopped.
     pub session_idle: Duration,

@@ -1,17 +1,20 @@
-//! How messages reach Warden from the client side.
+//! What every mode shares to move newline-delimited JSON-RPC over a byte stream.
 //!
 //! - [`framing`]: newline-delimited JSON-RPC with a size limit, for any byte stream.
 //! - [`stdio`]: Warden's own stdin and stdout.
-//! - [`http`]: the Streamable HTTP listener of `warden serve`.
-//! - [`http_batch`]: JSON-RPC batches (2025-03-26) on that listener.
-//! - [`http_guard`]: the `Host` and `Origin` checks in front of it.
-//! - [`http_sse`]: the old HTTP+SSE transport (2024-11-05) beside it.
-//! - [`sse`]: reading `text/event-stream` bodies (from HTTP upstreams).
+//!
+//! The HTTP front door of `warden serve` lives in [`crate::serve`]; reading an
+//! HTTP upstream's event streams, in [`crate::upstream`].
 
 pub mod framing;
-pub mod http;
-pub mod http_batch;
-pub mod http_guard;
-pub mod http_sse;
-pub mod sse;
 pub mod stdio;
+
+/// Queue length between the relay and each writer.
+pub const QUEUE: usize = 1024;
+
+/// Read buffer of each stream.
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// A line still unfinished at this many bytes is handed to the relay in pieces,
+/// so that a message no plugin wants is passed on while it arrives.
+pub const STREAM_FROM: usize = 64 * 1024;

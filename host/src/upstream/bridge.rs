@@ -35,7 +35,8 @@ use tokio::sync::mpsc;
 
 use crate::era;
 use crate::jsonrpc::{self, code, Kind};
-use crate::session::{Output, Upstream, QUEUE};
+use super::{Output, Upstream};
+use crate::transport::QUEUE;
 use crate::transport::framing::{Frame, Outgoing};
 
 /// How long the upstream may take to answer the probe.

@@ -34,9 +34,10 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::era;
 use crate::jsonrpc::{self, code, Kind};
-use crate::session::{Upstream, QUEUE};
+use super::Upstream;
+use crate::transport::QUEUE;
 use crate::transport::framing::{Frame, Outgoing};
-use crate::transport::sse;
+use super::sse;
 
 const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");

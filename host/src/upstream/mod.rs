@@ -6,14 +6,15 @@
 
 pub mod bridge;
 pub mod child;
+pub mod handle;
 pub mod http;
+pub mod sse;
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::relay;
-use crate::session::Upstream;
+pub use handle::{Output, Upstream};
 use crate::transport::framing::Outgoing;
 
 /// Which server Warden fronts.
@@ -34,7 +35,7 @@ impl Target {
         match (given, &self.remote) {
             (Some(name), _) => Arc::from(name),
             (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
-            (None, None) => relay::default_upstream_name(&self.command),
+            (None, None) => default_upstream_name(&self.command),
         }
     }
 
@@ -62,4 +63,14 @@ impl Target {
             None => Upstream::start(name, &self.command, max_message_bytes),
         }
     }
+}
+
+/// The upstream name used when none is given: the command's file name.
+pub fn default_upstream_name(command: &[String]) -> Arc<str> {
+    command
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upstream".to_owned())
+        .into()
 }

@@ -10,7 +10,7 @@
 use hyper::header::{HeaderMap, HOST, ORIGIN};
 use hyper::Uri;
 
-use crate::serve::ServeOptions;
+use super::ServeOptions;
 
 /// Why a request is refused before it is read.
 #[derive(Debug, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use super::http::{error, event_stream, keep_alive, plain, read_body, refused_call, Body};
 use crate::jsonrpc::{code, Kind, Message};
 use crate::plugin::instances::Transport;
-use crate::serve::streams::{Event, Receiver};
-use crate::serve::{Gateway, SessionError};
+use super::streams::{Event, Receiver};
+use super::{Gateway, SessionError};
 
 /// Where old clients open their event stream.
 pub const SSE_PATH: &str = "/sse";

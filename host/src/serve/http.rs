@@ -24,9 +24,9 @@ use super::{http_batch, http_sse};
 use crate::era;
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Transport;
-use crate::serve::listener::{stopped, Held};
-use crate::serve::streams::{Event, EventId, Receiver};
-use crate::serve::{Gateway, Outcome, SessionError};
+use super::listener::{stopped, Held};
+use super::streams::{Event, EventId, Receiver};
+use super::{Gateway, Outcome, SessionError};
 
 /// The session header (names are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";

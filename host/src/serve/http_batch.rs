@@ -15,8 +15,8 @@ use hyper::{HeaderMap, Response, StatusCode};
 
 use super::http::{empty, error, final_answer, json, sse_body, until_answer, Body, SESSION_HEADER};
 use crate::jsonrpc::{self, code, Kind, Message};
-use crate::serve::streams::{Event, Receiver};
-use crate::serve::{Gateway, SessionError};
+use super::streams::{Event, Receiver};
+use super::{Gateway, SessionError};
 
 /// How the client said it takes answers.
 pub(super) struct Accepts {
