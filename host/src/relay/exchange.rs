@@ -1,0 +1,136 @@
+//! The chain run both ways: a request or notification on its way, and the
+//! answer that comes back through the same chain.
+
+use bytes::Bytes;
+
+use super::pending::{Pending, MAX_PENDING};
+use super::reply::Onward;
+use super::{opposite, side, Relay};
+use crate::jsonrpc::{self, code, Kind, Message};
+use crate::plugin::instances::Direction;
+use crate::plugin::{MessageContext, Outcome};
+
+impl Relay {
+    /// A request or notification travelling `from` one side to the other.
+    pub(super) async fn call(&mut self, from: Direction, message: Message) {
+        let head = &message.head;
+        let method = head.method.as_deref().unwrap_or_default();
+        if head.kind == Kind::Request {
+            let refused = match &head.id {
+                _ if self.pending(from).len() >= MAX_PENDING => {
+                    Some(format!("too many requests in flight (limit {MAX_PENDING})"))
+                }
+                // Its answer could not be told from the first one's.
+                Some(id) if self.pending(from).contains_key(id) => {
+                    Some("a request with this id is already in flight".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(text) = refused {
+                tracing::warn!(
+                    from = side(from),
+                    id = head.raw_id.as_deref().unwrap_or("-"),
+                    "request refused: {text}"
+                );
+                let reply = jsonrpc::error_response(head.raw_id.as_deref(), code::INVALID_REQUEST, &text, None);
+                return self.send_back(from, reply).await;
+            }
+        }
+        if method == jsonrpc::method::CANCELLED {
+            if let Some(answers) = self.forget_cancelled(from, &message) {
+                self.send_back(from, answers).await;
+            }
+        }
+        self.refresh();
+        let (outcome, stopped_at) = if self.instances.chain().wants_request(method, from) {
+            let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
+            self.instances.on_request(cx, &message).await
+        } else {
+            (Outcome::Forward(None), 0)
+        };
+        let id = head.raw_id.clone();
+        let reply = match self.onward(outcome, &message, id.as_deref(), None) {
+            Onward::Pass(replacement) => {
+                let raw_id = message.head.raw_id.clone();
+                let message = replacement.unwrap_or(message);
+                if let (Some(id), Some(raw_id)) = (&message.head.id, raw_id) {
+                    let pending = Pending {
+                        raw_id,
+                        method: message.head.method.clone().unwrap_or_default(),
+                        tool: message.head.tool.clone(),
+                        generation: self.instances.chain().generation(),
+                    };
+                    self.pending(from).insert(id.clone(), pending);
+                }
+                return self.send_on(from, message.raw).await;
+            }
+            // Notifications that were stopped are simply dropped; there is nobody to answer.
+            Onward::Answer(reply) => reply.filter(|_| id.is_some()),
+        };
+        if let Some(reply) = reply {
+            let reply = self.unwind(from, stopped_at, &message, reply).await;
+            self.send_back(from, reply).await;
+        }
+    }
+
+    /// Passes an answer the chain made (at position `stop`) back through the
+    /// plugins in front of `stop`, as if it had come from the peer.
+    pub(super) async fn unwind(&mut self, from: Direction, stop: usize, request: &Message, reply: Bytes) -> Bytes {
+        let Ok(answer) = Message::parse(reply.clone()) else { return reply };
+        let method = request.head.method.as_deref().unwrap_or_default();
+        let cx = MessageContext { direction: opposite(from), method, tool: request.head.tool.as_deref() };
+        let outcome = self.instances.on_response_before(stop, cx, &answer).await;
+        match self.onward(outcome, request, request.head.raw_id.as_deref(), None) {
+            Onward::Pass(None) | Onward::Answer(None) => reply,
+            Onward::Pass(Some(replacement)) => replacement.raw,
+            Onward::Answer(Some(answer)) => answer,
+        }
+    }
+
+    /// A response or error travelling `from` one side, answering a request that went the other way.
+    pub(super) async fn answer(&mut self, from: Direction, message: Message) {
+        let pending = message.head.id.as_ref().and_then(|id| self.answered(from).remove(id));
+        if pending.is_none() && message.head.id.is_some() {
+            // Nothing in flight has this id: it would reach the peer past the
+            // response chain, as an answer to nothing it asked.
+            let id = message.head.raw_id.as_deref().unwrap_or("-");
+            tracing::warn!(from = side(from), id, "answer dropped: no request with this id is in flight");
+            return;
+        }
+        let generation = pending.as_ref().map_or(self.instances.chain().generation(), |p| p.generation);
+        // The peer that asked gets its answer under its id exactly as it wrote it.
+        let message = match &pending {
+            Some(p) if message.head.raw_id.as_deref() != Some(p.raw_id.as_str()) => {
+                let raw = message.with_raw_id(&p.raw_id);
+                Message::parse(raw).unwrap_or(message)
+            }
+            _ => message,
+        };
+        let (method, tool) = pending.map(|p| (p.method, p.tool)).unwrap_or_default();
+        if method == jsonrpc::method::INITIALIZE && from == Direction::ServerToClient {
+            self.note_protocol_version(&message);
+        }
+        // Only an answer through an earlier chain can be the last one it owed.
+        let retiring = generation != self.instances.chain().generation();
+        let outcome = {
+            let instances = self.instances_of(generation);
+            if !instances.chain().wants_response(&method, from) {
+                if retiring {
+                    self.release_retired();
+                }
+                return self.send_on(from, message.raw).await;
+            }
+            let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
+            instances.on_response(cx, &message).await
+        };
+        if retiring {
+            self.release_retired();
+        }
+        let id = message.head.raw_id.as_deref();
+        let onward = match self.onward(outcome, &message, id, Some(&method)) {
+            Onward::Pass(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
+            Onward::Answer(answer) => answer.unwrap_or_else(|| message.raw.clone()),
+        };
+        self.send_on(from, onward).await;
+    }
+}
