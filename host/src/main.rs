@@ -337,11 +337,11 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let (audit, writer) = open_audit(&args.common)?;
     let options = WrapOptions {
         plugins: args.common.plugins.clone(),
-        upstream: Target {
-            command: args.command,
-            remote: remote_options(args.url.as_deref(), &args.common)?,
-            probe_era: args.common.probe_era,
-        },
+        upstream: Target::from_parts(
+            args.command,
+            remote_options(args.url.as_deref(), &args.common)?,
+            args.common.probe_era,
+        )?,
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         cache_dir: cache_dir(&args.common),
@@ -374,11 +374,11 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         path: args.path,
         plugins: args.common.plugins.clone(),
-        upstream: Target {
-            command: args.command,
-            remote: remote_options(args.upstream_url.as_deref(), &args.common)?,
-            probe_era: args.common.probe_era,
-        },
+        upstream: Target::from_parts(
+            args.command,
+            remote_options(args.upstream_url.as_deref(), &args.common)?,
+            args.common.probe_era,
+        )?,
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         max_body_bytes: args.max_body_bytes,

@@ -57,6 +57,8 @@ pub mod method {
     pub const CANCELLED: &str = "notifications/cancelled";
     /// Calls a tool: the one method whose `params.name` routing reads.
     pub const TOOLS_CALL: &str = "tools/call";
+    /// The client's word that the handshake is complete.
+    pub const INITIALIZED: &str = "notifications/initialized";
 }
 
 /// The JSON-RPC shape of a message.

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use super::http_guard::{self, Refusal};
 use super::{http_batch, http_sse};
 use crate::era;
-use crate::jsonrpc::{self, code, Kind, Message};
+use crate::jsonrpc::{self, code, method, Kind, Message};
 use crate::plugin::instances::Transport;
 use super::listener::{stopped, Held};
 use super::streams::{Event, EventId, Receiver};
@@ -211,7 +211,7 @@ async fn post(
     if version_header(headers).is_some_and(era::is_modern) {
         return modern(gateway, headers, message, accepts_json, caller, owner).await;
     }
-    let is_initialize = message.head.method.as_deref() == Some("initialize");
+    let is_initialize = message.head.method.as_deref() == Some(method::INITIALIZE);
     let session = match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         Some(id) => match gateway.session(id, caller.as_deref()) {
             Some(session) => session,
@@ -233,7 +233,7 @@ async fn post(
 
     let Some(id) = message.head.id.clone().filter(|_| message.head.kind == Kind::Request) else {
         // Notifications and responses: accepted once the session has them.
-        if message.head.method.as_deref() == Some("notifications/cancelled") {
+        if message.head.method.as_deref() == Some(method::CANCELLED) {
             if let Some(id) = jsonrpc::cancelled_request(&message.raw) {
                 session.forget(&id);
             }

@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt};
 use hyper::{HeaderMap, Response, StatusCode};
 
 use super::http::{empty, error, final_answer, json, sse_body, until_answer, Body, SESSION_HEADER};
-use crate::jsonrpc::{self, code, Kind, Message};
+use crate::jsonrpc::{self, code, method, Kind, Message};
 use super::streams::{Event, Receiver};
 use super::{Gateway, SessionError};
 
@@ -60,7 +60,7 @@ pub(super) async fn post(
             }
         };
         let head = &message.head;
-        if head.method.as_deref() == Some("initialize") {
+        if head.method.as_deref() == Some(method::INITIALIZE) {
             answers.push(jsonrpc::error_response(
                 head.raw_id.as_deref(),
                 code::INVALID_REQUEST,
@@ -70,7 +70,7 @@ pub(super) async fn post(
             continue;
         }
         let Some(id) = head.id.clone().filter(|_| head.kind == Kind::Request) else {
-            if head.method.as_deref() == Some("notifications/cancelled") {
+            if head.method.as_deref() == Some(method::CANCELLED) {
                 if let Some(id) = jsonrpc::cancelled_request(&message.raw) {
                     session.forget(&id);
                 }

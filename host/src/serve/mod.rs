@@ -519,7 +519,7 @@ pub(crate) mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             path: "/mcp".to_owned(),
             plugins: None,
-            upstream: Target::default(),
+            upstream: Target::Command { command: Vec::new(), probe_era: false },
             upstream_name: None,
             max_message_bytes: 1 << 20,
             max_body_bytes: 1 << 20,

@@ -188,7 +188,7 @@ impl Modern {
             // The core defines no client notifications over HTTP.
             return Outcome::Accepted;
         };
-        if matches!(facts.method.as_str(), jsonrpc::method::INITIALIZE | "notifications/initialized") {
+        if matches!(facts.method.as_str(), jsonrpc::method::INITIALIZE | jsonrpc::method::INITIALIZED) {
             let why = "2026-07-28 has no initialize handshake";
             return refused(hyper::StatusCode::NOT_FOUND, Some(&client_id), code::METHOD_NOT_FOUND, why);
         }

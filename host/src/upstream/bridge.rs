@@ -34,7 +34,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use crate::era;
-use crate::jsonrpc::{self, code, Kind};
+use crate::jsonrpc::{self, code, method, Kind};
 use super::{Output, Upstream};
 use crate::transport::QUEUE;
 use crate::transport::framing::{Frame, Outgoing};
@@ -44,7 +44,7 @@ const PROBE_WAIT: Duration = Duration::from_secs(3);
 /// The probe's id.
 const PROBE_ID: &str = "\"warden-discover\"";
 /// The methods an `input_required` result may answer.
-const RETRIABLE: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+const RETRIABLE: &[&str] = &[method::TOOLS_CALL, "prompts/get", "resources/read"];
 
 /// Puts the bridge between the relay and `upstream`.
 pub fn bridge(upstream: Upstream, to_upstream: mpsc::Sender<Outgoing>) -> (Upstream, mpsc::Sender<Outgoing>) {
@@ -197,7 +197,7 @@ impl Bridge {
         match &mut self.mode {
             Mode::Start => {
                 let head = jsonrpc::parse_head(&message).ok();
-                let id = head.as_ref().filter(|h| h.method.as_deref() == Some("initialize")).and_then(|h| h.id.clone());
+                let id = head.as_ref().filter(|h| h.method.as_deref() == Some(method::INITIALIZE)).and_then(|h| h.id.clone());
                 match id {
                     Some(id) => {
                         self.up(message.clone()).await;
@@ -352,7 +352,7 @@ impl Bridge {
         let method = value.get("method").and_then(Value::as_str).map(str::to_owned);
         let id = value.get("id").filter(|id| !id.is_null()).cloned();
         match (method.as_deref(), id) {
-            (Some("notifications/initialized"), None) => {}
+            (Some(method::INITIALIZED), None) => {}
             (Some("ping"), Some(id)) => self.down_value(json!({"jsonrpc": "2.0", "id": id, "result": {}})).await,
             (Some("logging/setLevel"), Some(id)) => {
                 if let Some(level) = value["params"].get("level") {
@@ -436,14 +436,14 @@ impl Bridge {
         // `_meta` or `requestId`.
         if answer_id.is_some_and(|id| !ours(&self.listening, id))
             || (answer_id.is_none()
-                && !matches!(method, Some("notifications/subscriptions/acknowledged" | "notifications/cancelled")))
+                && !matches!(method, Some("notifications/subscriptions/acknowledged" | method::CANCELLED)))
         {
             return false;
         }
         let value: Value = serde_json::from_slice(message).unwrap_or_default();
         let listen = match answer_id {
             Some(id) => id.to_owned(),
-            None if method == Some("notifications/cancelled") => value["params"]["requestId"].to_string(),
+            None if method == Some(method::CANCELLED) => value["params"]["requestId"].to_string(),
             None => value["params"]["_meta"][era::meta::SUBSCRIPTION_ID].to_string(),
         };
         if !ours(&self.listening, &listen) {

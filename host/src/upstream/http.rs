@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::era;
-use crate::jsonrpc::{self, code, Kind};
+use crate::jsonrpc::{self, code, method, Kind};
 use super::Upstream;
 use crate::transport::QUEUE;
 use crate::transport::framing::{Frame, Outgoing};
@@ -173,8 +173,8 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
             }
         };
         let head = jsonrpc::parse_head(&message).ok();
-        let initialize = head.as_ref().and_then(|h| h.method.as_deref()) == Some("initialize");
-        if head.as_ref().and_then(|h| h.method.as_deref()) == Some("notifications/cancelled") {
+        let initialize = head.as_ref().and_then(|h| h.method.as_deref()) == Some(method::INITIALIZE);
+        if head.as_ref().and_then(|h| h.method.as_deref()) == Some(method::CANCELLED) {
             if let Some(post) = jsonrpc::cancelled_request(&message).and_then(|id| lock(&modern_posts).remove(&id)) {
                 // The modern era has no cancel message over HTTP: the stream is closed instead.
                 post.abort();

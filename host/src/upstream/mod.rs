@@ -17,25 +17,53 @@ use tokio::sync::mpsc;
 pub use handle::{Output, Upstream};
 use crate::transport::framing::Outgoing;
 
-/// Which server Warden fronts.
-#[derive(Debug, Clone, Default)]
-pub struct Target {
+/// Which server Warden fronts: a command or a remote server, never both or neither.
+#[derive(Debug, Clone)]
+pub enum Target {
     /// A stdio server's command, started per session.
-    pub command: Vec<String>,
-    /// A remote server instead.
-    pub remote: Option<http::RemoteOptions>,
-    /// Ask a stdio server `server/discover` before a client's `initialize` and
-    /// bridge to it if it speaks only 2026-07-28 (remote servers are always asked).
-    pub probe_era: bool,
+    Command {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Ask it `server/discover` before a client's `initialize` and bridge
+        /// to it if it speaks only 2026-07-28.
+        probe_era: bool,
+    },
+    /// A remote server (always asked its era).
+    Remote(http::RemoteOptions),
+}
+
+/// A command line that names no server, or two.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    /// Neither a command nor a URL.
+    #[error("no upstream: give a command after `--`, or a URL")]
+    Neither,
+    /// Both.
+    #[error("two upstreams: give a command after `--` or a URL, not both")]
+    Both,
 }
 
 impl Target {
+    /// The target a command line names: exactly one of a command and a remote.
+    pub fn from_parts(
+        command: Vec<String>,
+        remote: Option<http::RemoteOptions>,
+        probe_era: bool,
+    ) -> Result<Target, TargetError> {
+        match (command.is_empty(), remote) {
+            (false, None) => Ok(Target::Command { command, probe_era }),
+            (true, Some(remote)) => Ok(Target::Remote(remote)),
+            (true, None) => Err(TargetError::Neither),
+            (false, Some(_)) => Err(TargetError::Both),
+        }
+    }
+
     /// Its name in plugin contexts and audit records, unless one is given.
     pub fn name(&self, given: Option<&str>) -> Arc<str> {
-        match (given, &self.remote) {
+        match (given, self) {
             (Some(name), _) => Arc::from(name),
-            (None, Some(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
-            (None, None) => default_upstream_name(&self.command),
+            (None, Target::Remote(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
+            (None, Target::Command { command, .. }) => default_upstream_name(command),
         }
     }
 
@@ -45,11 +73,11 @@ impl Target {
         name: Arc<str>,
         max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError> {
-        let (upstream, input) = match &self.remote {
-            Some(remote) => http::connect(name, remote.clone(), max_message_bytes),
-            None => Upstream::start(name, &self.command, max_message_bytes)?,
-        };
-        Ok(if self.remote.is_some() || self.probe_era { bridge::bridge(upstream, input) } else { (upstream, input) })
+        let (upstream, input) = self.start_plain(name, max_message_bytes)?;
+        Ok(match self {
+            Target::Remote(_) | Target::Command { probe_era: true, .. } => bridge::bridge(upstream, input),
+            Target::Command { probe_era: false, .. } => (upstream, input),
+        })
     }
 
     /// Starts it for Warden's own use (the 2026-07-28 lane): no bridge.
@@ -58,9 +86,9 @@ impl Target {
         name: Arc<str>,
         max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError> {
-        match &self.remote {
-            Some(remote) => Ok(http::connect(name, remote.clone(), max_message_bytes)),
-            None => Upstream::start(name, &self.command, max_message_bytes),
+        match self {
+            Target::Remote(remote) => Ok(http::connect(name, remote.clone(), max_message_bytes)),
+            Target::Command { command, .. } => Upstream::start(name, command, max_message_bytes),
         }
     }
 }
