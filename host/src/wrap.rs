@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
 use crate::audit::AuditSink;
-use crate::plugin::instances::{Session, Transport};
+use crate::plugin::instances::{SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd};
@@ -70,7 +70,7 @@ where
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 
-    let session = Session {
+    let session = SessionFacts {
         id: None,
         upstream: upstream_name,
         caller: None,

@@ -23,8 +23,8 @@ pub use wit::{Caller, Direction, Transport};
 
 /// What the session knows, the same for every message.
 #[derive(Debug, Clone)]
-pub struct Session {
-    /// Session id, when the transport has one.
+pub struct SessionFacts {
+    /// The session id, when the transport has one.
     pub id: Option<Arc<str>>,
     /// Upstream name.
     pub upstream: Arc<str>,
@@ -49,7 +49,7 @@ pub struct MessageContext<'a> {
 
 /// How a message left the chain.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum ChainOutcome {
     /// Pass it on: `None` unchanged (forward the original bytes), or this replacement.
     Forward(Option<Message>),
     /// A plugin rejected it.
@@ -138,7 +138,7 @@ pub struct Instances {
     runtime: Arc<Runtime>,
     chain: Arc<Chain>,
     slots: Vec<Option<Live>>,
-    session: Session,
+    session: SessionFacts,
 }
 
 #[derive(Clone, Copy)]
@@ -149,7 +149,7 @@ enum Hook {
 
 impl Instances {
     /// Instances of `chain` for one owner; each is made on first use.
-    pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, session: Session) -> Instances {
+    pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, session: SessionFacts) -> Instances {
         let slots = chain.plugins().iter().map(|_| None).collect();
         Instances { runtime, chain, slots, session }
     }
@@ -164,37 +164,37 @@ impl Instances {
         &self.chain
     }
 
-    /// Session facts, e.g. to record the negotiated protocol version.
-    pub fn session_mut(&mut self) -> &mut Session {
+    /// The session facts, e.g. to record the negotiated protocol version.
+    pub fn session_mut(&mut self) -> &mut SessionFacts {
         &mut self.session
     }
 
-    /// Session facts.
-    pub fn session(&self) -> &Session {
+    /// The session facts.
+    pub fn session(&self) -> &SessionFacts {
         &self.session
     }
 
     /// Runs a request or notification front to back through the interested plugins.
     /// Returns how it left the chain and the position of the plugin that stopped it
     /// (the chain's length when none did).
-    pub async fn on_request(&mut self, cx: MessageContext<'_>, message: &Message) -> (Outcome, usize) {
+    pub async fn on_request(&mut self, cx: MessageContext<'_>, message: &Message) -> (ChainOutcome, usize) {
         self.walk(Hook::Request, cx, message, 0..self.slots.len(), false).await
     }
 
     /// Runs a response or error back to front through the interested plugins.
-    pub async fn on_response(&mut self, cx: MessageContext<'_>, message: &Message) -> Outcome {
+    pub async fn on_response(&mut self, cx: MessageContext<'_>, message: &Message) -> ChainOutcome {
         self.walk(Hook::Response, cx, message, 0..self.slots.len(), true).await.0
     }
 
     /// Runs an answer the chain made itself (a plugin at position `stop` rejected
     /// or answered a request) back through the plugins before `stop`, which saw
     /// the request: an audit plugin in front sees every decision.
-    pub async fn on_response_before(&mut self, stop: usize, cx: MessageContext<'_>, message: &Message) -> Outcome {
+    pub async fn on_response_before(&mut self, stop: usize, cx: MessageContext<'_>, message: &Message) -> ChainOutcome {
         let wanted = self.chain.plugins()[..stop.min(self.slots.len())]
             .iter()
             .any(|p| p.responses.matches(cx.method, cx.direction));
         if !wanted {
-            return Outcome::Forward(None);
+            return ChainOutcome::Forward(None);
         }
         self.walk(Hook::Response, cx, message, 0..stop.min(self.slots.len()), true).await.0
     }
@@ -206,7 +206,7 @@ impl Instances {
         original: &Message,
         range: std::ops::Range<usize>,
         backwards: bool,
-    ) -> (Outcome, usize) {
+    ) -> (ChainOutcome, usize) {
         let end = self.slots.len();
         // Front to back or back to front, without boxing an iterator per message.
         let (start, len) = (range.start, range.len());
@@ -240,24 +240,24 @@ impl Instances {
                         None => continue,
                     },
                 },
-                Verdict::Reject(error) => return (Outcome::Reject { plugin: plugin.name.clone(), error }, index),
+                Verdict::Reject(error) => return (ChainOutcome::Reject { plugin: plugin.name.clone(), error }, index),
                 Verdict::Respond(text) => match RawValue::from_string(text) {
-                    Ok(result) => return (Outcome::Respond { plugin: plugin.name.clone(), result }, index),
+                    Ok(result) => return (ChainOutcome::Respond { plugin: plugin.name.clone(), result }, index),
                     Err(e) => match self.fail(&plugin, FaultKind::BadVerdict(format!("respond: {e}"))) {
                         Some(outcome) => return (outcome, index),
                         None => continue,
                     },
                 },
                 Verdict::RequireApproval(prompt) => {
-                    return (Outcome::Approval { plugin: plugin.name.clone(), prompt }, index);
+                    return (ChainOutcome::Approval { plugin: plugin.name.clone(), prompt }, index);
                 }
             }
         }
-        (Outcome::Forward(current), end)
+        (ChainOutcome::Forward(current), end)
     }
 
     /// Applies the plugin's failure mode: `closed` stops the message, `open` lets it pass.
-    fn fail(&self, plugin: &Plugin, kind: FaultKind) -> Option<Outcome> {
+    fn fail(&self, plugin: &Plugin, kind: FaultKind) -> Option<ChainOutcome> {
         let fault = Fault { plugin: plugin.name.clone(), kind };
         match plugin.manifest.failure {
             FailureMode::Closed => {
@@ -265,7 +265,7 @@ impl Instances {
                     session = self.session.id.as_deref().unwrap_or("-"),
                     "{fault}; message rejected (failure = closed)"
                 );
-                Some(Outcome::Failed(fault))
+                Some(ChainOutcome::Failed(fault))
             }
             FailureMode::Open => {
                 tracing::warn!(

@@ -8,7 +8,7 @@ use super::reply::Onward;
 use super::{opposite, side, Relay};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Direction;
-use crate::plugin::{MessageContext, Outcome};
+use crate::plugin::{MessageContext, ChainOutcome};
 
 impl Relay {
     /// A request or notification travelling `from` one side to the other.
@@ -46,7 +46,7 @@ impl Relay {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             self.instances.on_request(cx, &message).await
         } else {
-            (Outcome::Forward(None), 0)
+            (ChainOutcome::Forward(None), 0)
         };
         let id = head.raw_id.clone();
         let reply = match self.onward(outcome, &message, id.as_deref(), None) {

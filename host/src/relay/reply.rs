@@ -8,7 +8,7 @@ use crate::audit::Source;
 use bytes::Bytes;
 
 use crate::jsonrpc::{self, code, Message};
-use crate::plugin::Outcome;
+use crate::plugin::ChainOutcome;
 
 /// What the chain's outcome makes of a message.
 pub(super) enum Onward {
@@ -23,10 +23,10 @@ impl Relay {
     /// The one reply builder: what `outcome` makes of `message` (recorded in
     /// the audit trail when it is not "forward"). An answer goes under `id`;
     /// `answered` names the request's method when `message` is itself an answer.
-    pub(super) fn onward(&self, outcome: Outcome, message: &Message, id: Option<&str>, answered: Option<&str>) -> Onward {
+    pub(super) fn onward(&self, outcome: ChainOutcome, message: &Message, id: Option<&str>, answered: Option<&str>) -> Onward {
         match outcome {
-            Outcome::Forward(replacement) => Onward::Pass(replacement),
-            Outcome::Respond { plugin, result } => {
+            ChainOutcome::Forward(replacement) => Onward::Pass(replacement),
+            ChainOutcome::Respond { plugin, result } => {
                 self.decision(&plugin, "respond", message, answered);
                 Onward::Answer(id.map(|id| jsonrpc::result_response(id, &result)))
             }
@@ -38,24 +38,24 @@ impl Relay {
     }
 
     /// The error for a message the chain stopped, recorded in the audit trail.
-    fn refusal(&self, outcome: Outcome, message: &Message) -> (i32, String, Option<String>) {
+    fn refusal(&self, outcome: ChainOutcome, message: &Message) -> (i32, String, Option<String>) {
         match outcome {
-            Outcome::Reject { plugin, error } => {
+            ChainOutcome::Reject { plugin, error } => {
                 self.decision(&plugin, "reject", message, None);
                 (error.code, error.message, error.data)
             }
-            Outcome::Approval { plugin, prompt } => {
+            ChainOutcome::Approval { plugin, prompt } => {
                 self.decision(&plugin, "require-approval", message, None);
                 let text = format!(
                     "plugin \"{plugin}\" requires human approval ({prompt}), but approval is not available in this Warden"
                 );
                 (code::APPROVAL_UNAVAILABLE, text, None)
             }
-            Outcome::Failed(fault) => {
+            ChainOutcome::Failed(fault) => {
                 self.decision(&fault.plugin, fault.kind.tag(), message, None);
                 (code::PLUGIN_FAILED, fault.to_string(), None)
             }
-            Outcome::Forward(_) | Outcome::Respond { .. } => {
+            ChainOutcome::Forward(_) | ChainOutcome::Respond { .. } => {
                 (code::PLUGIN_FAILED, "internal: not a refusal".to_owned(), None)
             }
         }

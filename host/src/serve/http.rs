@@ -26,7 +26,7 @@ use crate::jsonrpc::{self, code, method, Kind, Message};
 use crate::plugin::instances::Transport;
 use super::listener::{stopped, Held};
 use super::streams::{Event, EventId, Receiver};
-use super::{Gateway, Outcome, SessionError};
+use super::{Gateway, ModernReply, SessionError};
 
 /// The session header (names are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -330,9 +330,9 @@ async fn modern(
         }
     }
     let mut events = match gateway.serve_modern(&message.head, &message.raw, facts, caller, owner).await {
-        Outcome::Refused(status, body) => return json(status, body),
-        Outcome::Accepted => return empty(StatusCode::ACCEPTED),
-        Outcome::Events(events) => events,
+        ModernReply::Refused(status, body) => return json(status, body),
+        ModernReply::Accepted => return empty(StatusCode::ACCEPTED),
+        ModernReply::Events(events) => events,
     };
     let Some(first) = events.recv().await else {
         return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, "the upstream ended before answering");

@@ -26,14 +26,14 @@ mod modern;
 pub mod streams;
 
 use modern::Modern;
-pub use modern::Outcome;
+pub use modern::ModernReply;
 
 use streams::Streams;
 
 use crate::audit::AuditSink;
 use crate::era;
 use crate::jsonrpc::{self, Kind};
-use crate::plugin::instances::{Caller, Session, Transport};
+use crate::plugin::instances::{Caller, SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session;
@@ -203,7 +203,7 @@ impl Gateway {
         facts: era::Facts,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
-    ) -> Outcome {
+    ) -> ModernReply {
         self.modern.clone().serve(self, head, raw, facts, caller, owner).await
     }
 
@@ -257,7 +257,7 @@ impl Gateway {
         };
         let (to_client, client_rx) = mpsc::channel(QUEUE);
         let (input, mut input_rx) = mpsc::channel::<Bytes>(QUEUE);
-        let facts = Session {
+        let facts = SessionFacts {
             id: legacy.then(|| Arc::from(id.as_str())),
             upstream: self.upstream_name.clone(),
             caller: caller.as_deref().map(|subject| Caller { subject: subject.to_owned(), claims: "{}".to_owned() }),

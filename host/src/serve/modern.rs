@@ -163,7 +163,7 @@ struct Call {
 }
 
 /// What a modern POST gets.
-pub enum Outcome {
+pub enum ModernReply {
     /// An HTTP error status with a JSON-RPC error body.
     Refused(hyper::StatusCode, Bytes),
     /// What the server says about the request, ending with the answer.
@@ -182,11 +182,11 @@ impl Modern {
         facts: Facts,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
-    ) -> Outcome {
+    ) -> ModernReply {
         // Answered under the id exactly as the client wrote it.
         let Some(client_id) = head.raw_id.clone().filter(|_| head.kind == Kind::Request) else {
             // The core defines no client notifications over HTTP.
-            return Outcome::Accepted;
+            return ModernReply::Accepted;
         };
         if matches!(facts.method.as_str(), jsonrpc::method::INITIALIZE | jsonrpc::method::INITIALIZED) {
             let why = "2026-07-28 has no initialize handshake";
@@ -256,12 +256,12 @@ impl Modern {
         };
         let (out, events) = mpsc::unbounded_channel();
         tokio::spawn(call.run(stream, out));
-        Outcome::Events(events)
+        ModernReply::Events(events)
     }
 
     /// A retry carrying `requestState`: its input goes to the upstream's
     /// waiting request, and the retry takes over the parked call.
-    fn resume(self: &Arc<Self>, client_id: &str, facts: &Facts, state: &str, owner: &str) -> Outcome {
+    fn resume(self: &Arc<Self>, client_id: &str, facts: &Facts, state: &str, owner: &str) -> ModernReply {
         let mut parked_calls = lock(&self.parked);
         // Another caller's handle does not exist for this one (and using it
         // wrongly does not use it up: its own caller may still retry).
@@ -292,7 +292,7 @@ impl Modern {
             // Parked before the client can read the token and retry.
             self.park(token, parked);
             let _ = out.send(Event { id: None, message, last: true });
-            return Outcome::Events(events);
+            return ModernReply::Events(events);
         };
         let reply = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{},"result":{input}}}"#, parked.asked));
         let Parked { call, stream, .. } = parked;
@@ -302,7 +302,7 @@ impl Modern {
             }
             call.run(stream, out).await;
         });
-        Outcome::Events(events)
+        ModernReply::Events(events)
     }
 
     /// Keeps a call for its client's retry; after a while it is cancelled.
@@ -535,7 +535,7 @@ impl Backing {
     }
 
     /// Serves `subscriptions/listen` from a legacy upstream's change notifications.
-    fn listen(&self, client_id: &str, raw: &Bytes) -> Outcome {
+    fn listen(&self, client_id: &str, raw: &Bytes) -> ModernReply {
         let asked: Value = serde_json::from_slice::<Value>(raw)
             .ok()
             .map(|mut v| v["params"]["notifications"].take())
@@ -561,7 +561,7 @@ impl Backing {
         });
         let _ = out.send(Event { id: None, message: Bytes::from(ack.to_string()), last: false });
         lock(&self.subscribers).push(Subscriber { id: client_id.to_owned(), wants, out });
-        Outcome::Events(events)
+        ModernReply::Events(events)
     }
 
     /// Passes the backing's change notifications to the subscriptions that asked for them.
@@ -810,25 +810,25 @@ fn with_token(message: &Bytes, token: &str) -> Option<Bytes> {
     jsonrpc::set_in(&mut value, &["params", "progressToken"], token).then(|| Bytes::from(value.to_string()))
 }
 
-fn answered(client_id: &str, result: &Value) -> Outcome {
+fn answered(client_id: &str, result: &Value) -> ModernReply {
     let (out, events) = mpsc::unbounded_channel();
     let id: Value = serde_json::from_str(client_id).unwrap_or(Value::Null);
     let message = json!({"jsonrpc": "2.0", "id": id, "result": result});
     let _ = out.send(Event { id: None, message: Bytes::from(message.to_string()), last: true });
-    Outcome::Events(events)
+    ModernReply::Events(events)
 }
 
 fn failure(client_id: &str, why: &str) -> Bytes {
     jsonrpc::error_response(Some(client_id), code::UPSTREAM_FAILED, why, None)
 }
 
-fn failed(client_id: &str, why: &str) -> Outcome {
+fn failed(client_id: &str, why: &str) -> ModernReply {
     tracing::warn!("modern request failed: {why}");
-    Outcome::Refused(hyper::StatusCode::BAD_GATEWAY, failure(client_id, why))
+    ModernReply::Refused(hyper::StatusCode::BAD_GATEWAY, failure(client_id, why))
 }
 
-fn refused(status: hyper::StatusCode, id: Option<&str>, code: i32, why: &str) -> Outcome {
-    Outcome::Refused(status, jsonrpc::error_response(id, code, why, None))
+fn refused(status: hyper::StatusCode, id: Option<&str>, code: i32, why: &str) -> ModernReply {
+    ModernReply::Refused(status, jsonrpc::error_response(id, code, why, None))
 }
 
 #[cfg(test)]
