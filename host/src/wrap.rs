@@ -16,9 +16,9 @@ use crate::plugin::instances::{SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd};
-use crate::transport::QUEUE;
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
+use crate::transport::QUEUE;
 use crate::upstream::Target;
 
 /// Everything `warden wrap` needs.

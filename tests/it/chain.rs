@@ -134,7 +134,11 @@ fn each_hook_sees_only_the_methods_registered_for_it() {
 #[test]
 fn hooks_see_only_their_ways_and_context_only_hooks_get_no_text() {
     let plugins = PluginDir::new()
-        .add("10-down", "misbehave", "[config]\naction = \"record\"\nmethods = [\"*\"]\nfrom = \"server\"\ncontext_only = true\n")
+        .add(
+            "10-down",
+            "misbehave",
+            "[config]\naction = \"record\"\nmethods = [\"*\"]\nfrom = \"server\"\ncontext_only = true\n",
+        )
         .add("20-up", "misbehave", "[config]\naction = \"record\"\nmethods = [\"*\"]\nfrom = \"client\"\n");
     let mut w = Warden::start(&plugins);
     w.initialize();

@@ -681,8 +681,12 @@ mod tests {
     #[test]
     fn answers_say_how_they_went() {
         let reply = |text: &str| parse_head(text.as_bytes()).unwrap().reply;
-        assert_eq!(reply(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#), Some(Reply::Result { tool_error: false }));
-        let tool_error = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"\"isError\":false"}],"isError":true}}"#;
+        assert_eq!(
+            reply(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#),
+            Some(Reply::Result { tool_error: false })
+        );
+        let tool_error =
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"\"isError\":false"}],"isError":true}}"#;
         assert_eq!(reply(tool_error), Some(Reply::Result { tool_error: true }));
         // Only the result's own member counts, not a text or a nested object saying so.
         let nested = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"isError":true,"text":"\"isError\":true"}]}}"#;

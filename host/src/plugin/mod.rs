@@ -18,7 +18,7 @@ pub mod state;
 pub mod versions;
 
 pub use chain::{Chain, Plugin};
-pub use instances::{Fault, FaultKind, Instances, MessageContext, ChainOutcome};
+pub use instances::{ChainOutcome, Fault, FaultKind, Instances, MessageContext};
 pub use reload::Plugins;
 pub use runtime::{LoadError, Runtime, RuntimeOptions};
 

@@ -8,7 +8,7 @@ use super::reply::Onward;
 use super::{opposite, side, Relay};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Direction;
-use crate::plugin::{MessageContext, ChainOutcome};
+use crate::plugin::{ChainOutcome, MessageContext};
 
 impl Relay {
     /// A request or notification travelling `from` one side to the other.

@@ -319,4 +319,3 @@ fn side(direction: Direction) -> &'static str {
         Direction::ServerToClient => "upstream",
     }
 }
-

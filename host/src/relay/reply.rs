@@ -23,7 +23,13 @@ impl Relay {
     /// The one reply builder: what `outcome` makes of `message` (recorded in
     /// the audit trail when it is not "forward"). An answer goes under `id`;
     /// `answered` names the request's method when `message` is itself an answer.
-    pub(super) fn onward(&self, outcome: ChainOutcome, message: &Message, id: Option<&str>, answered: Option<&str>) -> Onward {
+    pub(super) fn onward(
+        &self,
+        outcome: ChainOutcome,
+        message: &Message,
+        id: Option<&str>,
+        answered: Option<&str>,
+    ) -> Onward {
         match outcome {
             ChainOutcome::Forward(replacement) => Onward::Pass(replacement),
             ChainOutcome::Respond { plugin, result } => {

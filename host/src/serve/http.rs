@@ -20,13 +20,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
 use super::http_guard::{self, Refusal};
+use super::listener::{stopped, Held};
+use super::streams::{Event, EventId, Receiver};
 use super::{http_batch, http_sse};
+use super::{Gateway, ModernReply, SessionError};
 use crate::era;
 use crate::jsonrpc::{self, code, method, Kind, Message};
 use crate::plugin::instances::Transport;
-use super::listener::{stopped, Held};
-use super::streams::{Event, EventId, Receiver};
-use super::{Gateway, ModernReply, SessionError};
 
 /// The session header (names are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";

@@ -14,9 +14,9 @@ use futures::{Stream, StreamExt};
 use hyper::{HeaderMap, Response, StatusCode};
 
 use super::http::{empty, error, final_answer, json, sse_body, until_answer, Body, SESSION_HEADER};
-use crate::jsonrpc::{self, code, method, Kind, Message};
 use super::streams::{Event, Receiver};
 use super::{Gateway, SessionError};
+use crate::jsonrpc::{self, code, method, Kind, Message};
 
 /// How the client said it takes answers.
 pub(super) struct Accepts {

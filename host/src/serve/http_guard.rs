@@ -107,7 +107,11 @@ fn authority_host(authority: &str) -> Option<&str> {
         return None;
     }
     if let Some(port) = port {
-        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u32>().ok()? > 65535 {
+        if port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u32>().ok()? > 65535
+        {
             return None;
         }
     }
@@ -176,7 +180,10 @@ mod tests {
         }
         assert_eq!(host("mcp.internal:8080", &options("127.0.0.1:8080", &["mcp.internal:8080"], &[])), Ok(()));
         assert_eq!(host("anything.example", &options("0.0.0.0:8080", &[], &[])), Ok(()));
-        assert_eq!(host("anything.example", &options("0.0.0.0:8080", &["mcp.example.com"], &[])), Err(Refusal::ForeignHost));
+        assert_eq!(
+            host("anything.example", &options("0.0.0.0:8080", &["mcp.example.com"], &[])),
+            Err(Refusal::ForeignHost)
+        );
     }
 
     #[test]

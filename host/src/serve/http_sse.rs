@@ -14,10 +14,10 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use super::http::{error, event_stream, keep_alive, plain, read_body, refused_call, Body};
-use crate::jsonrpc::{code, Kind, Message};
-use crate::plugin::instances::Transport;
 use super::streams::{Event, Receiver};
 use super::{Gateway, SessionError};
+use crate::jsonrpc::{code, Kind, Message};
+use crate::plugin::instances::Transport;
 
 /// Where old clients open their event stream.
 pub const SSE_PATH: &str = "/sse";

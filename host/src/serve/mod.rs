@@ -37,8 +37,8 @@ use crate::plugin::instances::{Caller, SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session;
-use crate::transport::QUEUE;
 use crate::transport::framing::{Frame, Outgoing};
+use crate::transport::QUEUE;
 use crate::upstream::Target;
 
 /// Everything `warden serve` needs.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use handle::{Output, Upstream};
 use crate::transport::framing::Outgoing;
+pub use handle::{Output, Upstream};
 
 /// Which server Warden fronts: a command or a remote server, never both or neither.
 #[derive(Debug, Clone)]

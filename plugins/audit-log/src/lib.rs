@@ -12,7 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use warden_sdk::{audit, export_plugin, mcp, Config, Context, Direction, Interest, MessageKind, Outcome, Plugin, Verdict};
+use warden_sdk::{
+    audit, export_plugin, mcp, Config, Context, Direction, Interest, MessageKind, Outcome, Plugin, Verdict,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

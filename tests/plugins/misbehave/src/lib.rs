@@ -11,7 +11,9 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use warden_sdk::{audit, export_plugin, log, mcp, state, Config, Context, Direction, Interest, Outcome, Plugin, Verdict};
+use warden_sdk::{
+    audit, export_plugin, log, mcp, state, Config, Context, Direction, Interest, Outcome, Plugin, Verdict,
+};
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "kebab-case")]
