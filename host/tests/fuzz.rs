@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio_util::codec::Decoder;
 use warden::jsonrpc::{self, stream::TopKeys, ParseError};
 use warden::transport::framing::{Frame, LineCodec};
-use warden::transport::sse;
+use warden::upstream::sse;
 
 /// xorshift64*: small, seeded, repeatable.
 struct Rng(u64);

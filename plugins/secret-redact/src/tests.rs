@@ -188,6 +188,7 @@ fn context(direction: Direction, kind: MessageKind, method: &str) -> Context {
         caller: None,
         protocol_version: None,
         transport: warden_sdk::bindings::warden::interceptor::types::Transport::Stdio,
+        outcome: None,
     }
 }
 

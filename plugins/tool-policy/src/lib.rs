@@ -240,6 +240,7 @@ mod tests {
             caller: None,
             protocol_version: None,
             transport: Transport::Stdio,
+            outcome: None,
         };
         p.on_request(&ctx, message)
     }
