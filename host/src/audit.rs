@@ -152,6 +152,39 @@ impl AuditWriter {
     }
 }
 
+/// The audit trail of one run: opened at start (or disabled), closed at exit
+/// once every sink handed out has done its work.
+#[derive(Debug)]
+pub struct AuditTrail {
+    sink: AuditSink,
+    writer: Option<AuditWriter>,
+}
+
+impl AuditTrail {
+    /// Appends to `path`, or records nothing without one.
+    pub fn open(path: Option<&Path>) -> std::io::Result<AuditTrail> {
+        Ok(match path {
+            Some(path) => {
+                let (sink, writer) = AuditSink::open(path)?;
+                AuditTrail { sink, writer: Some(writer) }
+            }
+            None => AuditTrail { sink: AuditSink::disabled(), writer: None },
+        })
+    }
+
+    /// A handle to record through.
+    pub fn sink(&self) -> AuditSink {
+        self.sink.clone()
+    }
+
+    /// Writes out what is still buffered.
+    pub fn close(self) {
+        if let Some(writer) = self.writer {
+            writer.finish();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use warden::audit::{AuditSink, AuditWriter};
+use warden::audit::AuditTrail;
 use warden::config::{defaults, Manifest};
 use warden::plugin::{versions, Runtime, RuntimeOptions};
 use warden::serve::auth::Clients;
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
-use warden::upstream::http::RemoteOptions;
+use warden::upstream::http::{RemoteError, RemoteOptions};
 use warden::upstream::Target;
 use warden::wrap::{self, WrapOptions};
 
@@ -197,8 +197,8 @@ struct WrapArgs {
 
 /// `warden plugin check`: prints what the component is and whether it loads; exit 1 if not.
 async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let cache_dir = args.cache_dir.or_else(default_cache_dir);
-    let runtime = Runtime::new(RuntimeOptions { cache_dir, audit: AuditSink::disabled() })?;
+    let cache_dir = args.cache_dir.or_else(warden::plugin::cache::default_dir);
+    let runtime = Runtime::new(RuntimeOptions { cache_dir, audit: warden::audit::AuditSink::disabled() })?;
     let manifest_path = args.config.clone().unwrap_or_else(|| args.wasm.with_extension("toml"));
     let report = async {
         let manifest = Manifest::load(&manifest_path)?;
@@ -285,56 +285,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens the audit file, if one is asked for.
-fn open_audit(common: &Common) -> anyhow::Result<(AuditSink, Option<AuditWriter>)> {
-    match &common.audit {
-        Some(path) => {
-            let (sink, writer) = AuditSink::open(path).with_context(|| format!("--audit {}", path.display()))?;
-            Ok((sink, Some(writer)))
-        }
-        None => Ok((AuditSink::disabled(), None)),
-    }
-}
-
-/// Waits for the audit writer to drain; every sink clone lived in the run that just returned.
-async fn close_audit(writer: Option<AuditWriter>) {
-    if let Some(writer) = writer {
-        writer.finish();
-    }
-}
-
-/// The remote upstream, with its headers gathered from the command line, the
-/// environment and files. Values are never printed.
-fn remote_options(url: Option<&str>, common: &Common) -> anyhow::Result<Option<RemoteOptions>> {
-    let Some(url) = url else {
-        let given = common.headers.len() + common.headers_from_env.len() + common.headers_from_file.len();
-        anyhow::ensure!(given == 0, "--header options need a remote upstream (--url / --upstream-url)");
-        return Ok(None);
-    };
-    let mut lines = common.headers.clone();
-    for spec in &common.headers_from_env {
-        let (name, var) = spec.split_once('=').context("--header-from-env takes NAME=VAR")?;
-        let value = std::env::var(var).with_context(|| format!("--header-from-env {name}: ${var} is not set"))?;
-        lines.push(format!("{name}: {value}"));
-    }
-    for spec in &common.headers_from_file {
-        let (name, path) = spec.split_once('=').context("--header-from-file takes NAME=PATH")?;
-        let value = std::fs::read_to_string(path).with_context(|| format!("--header-from-file {name}: {path}"))?;
-        lines.push(format!("{name}: {}", value.trim_end_matches(['\r', '\n'])));
-    }
-    RemoteOptions::new(url, &lines).map(Some)
+fn remote_options(url: Option<&str>, common: &Common) -> Result<Option<RemoteOptions>, RemoteError> {
+    RemoteOptions::gather(url, &common.headers, &common.headers_from_env, &common.headers_from_file)
 }
 
 fn cache_dir(common: &Common) -> Option<PathBuf> {
     if common.no_cache {
         None
     } else {
-        common.cache_dir.clone().or_else(default_cache_dir)
+        common.cache_dir.clone().or_else(warden::plugin::cache::default_dir)
     }
 }
 
+fn open_audit(common: &Common) -> anyhow::Result<AuditTrail> {
+    let path = common.audit.as_deref();
+    AuditTrail::open(path)
+        .with_context(|| format!("--audit {}", path.map(|p| p.display().to_string()).unwrap_or_default()))
+}
+
 async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
-    let (audit, writer) = open_audit(&args.common)?;
+    let trail = open_audit(&args.common)?;
+    let audit = trail.sink();
     let options = WrapOptions {
         plugins: args.common.plugins.clone(),
         upstream: Target::from_parts(
@@ -350,7 +321,7 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
         exit_grace: std::time::Duration::from_millis(args.exit_grace_ms),
     };
     let exit = wrap::run(options, shutdown_signal()).await;
-    close_audit(writer).await;
+    trail.close();
     Ok(match exit? {
         SessionEnd::Clean => ExitCode::SUCCESS,
         SessionEnd::UpstreamFailedOnShutdown(status) => {
@@ -369,7 +340,8 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(Arc::new(Clients::load(path).context("--client-tokens")?)),
         None => None,
     };
-    let (audit, writer) = open_audit(&args.common)?;
+    let trail = open_audit(&args.common)?;
+    let audit = trail.sink();
     let options = ServeOptions {
         listen: args.listen,
         path: args.path,
@@ -400,18 +372,10 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         clients,
     };
     let result = serve::run(options, shutdown_signal()).await;
-    close_audit(writer).await;
+    trail.close();
     result.map(|()| ExitCode::SUCCESS)
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("warden"))
-}
-
-/// Resolves on SIGINT or SIGTERM.
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
 /// called, not when the future is first polled, so that a signal arriving
 /// during start-up is not taken by the default action (an abrupt exit).

@@ -28,6 +28,15 @@ pub enum Source {
     Compiled,
 }
 
+/// Where compiled plugins are cached unless told otherwise:
+/// `$XDG_CACHE_HOME/warden`, else `~/.cache/warden`.
+pub fn default_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("warden"))
+}
+
 /// The sha256 of a component's bytes, as lowercase hex.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -87,28 +87,102 @@ impl std::fmt::Debug for RemoteOptions {
 
 impl RemoteOptions {
     /// Parses `--url` and the `NAME: VALUE` header lines.
-    pub fn new(url: &str, headers: &[String]) -> anyhow::Result<RemoteOptions> {
-        let url: Uri = url.parse().map_err(|e| anyhow::anyhow!("upstream URL {url:?}: {e}"))?;
-        match url.scheme_str() {
-            Some("http" | "https") => {}
-            _ => anyhow::bail!("upstream URL {url}: only http:// and https:// are supported"),
+    pub fn new(url: &str, headers: &[String]) -> Result<RemoteOptions, RemoteError> {
+        let bad_url = |why: String| RemoteError::Url { url: url.to_owned(), why };
+        let parsed_url: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad_url(e.to_string()))?;
+        if !matches!(parsed_url.scheme_str(), Some("http" | "https")) {
+            return Err(bad_url("only http:// and https:// are supported".into()));
         }
         let mut parsed = Vec::new();
         for line in headers {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("upstream header must be `Name: value` (got no colon)"))?;
-            let name: HeaderName =
-                name.trim().parse().map_err(|e| anyhow::anyhow!("upstream header name {:?}: {e}", name.trim()))?;
-            let mut value: HeaderValue = value
-                .trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("upstream header {name}: the value is not a valid header value"))?;
+            let (name, value) = line.split_once(':').ok_or(RemoteError::NoColon)?;
+            let name: HeaderName = name.trim().parse().map_err(|_| RemoteError::BadName(name.trim().to_owned()))?;
+            let mut value: HeaderValue = value.trim().parse().map_err(|_| RemoteError::BadValue(name.to_string()))?;
             value.set_sensitive(true);
             parsed.push((name, value));
         }
-        Ok(RemoteOptions { url, headers: parsed })
+        Ok(RemoteOptions { url: parsed_url, headers: parsed })
     }
+
+    /// The options for `url` (if any) with headers gathered from the command
+    /// line (`Name: value`), the environment (`NAME=VAR`) and files
+    /// (`NAME=PATH`, one trailing newline dropped). Values are never printed.
+    pub fn gather(
+        url: Option<&str>,
+        lines: &[String],
+        from_env: &[String],
+        from_file: &[String],
+    ) -> Result<Option<RemoteOptions>, RemoteError> {
+        let Some(url) = url else {
+            if lines.len() + from_env.len() + from_file.len() > 0 {
+                return Err(RemoteError::NoRemote);
+            }
+            return Ok(None);
+        };
+        let mut all = lines.to_vec();
+        for spec in from_env {
+            let (name, var) = spec.split_once('=').ok_or(RemoteError::Spec("--header-from-env", "NAME=VAR"))?;
+            let value =
+                std::env::var(var).map_err(|_| RemoteError::EnvUnset { name: name.to_owned(), var: var.to_owned() })?;
+            all.push(format!("{name}: {value}"));
+        }
+        for spec in from_file {
+            let (name, path) = spec.split_once('=').ok_or(RemoteError::Spec("--header-from-file", "NAME=PATH"))?;
+            let value = std::fs::read_to_string(path).map_err(|source| RemoteError::File {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                source,
+            })?;
+            all.push(format!("{name}: {}", value.trim_end_matches(['\r', '\n'])));
+        }
+        RemoteOptions::new(url, &all).map(Some)
+    }
+}
+
+/// Why a remote upstream's options were refused. Never quotes a header's value.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The URL does not parse, or is not http(s).
+    #[error("upstream URL {url:?}: {why}")]
+    Url {
+        /// As given.
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A header line without a colon.
+    #[error("upstream header must be `Name: value` (got no colon)")]
+    NoColon,
+    /// Not a header name.
+    #[error("upstream header name {0:?} is not a valid header name")]
+    BadName(String),
+    /// Not a header value.
+    #[error("upstream header {0}: the value is not a valid header value")]
+    BadValue(String),
+    /// A `--header-from-…` argument without its `=`.
+    #[error("{0} takes {1}")]
+    Spec(&'static str, &'static str),
+    /// The variable a header comes from is unset.
+    #[error("--header-from-env {name}: ${var} is not set")]
+    EnvUnset {
+        /// The header.
+        name: String,
+        /// The variable.
+        var: String,
+    },
+    /// The file a header comes from cannot be read.
+    #[error("--header-from-file {name}: {path}: {source}")]
+    File {
+        /// The header.
+        name: String,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Headers, but no remote upstream to send them to.
+    #[error("--header options need a remote upstream (--url / --upstream-url)")]
+    NoRemote,
 }
 
 /// What the pump and its request tasks share.
