@@ -9,8 +9,8 @@ use http::Method;
 use http_body_util::BodyExt;
 
 use super::{
-    answers, content_type, lock, one_line, sse, Shared, BACKOFF, CONNECT_ATTEMPTS, DRAIN_AFTER_ANSWER, LAST_EVENT_ID,
-    MAX_RETRY_DELAY,
+    answers, content_type, lock, one_line, sse, Shared, UpstreamError, BACKOFF, CONNECT_ATTEMPTS, DRAIN_AFTER_ANSWER,
+    LAST_EVENT_ID, MAX_RETRY_DELAY,
 };
 use crate::jsonrpc::{self, code};
 use crate::transport::framing::Frame;
@@ -118,10 +118,11 @@ impl Shared {
     }
 
     /// Answers the request `id` (if any) with an error the relay passes to the client.
-    pub(super) async fn fail(&self, id: Option<&str>, why: &str) {
-        tracing::warn!(upstream = %self.options.url, "{why}");
+    pub(super) async fn fail(&self, id: Option<&str>, why: &UpstreamError) {
+        tracing::warn!(upstream = %self.options.url, kind = why.kind(), "{why}");
         if let Some(id) = id {
-            let reply = jsonrpc::error_response(Some(id), code::UPSTREAM_FAILED, why, None);
+            let data = serde_json::json!({ "reason": why.kind() }).to_string();
+            let reply = jsonrpc::error_response(Some(id), code::UPSTREAM_FAILED, &why.to_string(), Some(&data));
             let _ = self.output.send(Ok(Frame::Line(reply))).await;
         }
     }

@@ -38,9 +38,12 @@ use crate::jsonrpc::{self, method, Kind};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 
+mod error;
 mod events;
 mod old_sse;
 mod streamable;
+
+pub use error::UpstreamError;
 
 use streamable::{end_session, listen, mirrored, post};
 
@@ -330,11 +333,11 @@ fn content_type(response: &http::Response<hyper::body::Incoming>) -> String {
         .unwrap_or_default()
 }
 
-async fn read_limited(response: http::Response<hyper::body::Incoming>, max: usize) -> Result<Bytes, String> {
+async fn read_limited(response: http::Response<hyper::body::Incoming>, max: usize) -> Result<Bytes, UpstreamError> {
     let limited = http_body_util::Limited::new(response.into_body(), max);
     match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),
-        Err(e) => Err(format!("upstream answer unreadable or over the {max}-byte limit: {e}")),
+        Err(e) => Err(UpstreamError::Protocol(format!("upstream answer unreadable or over the {max}-byte limit: {e}"))),
     }
 }
 

@@ -8,7 +8,9 @@ use http::header::{HeaderValue, ACCEPT};
 use http::{Method, Uri};
 use http_body_util::BodyExt;
 
-use super::{content_type, lock, read_limited, snippet, sse, Shared, ERROR_BODY_LIMIT, OLD_SSE_ENDPOINT_WAIT};
+use super::{
+    content_type, lock, read_limited, snippet, sse, Shared, UpstreamError, ERROR_BODY_LIMIT, OLD_SSE_ENDPOINT_WAIT,
+};
 
 /// Posts a message to an HTTP+SSE (2024-11-05) server's endpoint; the answer comes on its event stream.
 pub(super) async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id: Option<&str>) {
@@ -19,10 +21,12 @@ pub(super) async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id:
         Ok(response) => {
             let status = response.status();
             let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
-            let text = snippet(&body);
-            shared.fail(id, &format!("upstream answered HTTP {status}: {text}")).await;
+            shared.fail(id, &UpstreamError::Status { status, body: snippet(&body) }).await;
         }
-        Err(e) => shared.fail(id, &format!("upstream {} unreachable ({e})", shared.options.url)).await,
+        Err(e) => {
+            let why = UpstreamError::Unreachable { url: shared.options.url.to_string(), why: e.to_string() };
+            shared.fail(id, &why).await
+        }
     }
 }
 

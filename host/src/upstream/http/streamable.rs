@@ -11,8 +11,8 @@ use http_body_util::{BodyExt, Full};
 
 use super::old_sse::post_old;
 use super::{
-    answers, content_type, lock, read_limited, snippet, sse, Shared, BACKOFF, CONNECT_ATTEMPTS, ERROR_BODY_LIMIT,
-    LAST_EVENT_ID, MCP_METHOD, MCP_NAME, PROTOCOL_VERSION, SESSION_ID,
+    answers, content_type, lock, read_limited, snippet, sse, Shared, UpstreamError, BACKOFF, CONNECT_ATTEMPTS,
+    ERROR_BODY_LIMIT, LAST_EVENT_ID, MCP_METHOD, MCP_NAME, PROTOCOL_VERSION, SESSION_ID,
 };
 use crate::era;
 
@@ -44,9 +44,7 @@ pub(super) async fn post(
             break response;
         }
         if let Err(why) = shared.renew(session).await {
-            return shared
-                .fail(id.as_deref(), &format!("the upstream session expired and could not be renewed: {why}"))
-                .await;
+            return shared.fail(id.as_deref(), &UpstreamError::RenewalFailed(Box::new(why))).await;
         }
         renewed = true;
     };
@@ -57,7 +55,7 @@ pub(super) async fn post(
         }
     }
     if status == StatusCode::NOT_FOUND && lock(&shared.session).is_some() && modern.is_none() {
-        return shared.fail(id.as_deref(), "the upstream session has expired (HTTP 404)").await;
+        return shared.fail(id.as_deref(), &UpstreamError::SessionExpired).await;
     }
     if !status.is_success() {
         let json_body = content_type(&response) == "application/json";
@@ -75,8 +73,7 @@ pub(super) async fn post(
                 Err(why) => tracing::debug!("no HTTP+SSE transport there either: {why}"),
             }
         }
-        let text = snippet(&body);
-        return shared.fail(id.as_deref(), &format!("upstream answered HTTP {status}: {text}")).await;
+        return shared.fail(id.as_deref(), &UpstreamError::Status { status, body: snippet(&body) }).await;
     }
     let answered = match content_type(&response).as_str() {
         "text/event-stream" => shared.events(response, id.as_deref(), initialize).await,
@@ -93,7 +90,7 @@ pub(super) async fn post(
     };
     if !answered {
         if let Some(id) = id {
-            shared.fail(Some(&id), "the upstream's answer ended before it answered this request").await;
+            shared.fail(Some(&id), &UpstreamError::EndedEarly).await;
         }
     }
 }
@@ -172,7 +169,7 @@ pub(super) async fn send(
     method: Method,
     body: Option<Bytes>,
     modern: Option<&Mirrored>,
-) -> Result<http::Response<hyper::body::Incoming>, String> {
+) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
     let mut attempt = 0;
     loop {
         let mut request = shared.request(method.clone(), body.clone());
@@ -188,7 +185,10 @@ pub(super) async fn send(
             }
             Err(e) => {
                 let source = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                return Err(format!("upstream {} unreachable ({e}{source})", shared.options.url));
+                return Err(UpstreamError::Unreachable {
+                    url: shared.options.url.to_string(),
+                    why: format!("{e}{source}"),
+                });
             }
         }
     }
@@ -230,16 +230,20 @@ pub(super) fn mirrored(message: &[u8]) -> Option<Mirrored> {
 impl Shared {
     /// Makes a new session after the server forgot `failed`: the client's
     /// `initialize` again (its answer is not passed on), then `initialized`.
-    pub(super) async fn renew(&self, failed: Option<HeaderValue>) -> Result<(), String> {
+    pub(super) async fn renew(&self, failed: Option<HeaderValue>) -> Result<(), UpstreamError> {
         let _renewing = self.renewing.lock().await;
         if *lock(&self.session) != failed {
             return Ok(()); // Another request renewed it meanwhile.
         }
-        let initialize = lock(&self.initialize).clone().ok_or("no initialize to replay")?;
+        let initialize =
+            lock(&self.initialize).clone().ok_or_else(|| UpstreamError::Protocol("no initialize to replay".into()))?;
         *lock(&self.session) = None;
         let response = send(self, Method::POST, Some(initialize), None).await?;
         if !response.status().is_success() {
-            return Err(format!("initialize answered HTTP {}", response.status()));
+            return Err(UpstreamError::Status {
+                status: response.status(),
+                body: "(to the replayed initialize)".into(),
+            });
         }
         let session = response.headers().get(SESSION_ID).cloned();
         // Read the answer to the end so the connection is reusable; it is not passed on.
