@@ -7,19 +7,19 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use super::error::LaneError;
 use super::{Backing, ModernReply, Subscriber, UpstreamEra};
 use crate::era::Facts;
 use crate::plugin::instances::Transport;
 use crate::serve::streams::Event;
-use crate::serve::{lock, Gateway, SessionError};
+use crate::serve::{lock, Gateway};
 use crate::{era, jsonrpc};
 
 /// Asks the upstream `server/discover` on a session of its own: a discover
 /// result means a modern upstream; anything else (an error, silence) a legacy one.
-pub(super) async fn probe(gateway: &Gateway) -> Result<UpstreamEra, String> {
-    let session = gateway
-        .start_session("probe".to_owned(), false, Transport::StreamableHttp, None, Arc::from("warden"))
-        .map_err(|e| e.to_string())?;
+pub(super) async fn probe(gateway: &Gateway) -> Result<UpstreamEra, LaneError> {
+    let session =
+        gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp, None, Arc::from("warden"))?;
     let discover = json!({
         "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
         "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
@@ -42,10 +42,8 @@ impl Backing {
         facts: &Facts,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
-    ) -> Result<Arc<Backing>, String> {
-        let session = gateway
-            .start_session("modern".to_owned(), false, Transport::StreamableHttp, caller, owner)
-            .map_err(|e: SessionError| e.to_string())?;
+    ) -> Result<Arc<Backing>, LaneError> {
+        let session = gateway.start_session("modern".to_owned(), false, Transport::StreamableHttp, caller, owner)?;
         let init = match era {
             UpstreamEra::Modern => Value::Null,
             UpstreamEra::Legacy => {
@@ -63,10 +61,10 @@ impl Backing {
                 let answer = session.ask("\"warden-init\"", Bytes::from(initialize.to_string())).await;
                 let Some(result) = answer.and_then(|mut a| a.get_mut("result").map(Value::take)) else {
                     session.close();
-                    return Err("the upstream did not answer Warden's initialize".to_owned());
+                    return Err(LaneError::NoInitialize);
                 };
                 let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-                session.submit(initialized).await.map_err(|e| e.to_string())?;
+                session.submit(initialized).await?;
                 result
             }
         };

@@ -43,11 +43,15 @@ use crate::serve::{lock, Gateway, HttpSession};
 
 mod backing;
 mod call;
+mod error;
 mod pool;
 mod translate;
 
 use backing::probe;
-use translate::{answered, asks_for_input, discover_result, failed, input_required, parked_token, refused, rewrite};
+
+use translate::{
+    answered, asks_for_input, discover_result, failed, input_required, lane_failed, parked_token, refused, rewrite,
+};
 
 /// How long the `server/discover` probe and Warden's own `initialize` may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -190,7 +194,7 @@ impl Modern {
         }
         let era = match self.era.get_or_try_init(|| probe(gateway)).await {
             Ok(era) => *era,
-            Err(why) => return failed(&client_id, &why),
+            Err(why) => return lane_failed(&client_id, &why),
         };
         if era == UpstreamEra::Legacy {
             if let Some(state) = facts.request_state.as_deref() {
@@ -210,12 +214,12 @@ impl Modern {
         let (backing, lease) = if shared {
             match self.backing(gateway, era, key, &facts).await {
                 Ok(backing) => (backing, None),
-                Err(why) => return failed(&client_id, &why),
+                Err(why) => return lane_failed(&client_id, &why),
             }
         } else {
             match self.lease(gateway, key, &facts).await {
                 Ok(lease) => (lease.backing.clone(), Some(lease)),
-                Err(why) => return failed(&client_id, &why),
+                Err(why) => return lane_failed(&client_id, &why),
             }
         };
         if era == UpstreamEra::Legacy {

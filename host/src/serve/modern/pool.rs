@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::error::LaneError;
 use super::{Backing, Key, Lease, Modern, Pool, UpstreamEra, LEASE_WAIT, MAX_BACKINGS, MAX_IDLE, MAX_LEASED};
 use crate::era::Facts;
 use crate::serve::{lock, Gateway};
@@ -15,7 +16,7 @@ use crate::serve::{lock, Gateway};
 impl Modern {
     /// A legacy backing of its own for one call, from the pool for `key`:
     /// an idle one, or a new one while fewer than [`MAX_LEASED`] are out.
-    pub(super) async fn lease(&self, gateway: &Gateway, key: Key, facts: &Facts) -> Result<Lease, String> {
+    pub(super) async fn lease(&self, gateway: &Gateway, key: Key, facts: &Facts) -> Result<Lease, LaneError> {
         let caller = key.caller.clone();
         let owner = key.owner.clone();
         if !lock(&self.pools).contains_key(&key) {
@@ -32,7 +33,7 @@ impl Modern {
         };
         let permit = match tokio::time::timeout(LEASE_WAIT, pool.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
-            _ => return Err(format!("all {MAX_LEASED} upstream sessions for these client capabilities are busy")),
+            _ => return Err(LaneError::PoolBusy),
         };
         let idle = {
             let mut idle = lock(&pool.idle);
@@ -47,13 +48,10 @@ impl Modern {
                 let per_owner = gateway.options().max_backings_per_caller;
                 let (mine, all) = self.backing_count(&owner);
                 if mine > per_owner {
-                    return Err(format!(
-                        "this caller has {per_owner} upstream sessions in use (--max-backings-per-caller)"
-                    ));
+                    return Err(LaneError::CallerQuota(per_owner));
                 }
                 if all > gateway.options().max_sessions {
-                    let limit = gateway.options().max_sessions;
-                    return Err(format!("the 2026-07-28 lane has {limit} upstream sessions in use (--max-sessions)"));
+                    return Err(LaneError::LaneFull(gateway.options().max_sessions));
                 }
                 Backing::open(gateway, UpstreamEra::Legacy, facts, caller, owner).await?
             }
@@ -68,7 +66,7 @@ impl Modern {
         era: UpstreamEra,
         key: Key,
         facts: &Facts,
-    ) -> Result<Arc<Backing>, String> {
+    ) -> Result<Arc<Backing>, LaneError> {
         let caller = key.caller.clone();
         let owner = key.owner.clone();
         let known = {
@@ -110,7 +108,7 @@ impl Modern {
     /// `per_owner`) and the lane one more (at most [`MAX_BACKINGS`]): the
     /// owner's least recently used idle one first, else anyone's. Busy ones
     /// are never taken: then the request is refused.
-    pub(super) fn make_room(&self, owner: &str, per_owner: usize) -> Result<(), String> {
+    pub(super) fn make_room(&self, owner: &str, per_owner: usize) -> Result<(), LaneError> {
         // Candidates: (key, idle for, is it a pool).
         let mut candidates: Vec<(Key, Duration, bool)> = Vec::new();
         for (key, cell) in lock(&self.backings).iter() {
@@ -137,11 +135,7 @@ impl Modern {
         while owned >= per_owner || total >= MAX_BACKINGS {
             let mine = owned >= per_owner;
             let Some(at) = candidates.iter().position(|(k, _, _)| !mine || &*k.owner == owner) else {
-                return Err(if mine {
-                    format!("this caller holds {per_owner} upstream sessions, all busy (--max-backings-per-caller)")
-                } else {
-                    format!("too many distinct callers and client capability sets (limit {MAX_BACKINGS}), all busy")
-                });
+                return Err(if mine { LaneError::CallerQuota(per_owner) } else { LaneError::TooManyKeys });
             };
             let (key, _, pool) = candidates.remove(at);
             if &*key.owner == owner {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use super::error::LaneError;
 use super::{ModernReply, CACHEABLE, INPUT_CAPABILITIES, INPUT_KEY};
 use crate::jsonrpc::code;
 use crate::serve::streams::Event;
@@ -119,6 +120,12 @@ pub(super) fn failure(client_id: &str, why: &str) -> Bytes {
 pub(super) fn failed(client_id: &str, why: &str) -> ModernReply {
     tracing::warn!("modern request failed: {why}");
     ModernReply::Refused(hyper::StatusCode::BAD_GATEWAY, failure(client_id, why))
+}
+
+/// A request the lane could not carry, answered and logged by kind.
+pub(super) fn lane_failed(client_id: &str, why: &LaneError) -> ModernReply {
+    tracing::warn!(kind = why.kind(), "modern request failed: {why}");
+    ModernReply::Refused(hyper::StatusCode::BAD_GATEWAY, failure(client_id, &why.to_string()))
 }
 
 pub(super) fn refused(status: hyper::StatusCode, id: Option<&str>, code: i32, why: &str) -> ModernReply {
