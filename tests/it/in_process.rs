@@ -152,3 +152,53 @@ async fn an_answer_for_an_id_nobody_asked_goes_nowhere() {
     assert_eq!(text_of(&next), "next");
     c.finish().await;
 }
+
+/// `serve::run_on` takes a listener bound by its caller (port 0 here), serves
+/// on it, and returns once `shutdown` resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_a_listener_passed_in_and_stops_on_shutdown() {
+    let p = paths();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let options = warden::serve::ServeOptions {
+        listen: address,
+        path: "/mcp".to_owned(),
+        plugins: None,
+        upstream: Target::Command { command: vec![p.fixture.display().to_string()], probe_era: false },
+        upstream_name: None,
+        max_message_bytes: 1 << 20,
+        max_body_bytes: 1 << 20,
+        allowed_origins: Vec::new(),
+        allowed_hosts: Vec::new(),
+        session_idle: Duration::from_secs(60),
+        max_sessions: 4,
+        max_sessions_per_caller: 4,
+        max_backings_per_caller: 4,
+        cache_dir: Some(p.cache),
+        audit: AuditSink::disabled(),
+        watch: false,
+        clients: None,
+        limits: warden::serve::listener::ConnectionLimits::default(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(warden::serve::run_on(listener, options, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{address}/mcp");
+    let answer = tokio::task::spawn_blocking(move || {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "in-process", "version": "0"}}});
+        let response = ureq::post(&url)
+            .set("Content-Type", "application/json")
+            .set("Accept", "application/json, text/event-stream")
+            .send_string(&init.to_string())
+            .expect("initialize");
+        (response.header("mcp-session-id").map(str::to_owned), response.into_string().expect("body"))
+    })
+    .await
+    .expect("client");
+    assert!(answer.0.is_some(), "a session was opened");
+    assert!(answer.1.contains("\"protocolVersion\""), "{}", answer.1);
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(PATIENCE, run).await.expect("stops in time").expect("joins");
+    assert!(ended.is_ok(), "{ended:?}");
+}

@@ -133,11 +133,20 @@ pub enum SessionError {
 
 /// Runs the gateway until `shutdown` resolves.
 pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(options.listen).await?;
+    run_on(listener, options, shutdown).await
+}
+
+/// [`run`] on a listener already bound (tests bind port 0 and pass it in).
+pub async fn run_on(
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
     let _watching = plugins.watch(options.watch)?;
-    let listener = TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     match &options.clients {
         Some(clients) => tracing::info!(callers = clients.len(), "clients must present a bearer token"),
