@@ -159,10 +159,13 @@ fn a_bad_or_half_written_file_is_refused_and_the_chain_in_force_stays() {
     // A component written in two halves, slowly: the first half is refused, the whole loads.
     let bytes = std::fs::read(paths().wasm.join("secret_redact.wasm")).expect("plugin");
     let target = dir.join("20-secret-redact.wasm");
+    let refusals = w.log_count("reload refused");
     let mut file = std::fs::File::create(&target).expect("create");
     file.write_all(&bytes[..bytes.len() / 2]).expect("first half");
     file.flush().expect("flush");
-    std::thread::sleep(Duration::from_millis(600));
+    // The watcher considers the half file and refuses it (said in the log).
+    wait_swaps(|| w.log_count("reload refused"), refusals + 1, || w.stderr());
+    assert!(w.log_contains("20-secret-redact.wasm"), "{}", w.stderr());
     file.write_all(&bytes[bytes.len() / 2..]).expect("second half");
     drop(file);
     let deadline = Instant::now() + PATIENCE;
@@ -213,6 +216,16 @@ fn an_http_session_under_concurrent_calls_follows_swaps_too() {
     let gw = Gateway::start(Some(&dir), &[]);
     let session = gw.open();
     let stop = AtomicBool::new(false);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    // Lets the load run until `more` further calls have been answered.
+    let after_calls = |more: usize| {
+        let target = done.load(Ordering::Relaxed) + more;
+        let deadline = Instant::now() + PATIENCE;
+        while done.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "the load stalled: {}", gw.stderr());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
     let swaps = |count: usize| {
         let deadline = Instant::now() + PATIENCE;
         while gw.stderr().matches(SWAPPED).count() < count {
@@ -224,7 +237,7 @@ fn an_http_session_under_concurrent_calls_follows_swaps_too() {
     let (added_at, added_seen, removed_at, removed_seen, calls) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4u64)
             .map(|worker| {
-                let (gw, session, stop) = (&gw, &session, &stop);
+                let (gw, session, stop, done) = (&gw, &session, &stop, &done);
                 s.spawn(move || {
                     let mut calls = Vec::new();
                     let mut n = 0;
@@ -242,20 +255,21 @@ fn an_http_session_under_concurrent_calls_follows_swaps_too() {
                             None => false,
                         };
                         calls.push((started, Instant::now(), denied));
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                     calls
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(200));
+        after_calls(40);
         let added_at = Instant::now();
         drop_in_policy(&dir, "delete_*");
         let added_seen = swaps(1);
-        std::thread::sleep(Duration::from_millis(200));
+        after_calls(40);
         let removed_at = Instant::now();
         remove_policy(&dir);
         let removed_seen = swaps(2);
-        std::thread::sleep(Duration::from_millis(200));
+        after_calls(40);
         stop.store(true, Ordering::Relaxed);
         let calls: Vec<_> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
         (added_at, added_seen, removed_at, removed_seen, calls)
@@ -280,8 +294,9 @@ fn sighup_reloads_when_the_folder_is_not_watched() {
     let mut w = Warden::start_with(Some(&dir), &["--no-watch"], &[&fixture]);
     w.initialize();
     let denied = |w: &mut Warden| w.call_tool("delete_everything", json!({})).get("error").is_some();
+    // Nothing watches the folder (said at start), so the change alone cannot reload it.
+    assert!(w.log_contains("not watching the plugins folder"), "{}", w.stderr());
     drop_in_policy(&dir, "delete_*");
-    std::thread::sleep(Duration::from_millis(500));
     assert!(!denied(&mut w), "--no-watch: the folder change alone does nothing");
     let status = std::process::Command::new("kill").args(["-HUP", &w.pid().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -306,9 +321,9 @@ fn plugin_check_reports_a_component_or_why_it_is_refused() {
     };
     let (ok, report) = check(&[wasm.as_os_str(), "--config".as_ref(), sample.as_os_str()]);
     assert!(ok, "{report}");
-    assert!(report.contains("wit:       warden:interceptor@0.2.0"), "{report}");
+    assert!(report.contains("wit:       warden:interceptor@0.3.0"), "{report}");
     assert!(report.contains("exports:   init, on-request, on-response"), "{report}");
-    assert!(report.contains(r#"requests:  ["tools/call"]"#), "{report}");
+    assert!(report.contains(r#"requests:  ["tools/call"] client-to-server, whole body"#), "{report}");
     let bad = tempfile::NamedTempFile::new().expect("temp");
     std::fs::write(bad.path(), "[config]\nallow = 5\n").expect("write");
     let (ok, report) = check(&[wasm.as_os_str(), "--config".as_ref(), bad.path().as_os_str()]);

@@ -104,6 +104,7 @@ impl Plugins {
         if !folder {
             // Only SIGHUP: the sender is dropped, the folder never reported.
             drop(tx);
+            tracing::info!(dir = %dir.display(), "not watching the plugins folder (--no-watch): SIGHUP reloads it");
             let task = tokio::spawn(self.clone().follow(rx));
             return Ok(Watching { _watcher: None, task: Some(task) });
         }
