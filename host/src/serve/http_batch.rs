@@ -13,7 +13,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use hyper::{HeaderMap, Response, StatusCode};
 
-use super::http::{empty, error, final_answer, json, sse_body, until_answer, Body, SESSION_HEADER};
+use super::http::SESSION_HEADER;
+use super::http_response::{empty, error, final_answer, json, sse_body, until_answer, Body};
 use super::streams::{Event, Receiver};
 use super::{Gateway, SessionError};
 use crate::jsonrpc::{self, code, method, Kind, Message};

@@ -13,7 +13,8 @@ use hyper::body::{Frame as BodyFrame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use super::http::{error, event_stream, keep_alive, plain, read_body, refused_call, Body};
+use super::http::read_body;
+use super::http_response::{error, event_stream, keep_alive, plain, refused_call, Body};
 use super::streams::{Event, Receiver};
 use super::{Gateway, SessionError};
 use crate::jsonrpc::{code, Kind, Message};

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod http;
 pub mod http_batch;
 pub mod http_guard;
+mod http_response;
 pub mod http_sse;
 pub mod listener;
 mod modern;
