@@ -5,6 +5,59 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// A protocol version Warden knows, in the order they were released: what
+/// a version allows is asked of it, never read off its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// The first: HTTP+SSE, sessions.
+    V2024_11_05,
+    /// Streamable HTTP, JSON-RPC batches.
+    V2025_03_26,
+    /// Batches removed.
+    V2025_06_18,
+    /// SSE streams primed with an event id.
+    V2025_11_25,
+    /// The stateless era: no `initialize`, no sessions.
+    V2026_07_28,
+}
+
+impl Version {
+    /// Every version, oldest first.
+    pub const ALL: [Version; 5] =
+        [Version::V2024_11_05, Version::V2025_03_26, Version::V2025_06_18, Version::V2025_11_25, Version::V2026_07_28];
+
+    /// The version `text` names, if Warden knows it.
+    pub fn parse(text: &str) -> Option<Version> {
+        Version::ALL.into_iter().find(|v| v.as_str() == text)
+    }
+
+    /// As written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V2024_11_05 => "2024-11-05",
+            Version::V2025_03_26 => "2025-03-26",
+            Version::V2025_06_18 => "2025-06-18",
+            Version::V2025_11_25 => "2025-11-25",
+            Version::V2026_07_28 => "2026-07-28",
+        }
+    }
+
+    /// Whether it belongs to the stateless era.
+    pub fn is_modern(self) -> bool {
+        self >= Version::V2026_07_28
+    }
+
+    /// Whether it has JSON-RPC batches (only 2025-03-26).
+    pub fn has_batches(self) -> bool {
+        self == Version::V2025_03_26
+    }
+
+    /// Whether clients expect SSE streams primed with an event id.
+    pub fn primes_streams(self) -> bool {
+        self >= Version::V2025_11_25
+    }
+}
+
 /// Versions of the handshake era (`initialize`, sessions).
 pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// The newest handshake-era version, what Warden asks a legacy upstream for.
@@ -16,7 +69,7 @@ pub const MODERN: &str = "2026-07-28";
 
 /// Whether `version` is one of the stateless era's.
 pub fn is_modern(version: &str) -> bool {
-    MODERN_VERSIONS.contains(&version)
+    Version::parse(version).is_some_and(Version::is_modern)
 }
 
 /// `_meta` keys of the modern era.
@@ -169,6 +222,21 @@ pub fn decode_header_value(value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_asked_what_they_allow() {
+        for v in Version::ALL {
+            assert_eq!(Version::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(Version::parse("2025-13-01"), None);
+        assert_eq!(Version::parse("2025-11-25 "), None, "no trimming, no prefix matching");
+        assert!(Version::V2026_07_28.is_modern() && !Version::V2025_11_25.is_modern());
+        let batches: Vec<Version> = Version::ALL.into_iter().filter(|v| v.has_batches()).collect();
+        assert_eq!(batches, [Version::V2025_03_26]);
+        assert!(Version::V2025_11_25.primes_streams() && !Version::V2025_06_18.primes_streams());
+        let listed: Vec<&str> = LEGACY_VERSIONS.iter().chain(MODERN_VERSIONS).copied().collect();
+        assert_eq!(listed, Version::ALL.map(Version::as_str), "the lists and the type agree");
+    }
 
     #[test]
     fn facts_of_a_modern_request() {

@@ -14,7 +14,8 @@ pub const BATCHED_INITIALIZE: &str = "initialize must not be part of a JSON-RPC 
 
 /// Why a session at protocol `version` takes no batch; `None` when it does.
 pub fn batch_refused(version: &str) -> Option<String> {
-    (version != BATCH_VERSION)
+    let takes_batches = crate::era::Version::parse(version).is_some_and(crate::era::Version::has_batches);
+    (!takes_batches)
         .then(|| format!("JSON-RPC batches are not part of protocol version {version} (only {BATCH_VERSION})"))
 }
 

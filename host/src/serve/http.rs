@@ -379,7 +379,7 @@ fn version_header(headers: &HeaderMap) -> Option<&str> {
 fn check_version(headers: &HeaderMap) -> Option<Response<Body>> {
     let version = headers.get(VERSION_HEADER)?;
     let text = version.to_str().unwrap_or_default();
-    let known = era::LEGACY_VERSIONS.contains(&text) || era::is_modern(text);
+    let known = era::Version::parse(text).is_some();
     (!known).then(|| {
         let supported: Vec<&str> = era::LEGACY_VERSIONS.iter().chain(era::MODERN_VERSIONS).copied().collect();
         let why = format!("unsupported MCP-Protocol-Version {text:?}");

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::streams::{self, Streams};
 use super::{lock, SessionError};
+use crate::era;
 use crate::jsonrpc::{self, Kind};
 use crate::transport::framing::Outgoing;
 
@@ -66,7 +67,8 @@ impl HttpSession {
     /// Stream `number` goes out as SSE. Returns the id for a priming event
     /// when the session's protocol version has clients expect one (2025-11-25 and later).
     pub fn streamed(&self, number: u64) -> Option<streams::EventId> {
-        let primed = lock(&self.version).as_deref().is_some_and(|v| v >= "2025-11-25");
+        let version = lock(&self.version).as_deref().and_then(era::Version::parse);
+        let primed = version.is_some_and(era::Version::primes_streams);
         let id = lock(&self.streams).streamed(number);
         id.filter(|_| primed)
     }
