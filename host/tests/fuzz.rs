@@ -211,7 +211,17 @@ impl<'de> serde::Deserialize<'de> for Strict {
                 let mut object = serde_json::Map::new();
                 let mut seen = HashSet::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    if !seen.insert(key.clone()) {
+                    // Compared as Go's encoding/json matches struct fields:
+                    // ASCII case and the two simple folds outside ASCII.
+                    let folded: String = key
+                        .chars()
+                        .map(|c| match c {
+                            '\u{17F}' => 's',
+                            '\u{212A}' => 'k',
+                            c => c.to_ascii_lowercase(),
+                        })
+                        .collect();
+                    if !seen.insert(folded) {
                         return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
                     }
                     let Strict(v) = map.next_value()?;

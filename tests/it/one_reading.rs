@@ -33,6 +33,11 @@ fn duplicate_keys_are_refused_anywhere_in_a_message() {
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/tmp/a","pa\u0074h":"/etc/passwd"}}}"#,
         r#"{"jsonrpc":"2.0","id":4,"method":"ping","method":"tools/call","params":{"name":"delete_everything"}}"#,
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"a":[{"b":{"c":1,"c":2}}]}}}"#,
+        // Go's encoding/json (mcp-go) matches keys case-insensitively and keeps the last.
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","Name":"delete_everything","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"ping","Method":"tools/call","params":{"name":"delete_everything"}}"#,
+        // ... with Unicode simple folding: U+017F is `s`, U+212A is `k`.
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{}},"paramſ":{"name":"delete_everything"}}"#,
     ];
     for (i, case) in cases.iter().enumerate() {
         let (raw, answer) = exchange(&mut w, case);
@@ -40,6 +45,13 @@ fn duplicate_keys_are_refused_anywhere_in_a_message() {
         assert_eq!(answer["id"], json!(i + 1), "{raw}");
         assert!(error_of(&answer).1.contains("duplicate key"), "{raw}");
     }
+    // The refusal never quotes the key: it may be a credential.
+    let (raw, answer) = exchange(
+        &mut w,
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"AKIAIOSFODNN7EXAMPLE":1,"AKIAIOSFODNN7EXAMPLE":2}}}"#,
+    );
+    assert_eq!(error_of(&answer).0, -32600, "{raw}");
+    assert!(!raw.contains("AKIAIOSFODNN7EXAMPLE"), "{raw}");
     still_serves(&mut w);
     w.close_stdin();
     let events = w.finish();

@@ -276,7 +276,8 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, ParseError> {
         Kind::Response => Some(Reply::Result { tool_error: top.tool_error }),
         Kind::Error => {
             let [code, message] = top.error.unwrap_or_default();
-            let code = code.and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.parse::<i32>().ok());
+            // By value, as a JavaScript or pydantic client reads it: `-32600.0` is -32600.
+            let code = code.and_then(|c| reader::integer(c).ok()).and_then(|c| i32::try_from(c).ok());
             let message = match message {
                 Some(raw) if raw.first() == Some(&b'"') => {
                     let text = reader::string_value(raw).map_err(|f| fault(f, top.id))?;
@@ -355,6 +356,10 @@ mod tests {
         assert_eq!(
             reply(r#"{"jsonrpc":"2.0","id":1,"error":{"message":"no \u0074ool","code":-32602,"data":{"code":1}}}"#),
             Some(Reply::Error { code: Some(-32602), message: "no tool".into() })
+        );
+        assert_eq!(
+            reply(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-3.26e4,"message":"m"}}"#),
+            Some(Reply::Error { code: Some(-32600), message: "m".into() })
         );
         assert_eq!(
             reply(r#"{"jsonrpc":"2.0","id":1,"error":{"code":99999999999,"message":7}}"#),

@@ -124,7 +124,7 @@ impl<'a> Reader<'a> {
             self.i += 1;
         } else {
             loop {
-                let key = self.key(base)?;
+                let (key, folded) = self.key(base)?;
                 self.ws();
                 let start = self.i;
                 match &*key {
@@ -164,7 +164,7 @@ impl<'a> Reader<'a> {
                     "error" => top.has_error = true,
                     _ => {}
                 }
-                self.keys.push(key);
+                self.keys.push(folded);
                 if self.after_member()? {
                     break;
                 }
@@ -179,8 +179,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a key (at its opening quote, after whitespace) and its colon,
-    /// refusing one the object at `base` already has.
-    fn key(&mut self, base: usize) -> Result<Cow<'a, str>, Fault> {
+    /// refusing one the object at `base` already has. Returns it, and its
+    /// folded form (what siblings are compared by, see [`fold_key`]).
+    fn key(&mut self, base: usize) -> Result<(Cow<'a, str>, Cow<'a, str>), Fault> {
         self.ws();
         if self.peek() != Some(b'"') {
             return Err(self.syntax("expected a key"));
@@ -188,17 +189,23 @@ impl<'a> Reader<'a> {
         let at = self.i;
         let (text, escaped) = self.string()?;
         let key = decode(text, escaped)?;
+        let folded = fold_key(&key);
         let siblings = &self.keys[base..];
         let duplicate = if siblings.len() <= SCAN_KEYS {
-            siblings.contains(&key)
+            siblings.contains(&folded)
         } else {
-            siblings.iter().collect::<HashSet<_>>().contains(&key)
+            siblings.iter().collect::<HashSet<_>>().contains(&folded)
         };
         if duplicate {
-            return Err(Fault::Ambiguous(format!("duplicate key {:?} at byte {at}", &*key)));
+            // Never the key itself: it may be a secret (a credential as a map key).
+            return Err(Fault::Ambiguous(format!("duplicate key at byte {at}")));
         }
         self.expect(b':')?;
-        Ok(key)
+        let folded = match folded {
+            Cow::Borrowed(_) => key.clone(),
+            Cow::Owned(f) => Cow::Owned(f),
+        };
+        Ok((key, folded))
     }
 
     /// After a member: `,` (more follow) or `}` (returns true).
@@ -256,14 +263,14 @@ impl<'a> Reader<'a> {
             self.i += 1;
         } else {
             loop {
-                let key = self.key(base)?;
+                let (key, folded) = self.key(base)?;
                 self.ws();
                 let start = self.i;
                 self.value()?;
                 if let Some(slot) = want.iter().position(|w| *w == key) {
                     found[slot] = Some(&self.b[start..self.i]);
                 }
-                self.keys.push(key);
+                self.keys.push(folded);
                 if self.after_member()? {
                     break;
                 }
@@ -447,6 +454,26 @@ fn scan_segment(segment: &[u8]) -> (bool, bool) {
     (false, high < 0x80)
 }
 
+/// A key as the most lenient reader compares keys: Go's `encoding/json`
+/// (mcp-go and other Go servers) matches struct fields case-insensitively,
+/// with Unicode simple folding (`ſ` is `s`, the Kelvin sign is `k`), and takes
+/// the last. Two sibling keys equal under this folding are a duplicate.
+pub(crate) fn fold_key(key: &str) -> Cow<'_, str> {
+    let plain = key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase());
+    if plain {
+        return Cow::Borrowed(key);
+    }
+    Cow::Owned(
+        key.chars()
+            .map(|c| match c {
+                '\u{17F}' => 's',
+                '\u{212A}' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect(),
+    )
+}
+
 /// The text of a checked string value, quotes included.
 pub(crate) fn string_value(raw: &[u8]) -> Result<Cow<'_, str>, Fault> {
     let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
@@ -485,7 +512,7 @@ pub(crate) fn id_key(id: &[u8]) -> Result<String, String> {
 const MAX_SAFE: u64 = 1 << 53;
 
 /// A JSON number's exact value, when it is an integer within ±2^53.
-fn integer(text: &[u8]) -> Result<i64, String> {
+pub(crate) fn integer(text: &[u8]) -> Result<i64, String> {
     let refuse = || {
         format!("numeric id {} must be an integer within ±2^53", String::from_utf8_lossy(&text[..text.len().min(40)]))
     };

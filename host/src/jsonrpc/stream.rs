@@ -18,11 +18,24 @@ pub struct TopKeys {
     expect_key: bool,
     /// The raw text of the top-level key being read.
     key: Option<Vec<u8>>,
-    /// The keys read so far, decoded.
+    /// The keys read so far, decoded and folded (see `reader::fold_key`).
     seen: Vec<String>,
+    /// Keys that would change what the message is (an answer's `method`).
+    refused: &'static [&'static str],
 }
 
 impl TopKeys {
+    /// Refuses these top-level keys from now on (and says if one came already):
+    /// a streaming answer must not grow a `method`, nor a request a `result`,
+    /// or a peer could read it as the other kind, unjudged.
+    pub fn refuse(&mut self, keys: &'static [&'static str]) -> Result<(), String> {
+        self.refused = keys;
+        match self.seen.iter().any(|k| keys.contains(&k.as_str())) {
+            true => Err("a top-level key that changes the message's kind".into()),
+            false => Ok(()),
+        }
+    }
+
     /// Reads the next piece. `Err` names a key given twice (or one that
     /// cannot be read), after which the message must not reach the peer whole.
     pub fn feed(&mut self, piece: &[u8]) -> Result<(), String> {
@@ -91,8 +104,13 @@ impl TopKeys {
         quoted.extend_from_slice(&raw);
         quoted.push(b'"');
         let key: String = serde_json::from_slice(&quoted).map_err(|e| format!("unreadable top-level key: {e}"))?;
+        let key = super::reader::fold_key(&key).into_owned();
+        // Never the key itself in the error: it may be a secret.
         if self.seen.contains(&key) {
-            return Err(format!("duplicate top-level key {key:?}"));
+            return Err("duplicate top-level key".into());
+        }
+        if self.refused.contains(&key.as_str()) {
+            return Err("a top-level key that changes the message's kind".into());
         }
         self.seen.push(key);
         Ok(())

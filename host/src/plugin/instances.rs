@@ -212,7 +212,7 @@ impl Instances {
         let (start, len) = (range.start, range.len());
         let order = (0..len).map(move |k| if backwards { start + len - 1 - k } else { start + k });
         let mut current: Option<Message> = None;
-        let mut context: Option<wit::Context> = None;
+        let mut shared_context: Option<wit::Context> = None;
         for index in order {
             let plugin = self.chain.plugins()[index].clone();
             let interests = match hook {
@@ -223,7 +223,9 @@ impl Instances {
                 continue;
             }
             let message = current.as_ref().unwrap_or(original);
-            let context = context.get_or_insert_with(|| self.context(cx, &original.head));
+            // Built from the message as it is now: after a `modify`, the next
+            // plugin's context (an error's message, say) is the modified one's.
+            let context = shared_context.get_or_insert_with(|| self.context(cx, &message.head));
             let verdict = match self.call(index, &plugin, hook, context, message, interests.body).await {
                 Ok(verdict) => verdict,
                 Err(kind) => match self.fail(&plugin, kind) {
@@ -233,8 +235,19 @@ impl Instances {
             };
             match verdict {
                 Verdict::Forward => {}
+                // A hook that was handed no text has nothing to modify.
+                Verdict::Modify(_) if !interests.body => {
+                    let why = "modify from a context-only hook (it was not handed the message)".to_owned();
+                    match self.fail(&plugin, FaultKind::BadVerdict(why)) {
+                        Some(outcome) => return (outcome, index),
+                        None => continue,
+                    }
+                }
                 Verdict::Modify(text) => match replacement(original, text) {
-                    Ok(next) => current = Some(next),
+                    Ok(next) => {
+                        current = Some(next);
+                        shared_context = None;
+                    }
                     Err(why) => match self.fail(&plugin, FaultKind::BadVerdict(why)) {
                         Some(outcome) => return (outcome, index),
                         None => continue,
@@ -297,7 +310,8 @@ impl Instances {
         let Some(live) = self.slots[index].as_mut() else {
             return Err(FaultKind::Instantiate("no instance".into()));
         };
-        let (deadline, memory) = budget(&plugin.manifest, message.raw.len());
+        // A hook handed no text gets the base budget, however long the message.
+        let (deadline, memory) = budget(&plugin.manifest, if body { message.raw.len() } else { 0 });
         live.store.data_mut().arm(deadline, memory);
         live.store.set_epoch_deadline(1);
         let response = matches!(hook, Hook::Response);
@@ -422,5 +436,32 @@ fn replacement(original: &Message, text: String) -> Result<Message, String> {
     if message.head.id != original.head.id {
         return Err("id changed".into());
     }
+    // What the plugins after it register for and judge by: a call renamed on
+    // its way would pass the policy that judged the name it had.
+    if message.head.method != original.head.method || message.head.tool != original.head.tool {
+        return Err("method or tool name changed".into());
+    }
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &'static str) -> Message {
+        Message::parse(bytes::Bytes::from_static(text.as_bytes())).expect("a message")
+    }
+
+    #[test]
+    fn a_modify_keeps_what_later_plugins_judge_by() {
+        let call =
+            message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}}"#);
+        let renamed = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell_exec","arguments":{}}}"#;
+        assert!(replacement(&call, renamed.into()).unwrap_err().contains("tool"));
+        let other = r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"search"}}"#;
+        assert!(replacement(&call, other.into()).is_err());
+        let arguments =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":"x"}}}"#;
+        assert!(replacement(&call, arguments.into()).is_ok(), "arguments may change");
+    }
 }

@@ -68,10 +68,17 @@ impl Relay {
     /// The first piece of a long message: stream it on, or start gathering it.
     pub(super) async fn start(&mut self, from: Direction, prefix: Bytes) {
         let len = prefix.len();
+        // A reloaded chain is in force for this message too.
+        self.refresh();
+        let head = jsonrpc::prefix_head(&prefix);
+        // While it streams, a request must not grow an answer's keys, nor an answer a request's.
+        let refused: &'static [&'static str] =
+            if head.method.is_some() { &["result", "error"] } else { &["method", "params"] };
         let mut keys = jsonrpc::stream::TopKeys::default();
-        // A prefix that already names a key twice is gathered, then refused whole.
-        let stream = match keys.feed(&prefix) {
-            Ok(()) => self.streamable(from, &jsonrpc::prefix_head(&prefix)),
+        // A prefix that already names a key twice (or the other kind's) is
+        // gathered, then refused whole.
+        let stream = match keys.feed(&prefix).and_then(|()| keys.refuse(refused)) {
+            Ok(()) => self.streamable(from, &head),
             Err(_) => None,
         };
         let way = match stream {
@@ -116,12 +123,13 @@ impl Relay {
             None if head.answer && from == Direction::ServerToClient && self.batches.holds(&id) => None,
             None if head.answer => {
                 let pending = self.answered(from).get(&id)?;
+                let (method, generation) = (pending.method.clone(), pending.generation);
                 // An answer under an id written otherwise than the request's is
                 // gathered, so that it can go back under the asker's spelling.
-                if chain.wants_response(&pending.method, from)
-                    || pending.method == jsonrpc::method::INITIALIZE
-                    || pending.raw_id != raw_id
-                {
+                let respelled = pending.raw_id != raw_id;
+                // The answer goes back through the chain its request went through.
+                let wanted = self.instances_of(generation).chain().wants_response(&method, from);
+                if wanted || method == jsonrpc::method::INITIALIZE || respelled {
                     return None;
                 }
                 Some(Way::Stream { id, raw_id, answer: true })

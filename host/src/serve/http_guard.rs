@@ -58,13 +58,14 @@ pub fn check(uri: &Uri, headers: &HeaderMap, options: &ServeOptions) -> Result<(
 /// loopback host names (and those listed); elsewhere, to those listed, or any.
 /// A request without `Host` (HTTP/1.0) names no foreign host.
 fn host_allowed(text: &str, name: &str, options: &ServeOptions) -> bool {
-    if options.allowed_hosts.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(text)) {
+    // A listed host matches with its port or, listed without one, on any port.
+    if options.allowed_hosts.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(text) || a.eq_ignore_ascii_case(name)) {
         return true;
     }
     if is_loopback_name(name) {
         return true;
     }
-    options.allowed_hosts.is_empty() && !options.listen.ip().is_loopback()
+    options.allowed_hosts.is_empty() && !options.listen.ip().to_canonical().is_loopback()
 }
 
 /// Loopback origins are always allowed (a local client); others only when listed.
@@ -78,8 +79,12 @@ fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
     authority_host(rest).is_some_and(is_loopback_name)
 }
 
+/// `localhost` (with or without the root's trailing dot) or a loopback
+/// address, IPv4-mapped ones (`::ffff:127.0.0.1`) included.
 fn is_loopback_name(name: &str) -> bool {
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// The host of `host [":" port]` (RFC 3986 §3.2.2, without user info), or
@@ -172,13 +177,25 @@ mod tests {
     #[test]
     fn a_loopback_listener_answers_only_to_loopback_hosts() {
         let local = options("127.0.0.1:8080", &[], &[]);
-        for ok in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "localhost", "LOCALHOST:1", "[::1]"] {
+        for ok in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]",
+            "localhost.:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
             assert_eq!(host(ok, &local), Ok(()), "{ok}");
         }
         for foreign in ["evil.example", "evil.example:8080", "localhost.evil.example:8080", "10.0.0.1:8080"] {
             assert_eq!(host(foreign, &local), Err(Refusal::ForeignHost), "{foreign}");
         }
         assert_eq!(host("mcp.internal:8080", &options("127.0.0.1:8080", &["mcp.internal:8080"], &[])), Ok(()));
+        assert_eq!(host("mcp.internal:8443", &options("127.0.0.1:8080", &["mcp.internal"], &[])), Ok(()));
+        let mapped = options("[::ffff:127.0.0.1]:8080", &[], &[]);
+        assert_eq!(host("evil.example", &mapped), Err(Refusal::ForeignHost), "a mapped loopback listener is loopback");
         assert_eq!(host("anything.example", &options("0.0.0.0:8080", &[], &[])), Ok(()));
         assert_eq!(
             host("anything.example", &options("0.0.0.0:8080", &["mcp.example.com"], &[])),

@@ -137,7 +137,7 @@ pub async fn run_on(
     let address = listener.local_addr()?;
     match &options.clients {
         Some(clients) => tracing::info!(callers = clients.len(), "clients must present a bearer token"),
-        None if !address.ip().is_loopback() => {
+        None if !address.ip().to_canonical().is_loopback() => {
             tracing::warn!("listening beyond loopback with no client authentication (see --client-tokens)")
         }
         None => {}
