@@ -28,6 +28,7 @@
 //! - [`upstream`]: the server side: the started upstream's handle, a child
 //!   process, a remote Streamable HTTP or HTTP+SSE server and its event
 //!   streams, and the bridge that lets a modern client reach a legacy server.
+//! - [`start`]: why a mode could not start, by kind.
 //! - [`era`]: the two eras of the protocol and their versions.
 //! - [`scaffold`]: `warden plugin new`, a plugin skeleton per language.
 //! - [`jsonrpc`]: the strict reader and what routing needs of JSON-RPC;
@@ -45,6 +46,7 @@ pub mod relay;
 pub mod scaffold;
 pub mod serve;
 pub mod session;
+pub mod start;
 pub mod transport;
 pub mod upstream;
 pub mod wrap;

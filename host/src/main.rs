@@ -373,7 +373,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let result = serve::run(options, shutdown_signal()).await;
     trail.close();
-    result.map(|()| ExitCode::SUCCESS)
+    Ok(result.map(|()| ExitCode::SUCCESS)?)
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is

@@ -16,6 +16,7 @@ use crate::plugin::instances::{SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd};
+use crate::start::StartError;
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
 use crate::transport::QUEUE;
@@ -45,7 +46,7 @@ pub struct WrapOptions {
 
 /// Runs `warden wrap` on this process's stdin/stdout until the client leaves,
 /// the upstream dies or `shutdown` resolves.
-pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<SessionEnd> {
+pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> Result<SessionEnd, StartError> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
@@ -60,7 +61,7 @@ pub async fn run_with<R, W>(
     client_in: R,
     client_out: W,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<SessionEnd>
+) -> Result<SessionEnd, StartError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,

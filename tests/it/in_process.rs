@@ -20,7 +20,7 @@ use crate::common::{paths, text_of, PluginDir, PATIENCE};
 struct Client {
     input: WriteHalf<DuplexStream>,
     output: Lines<BufReader<ReadHalf<DuplexStream>>>,
-    run: JoinHandle<anyhow::Result<SessionEnd>>,
+    run: JoinHandle<Result<SessionEnd, warden::start::StartError>>,
 }
 
 impl Client {

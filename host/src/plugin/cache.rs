@@ -72,7 +72,7 @@ impl Cache {
     /// Stores a compiled component. Written to a temporary file and renamed, so a
     /// reader never sees half an entry; failures only cost a recompile later.
     pub fn store(&self, digest: &str, component: &Component) {
-        let result = (|| -> anyhow::Result<()> {
+        let result = (|| -> Result<(), Box<dyn std::error::Error>> {
             std::fs::create_dir_all(&self.dir)?;
             let bytes = component.serialize()?;
             let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;

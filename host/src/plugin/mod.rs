@@ -20,7 +20,7 @@ pub mod versions;
 pub use chain::{Chain, Plugin};
 pub use instances::{ChainOutcome, Fault, FaultKind, Instances, MessageContext};
 pub use reload::Plugins;
-pub use runtime::{LoadError, Runtime, RuntimeOptions};
+pub use runtime::{LoadError, Runtime, RuntimeError, RuntimeOptions};
 
 /// Host bindings generated from `wit/` (documented there).
 #[allow(missing_docs)]

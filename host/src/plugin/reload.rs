@@ -98,7 +98,7 @@ impl Plugins {
     }
 
     /// Reloads on `SIGHUP` and, with `folder`, whenever the folder changes, until dropped.
-    pub fn watch(self: &Arc<Self>, folder: bool) -> anyhow::Result<Watching> {
+    pub fn watch(self: &Arc<Self>, folder: bool) -> Result<Watching, notify::Error> {
         let Some(dir) = self.dir.clone() else { return Ok(Watching { _watcher: None, task: None }) };
         let (tx, rx) = mpsc::unbounded_channel();
         if !folder {

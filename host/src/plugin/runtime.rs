@@ -30,6 +30,20 @@ pub struct RuntimeOptions {
     pub audit: AuditSink,
 }
 
+/// Why the plugin runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine (its configuration, or the machine's memory limits).
+    #[error("the WebAssembly engine could not be built: {0:#}")]
+    Engine(wasmtime::Error),
+    /// The host imports (WASI and every WIT version served).
+    #[error("the host imports could not be linked: {0:#}")]
+    Link(wasmtime::Error),
+    /// The thread that advances the epoch.
+    #[error("the epoch ticker could not start: {0}")]
+    Ticker(std::io::Error),
+}
+
 /// Why a plugin could not be loaded. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -73,20 +87,20 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine (pooling allocator where the machine allows it) and starts the epoch ticker.
-    pub fn new(options: RuntimeOptions) -> anyhow::Result<Arc<Runtime>> {
+    pub fn new(options: RuntimeOptions) -> Result<Arc<Runtime>, RuntimeError> {
         let engine = match Engine::new(&engine_config(true)) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!("pooling allocator unavailable, allocating on demand: {e:#}");
-                Engine::new(&engine_config(false))?
+                Engine::new(&engine_config(false)).map_err(RuntimeError::Engine)?
             }
         };
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        versions::add_to_linker(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Link)?;
+        versions::add_to_linker(&mut linker).map_err(RuntimeError::Link)?;
         let cache = options.cache_dir.map(|dir| Cache::new(dir, &engine));
         let ticker = Arc::new(AtomicBool::new(true));
-        spawn_ticker(engine.clone(), ticker.clone())?;
+        spawn_ticker(engine.clone(), ticker.clone()).map_err(RuntimeError::Ticker)?;
         Ok(Arc::new(Runtime { engine, linker, cache, audit: options.audit, ticker }))
     }
 

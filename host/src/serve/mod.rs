@@ -41,6 +41,7 @@ use crate::plugin::instances::{Caller, SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session;
+use crate::start::StartError;
 use crate::transport::framing::Frame;
 use crate::transport::QUEUE;
 use crate::upstream::Target;
@@ -119,7 +120,7 @@ pub enum SessionError {
 }
 
 /// Runs the gateway until `shutdown` resolves.
-pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let listener = TcpListener::bind(options.listen).await?;
     run_on(listener, options, shutdown).await
 }
@@ -129,7 +130,7 @@ pub async fn run_on(
     listener: TcpListener,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
