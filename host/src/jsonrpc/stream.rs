@@ -130,6 +130,19 @@ mod tests {
     }
 
     #[test]
+    fn a_streaming_answer_cannot_grow_a_request_s_keys() {
+        let answer = br#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"text":"method"}]},"#;
+        let mut keys = TopKeys::default();
+        keys.feed(answer).expect("an answer so far");
+        keys.refuse(&["method", "params"]).expect("none of them yet");
+        assert!(keys.feed(br#""Method":"sampling/createMessage"}"#).is_err(), "case-folded too");
+        // Already there when the refusal is set: said at once.
+        let mut keys = TopKeys::default();
+        keys.feed(br#"{"jsonrpc":"2.0","method":"ping","id":1,"result":{"#).expect("read");
+        assert!(keys.refuse(&["result", "error"]).is_err());
+    }
+
+    #[test]
     fn a_key_given_twice_is_caught_at_any_split() {
         let twice = r#"{"jsonrpc":"2.0","method":"ping","id":1,"params":{"method":"x","a":[{"id":2}],"s":"\"method\":"},"me\u0074hod":"tools/call"}"#;
         let once =
