@@ -79,6 +79,25 @@ fn secrets_in_escaped_json_are_redacted() {
 }
 
 #[test]
+fn a_secret_is_found_at_every_offset_of_the_vector_scan() {
+    // The wasm prefilter tests 32 positions at a time, then 16, then the tail
+    // one by one: a key at each offset across those seams, in a long text, is
+    // still found.
+    let plugins = examples();
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    for pad in 0..100 {
+        let text = format!("{} {KEY}{}", "x".repeat(pad), " ".repeat(140 - pad));
+        let answer = w.call_tool("echo", json!({ "text": text }));
+        holds_no_secret(&answer);
+    }
+    for tail in 0..40 {
+        let text = format!("{} {KEY}", "y".repeat(200 + tail));
+        holds_no_secret(&w.call_tool("echo", json!({ "text": text })));
+    }
+}
+
+#[test]
 fn secrets_in_errors_notifications_and_server_requests_are_redacted() {
     let plugins = examples();
     // The fixture's own error names the unknown tool it was asked for.

@@ -251,48 +251,78 @@ mod simd {
     use std::ops::Range;
 
     use core::arch::wasm32::{
-        i64x2, u8x16, u8x16_bitmask, u8x16_ne, u8x16_shr, u8x16_splat, u8x16_swizzle, v128, v128_and,
+        i8x16_relaxed_swizzle, u8x16_bitmask, u8x16_ne, u8x16_shr, u8x16_splat, v128, v128_and, v128_any_true,
+        v128_load, v128_or,
     };
 
     use super::Tripwire;
 
     #[target_feature(enable = "simd128")]
     fn vector(t: &[u8; 16]) -> v128 {
-        u8x16(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15])
+        // SAFETY: sixteen readable bytes; wasm loads need no alignment.
+        unsafe { v128_load(t.as_ptr().cast()) }
     }
 
-    /// [`Tripwire::find_at`] sixteen positions at a time: the first hit, or
-    /// where the bytes too few for a vector start. One body without helpers:
-    /// the plugin profile optimises for size and would not inline them.
-    #[target_feature(enable = "simd128")]
+    /// Which of the sixteen positions at `p` (and the bytes after each) pass
+    /// the nibble tables: a lane of all ones where one bucket has the byte at
+    /// a position as a first byte and the next as a second. The swizzles are
+    /// the relaxed ones (a bare `pshufb`): every index is a nibble, in range.
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    #[inline]
+    unsafe fn lanes(tables: &[v128; 4], p: *const u8) -> v128 {
+        let low = u8x16_splat(15);
+        // SAFETY (caller): seventeen readable bytes at `p`; wasm loads need no alignment.
+        let (first, second) = unsafe { (v128_load(p.cast()), v128_load(p.add(1).cast())) };
+        let first = v128_and(
+            i8x16_relaxed_swizzle(tables[0], v128_and(first, low)),
+            i8x16_relaxed_swizzle(tables[1], u8x16_shr(first, 4)),
+        );
+        let second = v128_and(
+            i8x16_relaxed_swizzle(tables[2], v128_and(second, low)),
+            i8x16_relaxed_swizzle(tables[3], u8x16_shr(second, 4)),
+        );
+        v128_and(first, second)
+    }
+
+    /// [`Tripwire::find_at`] thirty-two positions at a time (then sixteen):
+    /// the first hit, or where the bytes too few for a vector start.
+    #[target_feature(enable = "simd128,relaxed-simd")]
     pub fn find(t: &Tripwire, b: &[u8], from: usize) -> Result<Range<usize>, usize> {
         let buckets = &t.buckets;
-        let (first_lo, first_hi) = (vector(&buckets.first_lo), vector(&buckets.first_hi));
-        let (second_lo, second_hi) = (vector(&buckets.second_lo), vector(&buckets.second_hi));
-        let low = u8x16_splat(15);
+        let tables = [
+            vector(&buckets.first_lo),
+            vector(&buckets.first_hi),
+            vector(&buckets.second_lo),
+            vector(&buckets.second_hi),
+        ];
+        let zero = u8x16_splat(0);
         let mut at = from;
-        // Positions at..at+16 and the bytes after each: at..at+17.
-        while let Some(s) = b.get(at..at + 17).and_then(|s| <&[u8; 17]>::try_from(s).ok()) {
-            let half = |i: usize| {
-                i64::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7]])
+        loop {
+            // Positions at..at+32 (or +16) and the bytes after each.
+            let (lo, hi, width) = if b.len() >= at.saturating_add(33) {
+                // SAFETY: 33 bytes at `at`, so seventeen at `at` and at `at + 16`.
+                let (lo, hi) = unsafe { (lanes(&tables, b.as_ptr().add(at)), lanes(&tables, b.as_ptr().add(at + 16))) };
+                if !v128_any_true(v128_or(lo, hi)) {
+                    at += 32;
+                    continue;
+                }
+                (lo, hi, 32)
+            } else if b.len() >= at.saturating_add(17) {
+                // SAFETY: seventeen bytes at `at`.
+                (unsafe { lanes(&tables, b.as_ptr().add(at)) }, zero, 16)
+            } else {
+                return Err(at);
             };
-            let (first, second) = (i64x2(half(0), half(8)), i64x2(half(1), half(9)));
-            let first =
-                v128_and(u8x16_swizzle(first_lo, v128_and(first, low)), u8x16_swizzle(first_hi, u8x16_shr(first, 4)));
-            let second = v128_and(
-                u8x16_swizzle(second_lo, v128_and(second, low)),
-                u8x16_swizzle(second_hi, u8x16_shr(second, 4)),
-            );
-            let mut candidates = u8x16_bitmask(u8x16_ne(v128_and(first, second), u8x16_splat(0)));
+            let mut candidates =
+                (u8x16_bitmask(u8x16_ne(lo, zero)) as u32) | (u8x16_bitmask(u8x16_ne(hi, zero)) as u32) << 16;
             while candidates != 0 {
                 if let Some(hit) = t.hit_at(b, at + candidates.trailing_zeros() as usize, from) {
                     return Ok(hit);
                 }
                 candidates &= candidates - 1;
             }
-            at += 16;
+            at += width;
         }
-        Err(at)
     }
 }
 
