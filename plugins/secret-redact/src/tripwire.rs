@@ -295,34 +295,50 @@ mod simd {
             vector(&buckets.second_lo),
             vector(&buckets.second_hi),
         ];
-        let zero = u8x16_splat(0);
         let mut at = from;
         loop {
-            // Positions at..at+32 (or +16) and the bytes after each.
-            let (lo, hi, width) = if b.len() >= at.saturating_add(33) {
-                // SAFETY: 33 bytes at `at`, so seventeen at `at` and at `at + 16`.
-                let (lo, hi) = unsafe { (lanes(&tables, b.as_ptr().add(at)), lanes(&tables, b.as_ptr().add(at + 16))) };
-                if !v128_any_true(v128_or(lo, hi)) {
-                    at += 32;
-                    continue;
-                }
-                (lo, hi, 32)
-            } else if b.len() >= at.saturating_add(17) {
-                // SAFETY: seventeen bytes at `at`.
-                (unsafe { lanes(&tables, b.as_ptr().add(at)) }, zero, 16)
-            } else {
-                return Err(at);
-            };
-            let mut candidates =
-                (u8x16_bitmask(u8x16_ne(lo, zero)) as u32) | (u8x16_bitmask(u8x16_ne(hi, zero)) as u32) << 16;
+            let (block, width, mut candidates) = scan(&tables, b, at);
+            if candidates == 0 {
+                return Err(block);
+            }
             while candidates != 0 {
-                if let Some(hit) = t.hit_at(b, at + candidates.trailing_zeros() as usize, from) {
+                if let Some(hit) = t.hit_at(b, block + candidates.trailing_zeros() as usize, from) {
                     return Ok(hit);
                 }
                 candidates &= candidates - 1;
             }
-            at += width;
+            at = block + width;
         }
+    }
+
+    /// The first block of positions from `at` with candidates: where it
+    /// starts, how many positions it has (32 or 16) and their mask; or where
+    /// the bytes too few for a vector start, and no candidates. No calls, so
+    /// the loop keeps its vectors in registers.
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    #[inline(never)]
+    fn scan(tables: &[v128; 4], b: &[u8], mut at: usize) -> (usize, usize, u32) {
+        let zero = u8x16_splat(0);
+        while b.len() >= at.saturating_add(33) {
+            // SAFETY: 33 bytes at `at`, so seventeen at `at` and at `at + 16`.
+            let (lo, hi) = unsafe { (lanes(tables, b.as_ptr().add(at)), lanes(tables, b.as_ptr().add(at + 16))) };
+            if v128_any_true(v128_or(lo, hi)) {
+                let mask =
+                    u32::from(u8x16_bitmask(u8x16_ne(lo, zero))) | u32::from(u8x16_bitmask(u8x16_ne(hi, zero))) << 16;
+                return (at, 32, mask);
+            }
+            at += 32;
+        }
+        if b.len() >= at.saturating_add(17) {
+            // SAFETY: seventeen bytes at `at`.
+            let lo = unsafe { lanes(tables, b.as_ptr().add(at)) };
+            let mask = u32::from(u8x16_bitmask(u8x16_ne(lo, zero)));
+            if mask != 0 {
+                return (at, 16, mask);
+            }
+            at += 16;
+        }
+        (at, 0, 0)
     }
 }
 
