@@ -142,6 +142,9 @@ pub struct Message {
     pub raw: Bytes,
     /// What was parsed from `raw`.
     pub head: Head,
+    /// The bytes the strict reader checked (`raw` as parsed, shared, not
+    /// copied): while `raw` is still they, it is known to be UTF-8.
+    checked: Bytes,
 }
 
 /// Why a line could not be routed.
@@ -199,7 +202,23 @@ impl Message {
     /// which keeps the meaning and every offset.
     pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
         let head = parse_head(&raw)?;
-        Ok(Message { raw: one_line(raw), head })
+        let raw = one_line(raw);
+        Ok(Message { checked: raw.clone(), raw, head })
+    }
+
+    /// The message as text, for a plugin's hook. A message is UTF-8 once read
+    /// (the strict reader checks every string, and anything else must be ASCII
+    /// JSON): that check is not run again, 1 MiB at a time, for every plugin.
+    pub fn text(&self) -> Result<&str, std::str::Utf8Error> {
+        let same = self.raw.as_ptr() == self.checked.as_ptr() && self.raw.len() == self.checked.len();
+        if !same {
+            return std::str::from_utf8(&self.raw);
+        }
+        // SAFETY: `raw` is the very memory `parse` read and found UTF-8
+        // (`one_line` only turns CR and LF into spaces): `checked` holds it,
+        // so it cannot have been freed and reused, and `Bytes` are immutable.
+        #[allow(unsafe_code)]
+        Ok(unsafe { std::str::from_utf8_unchecked(&self.raw) })
     }
 
     /// The message under another id (JSON text), the rest byte for byte.
@@ -316,6 +335,17 @@ fn invalid(reason: &str, id: Option<String>) -> ParseError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_is_text_once_read_and_checked_again_once_changed() {
+        let mut m = Message::parse(Bytes::from_static(
+            "{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{\"é\":1}}\r\n".as_bytes(),
+        ))
+        .expect("a message");
+        assert_eq!(m.text(), Ok("{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{\"é\":1}}  "));
+        m.raw = Bytes::from_static(b"{\"x\":\"\xff\"}");
+        assert!(m.text().is_err());
+    }
+
     #[test]
     fn prefix_heads_read_only_whole_fields() {
         let call = prefix_head(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{"text":"aaa"#);

@@ -86,7 +86,8 @@ impl Cache {
     }
 }
 
-/// The one `unsafe` call in Warden: loading native code from the cache.
+/// One of Warden's two `unsafe` calls (the other skips a second UTF-8 check
+/// of a message, `Message::text`): loading native code from the cache.
 ///
 /// Safety: `Component::deserialize_file` trusts the file to be the output of
 /// `Component::serialize` from a compatible engine; wasmtime checks the header

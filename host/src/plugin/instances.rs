@@ -301,7 +301,7 @@ impl Instances {
     ) -> Result<Verdict, FaultKind> {
         // A hook that reads only the context is handed no text (nor its copy).
         let text = match body {
-            true => std::str::from_utf8(&message.raw).map_err(|e| FaultKind::BadVerdict(e.to_string()))?,
+            true => message.text().map_err(|e| FaultKind::BadVerdict(e.to_string()))?,
             false => "",
         };
         if self.slots[index].is_none() {
