@@ -37,6 +37,19 @@ enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work with gateway config files (`warden.toml`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a `warden.toml` offline: its keys, upstreams, folders and
+    /// secrets (read, never shown). Exit 1 with the file, line, key and fix if not.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +88,10 @@ struct CheckArgs {
 /// Options both modes share.
 #[derive(clap::Args)]
 struct Common {
+    /// A gateway config (`warden.toml`): every upstream it lists behind one
+    /// server, their tools and prompts as `<upstream>__<name>`.
+    #[arg(long, conflicts_with = "plugins")]
+    config: Option<PathBuf>,
     /// Folder of plugins (`*.wasm`, each with an optional `.toml`).
     #[arg(long)]
     plugins: Option<PathBuf>,
@@ -116,9 +133,10 @@ struct Common {
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
-    /// Address to listen on. Loopback by default: exposing Warden is a decision.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
+    /// Address to listen on (default 127.0.0.1:8080, or `[serve] listen` of
+    /// the config). Loopback by default: exposing Warden is a decision.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
     /// Path of the MCP endpoint.
     #[arg(long, default_value = "/mcp")]
     path: String,
@@ -175,7 +193,7 @@ struct ServeArgs {
     #[arg(long, conflicts_with = "command")]
     upstream_url: Option<String>,
     /// The upstream server command, started once per session.
-    #[arg(last = true, required_unless_present = "upstream_url")]
+    #[arg(last = true, required_unless_present_any = ["upstream_url", "config"])]
     command: Vec<String>,
 }
 
@@ -191,7 +209,7 @@ struct WrapArgs {
     #[arg(long, default_value_t = 5_000)]
     exit_grace_ms: u64,
     /// The upstream server command and its arguments.
-    #[arg(last = true, required_unless_present = "url")]
+    #[arg(last = true, required_unless_present_any = ["url", "config"])]
     command: Vec<String>,
 }
 
@@ -244,7 +262,7 @@ fn main() -> ExitCode {
     let mut builder = match &cli.command {
         Command::Wrap(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) if args.threads == 1 => tokio::runtime::Builder::new_current_thread(),
-        Command::Plugin(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Plugin(_) | Command::Config(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if args.threads > 1 {
@@ -264,6 +282,25 @@ fn main() -> ExitCode {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
         Command::Serve(args) => runtime.block_on(serve_main(args)),
         Command::Plugin(PluginCommand::Check(args)) => runtime.block_on(check_main(args)),
+        Command::Config(ConfigCommand::Check { file }) => match warden::config::gateway::load(&file) {
+            Ok(config) => {
+                println!("{}: ok", file.display());
+                for upstream in &config.upstreams {
+                    let reach = match &upstream.reach {
+                        warden::config::gateway::Reach::Command { command, .. } => {
+                            format!("command {}", command.first().map(String::as_str).unwrap_or_default())
+                        }
+                        warden::config::gateway::Reach::Remote { url, .. } => format!("url {url}"),
+                    };
+                    println!("  upstream {}: {reach}", upstream.name);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Plugin(PluginCommand::New(args)) => {
             match warden::scaffold::new_plugin(args.lang, &args.name, &args.dir) {
                 Ok(root) => {
@@ -285,6 +322,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The upstream the command line names: a gateway config, a command or a URL.
+fn target(command: Vec<String>, url: Option<&str>, common: &Common) -> anyhow::Result<Target> {
+    if let Some(file) = &common.config {
+        if !command.is_empty() || url.is_some() {
+            anyhow::bail!("--config names the upstreams: give no command or URL beside it");
+        }
+        let config = warden::config::gateway::load(file)?;
+        return Ok(Target::Gateway(Arc::new(config)));
+    }
+    Ok(Target::from_parts(command, remote_options(url, common)?, common.probe_era)?)
+}
+
 fn remote_options(url: Option<&str>, common: &Common) -> Result<Option<RemoteOptions>, RemoteError> {
     RemoteOptions::gather(url, &common.headers, &common.headers_from_env, &common.headers_from_file)
 }
@@ -297,22 +346,24 @@ fn cache_dir(common: &Common) -> Option<PathBuf> {
     }
 }
 
-fn open_audit(common: &Common) -> anyhow::Result<AuditTrail> {
-    let path = common.audit.as_deref();
+/// The audit trail: `--audit`, or `[audit] file` of the config.
+fn open_audit(common: &Common, upstream: &Target) -> anyhow::Result<AuditTrail> {
+    let configured = match upstream {
+        Target::Gateway(config) => config.audit_file.as_deref(),
+        _ => None,
+    };
+    let path = common.audit.as_deref().or(configured);
     AuditTrail::open(path)
         .with_context(|| format!("--audit {}", path.map(|p| p.display().to_string()).unwrap_or_default()))
 }
 
 async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
-    let trail = open_audit(&args.common)?;
+    let upstream = target(args.command, args.url.as_deref(), &args.common)?;
+    let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
     let options = WrapOptions {
         plugins: args.common.plugins.clone(),
-        upstream: Target::from_parts(
-            args.command,
-            remote_options(args.url.as_deref(), &args.common)?,
-            args.common.probe_era,
-        )?,
+        upstream,
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         cache_dir: cache_dir(&args.common),
@@ -340,17 +391,20 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(Arc::new(Clients::load(path).context("--client-tokens")?)),
         None => None,
     };
-    let trail = open_audit(&args.common)?;
+    let upstream = target(args.command, args.upstream_url.as_deref(), &args.common)?;
+    let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
+    // `[serve] listen` of the config applies unless the command line names an address.
+    let configured = match &upstream {
+        Target::Gateway(config) => config.listen,
+        _ => None,
+    };
+    let listen = args.listen.or(configured).unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     let options = ServeOptions {
-        listen: args.listen,
+        listen,
         path: args.path,
         plugins: args.common.plugins.clone(),
-        upstream: Target::from_parts(
-            args.command,
-            remote_options(args.upstream_url.as_deref(), &args.common)?,
-            args.common.probe_era,
-        )?,
+        upstream,
         upstream_name: args.common.name.clone(),
         max_message_bytes: args.common.max_message_bytes,
         max_body_bytes: args.max_body_bytes,

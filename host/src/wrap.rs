@@ -48,9 +48,19 @@ pub struct WrapOptions {
 /// the upstream dies or `shutdown` resolves.
 pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> Result<SessionEnd, StartError> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
+    let (upstream, _gateway_watches) = crate::gateway::prepare(
+        options.upstream.clone(),
+        &runtime,
+        &options.audit,
+        Transport::Stdio,
+        options.max_message_bytes,
+        options.watch,
+    )
+    .await?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
     let _watching = plugins.watch(options.watch)?;
+    let options = WrapOptions { upstream, ..options };
     run_with(plugins, options, stdio::stdin(), stdio::stdout(), shutdown).await
 }
 

@@ -132,6 +132,16 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let runtime = Runtime::new(RuntimeOptions { cache_dir: options.cache_dir.clone(), audit: options.audit.clone() })?;
+    let (upstream, _gateway_watches) = crate::gateway::prepare(
+        options.upstream.clone(),
+        &runtime,
+        &options.audit,
+        Transport::StreamableHttp,
+        options.max_message_bytes,
+        options.watch,
+    )
+    .await?;
+    let options = ServeOptions { upstream, ..options };
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
     let _watching = plugins.watch(options.watch)?;

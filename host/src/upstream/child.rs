@@ -35,10 +35,56 @@ pub struct ChildServer {
     pub stdout: ChildStdout,
 }
 
+/// What a child gets besides its command: a clean environment unless it
+/// inherits Warden's, and its working directory.
+#[derive(Clone, Default)]
+pub struct ChildEnv {
+    /// Variables set for it (values may be secrets: never logged).
+    pub vars: Vec<(String, String)>,
+    /// Variables copied from Warden's own environment, when set there.
+    pub pass: Vec<String>,
+    /// Whether it gets Warden's whole environment (then `pass` is moot).
+    pub inherit: bool,
+    /// Its working directory.
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values may be credentials.
+        let names: Vec<&str> = self.vars.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ChildEnv")
+            .field("vars", &names)
+            .field("inherit", &self.inherit)
+            .field("cwd", &self.cwd)
+            .finish()
+    }
+}
+
 /// Starts `command` with piped stdin/stdout; its stderr is Warden's stderr.
 pub fn spawn(command: &[String]) -> Result<ChildServer, SpawnError> {
+    spawn_with(command, None)
+}
+
+/// [`spawn`] with `env` (without it, the child inherits Warden's environment).
+pub fn spawn_with(command: &[String], env: Option<&ChildEnv>) -> Result<ChildServer, SpawnError> {
     let (program, args) = command.split_first().ok_or(SpawnError::Empty)?;
-    let mut process = Command::new(program)
+    let mut builder = Command::new(program);
+    if let Some(env) = env {
+        if !env.inherit {
+            builder.env_clear();
+            for name in &env.pass {
+                if let Some(value) = std::env::var_os(name) {
+                    builder.env(name, value);
+                }
+            }
+        }
+        builder.envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(dir) = &env.cwd {
+            builder.current_dir(dir);
+        }
+    }
+    let mut process = builder
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

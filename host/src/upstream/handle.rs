@@ -42,7 +42,17 @@ impl Upstream {
         command: &[String],
         max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
-        let server = child::spawn(command)?;
+        Upstream::start_with(name, command, None, max_message_bytes)
+    }
+
+    /// [`Upstream::start`] with the child's environment and folder.
+    pub fn start_with(
+        name: Arc<str>,
+        command: &[String],
+        env: Option<&child::ChildEnv>,
+        max_message_bytes: usize,
+    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
+        let server = child::spawn_with(command, env)?;
         tracing::info!(upstream = %name, pid = server.process.id(), "upstream started");
         let (to_upstream, upstream_rx) = mpsc::channel(QUEUE);
         let writer = tokio::spawn(framing::write_lines(upstream_rx, server.stdin));

@@ -30,6 +30,21 @@ pub enum Target {
     },
     /// A remote server (always asked its era).
     Remote(http::RemoteOptions),
+    /// Many servers behind one, as a `warden.toml` lists them: loaded by the
+    /// mode into a [`Target::Virtual`] before its first session.
+    Gateway(Arc<crate::config::gateway::Gateway>),
+    /// Something that speaks for many servers, started per session (the
+    /// loaded gateway).
+    Virtual(Arc<dyn VirtualUpstream>),
+}
+
+/// An upstream made of others: started per session like a child, it takes
+/// the relay's messages and answers as one server would.
+pub trait VirtualUpstream: Send + Sync + std::fmt::Debug {
+    /// Its name in logs.
+    fn name(&self) -> Arc<str>;
+    /// Starts it for one client session.
+    fn start(&self, max_message_bytes: usize) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError>;
 }
 
 /// A command line that names no server, or two.
@@ -64,6 +79,8 @@ impl Target {
             (Some(name), _) => Arc::from(name),
             (None, Target::Remote(remote)) => Arc::from(remote.url.host().unwrap_or("upstream")),
             (None, Target::Command { command, .. }) => default_upstream_name(command),
+            (None, Target::Virtual(v)) => v.name(),
+            (None, Target::Gateway(_)) => Arc::from("gateway"),
         }
     }
 
@@ -76,7 +93,7 @@ impl Target {
         let (upstream, input) = self.start_plain(name, max_message_bytes)?;
         Ok(match self {
             Target::Remote(_) | Target::Command { probe_era: true, .. } => bridge::bridge(upstream, input),
-            Target::Command { probe_era: false, .. } => (upstream, input),
+            Target::Command { probe_era: false, .. } | Target::Virtual(_) | Target::Gateway(_) => (upstream, input),
         })
     }
 
@@ -89,6 +106,11 @@ impl Target {
         match self {
             Target::Remote(remote) => Ok(http::connect(name, remote.clone(), max_message_bytes)),
             Target::Command { command, .. } => Upstream::start(name, command, max_message_bytes),
+            Target::Virtual(v) => v.start(max_message_bytes),
+            Target::Gateway(_) => Err(child::SpawnError::Spawn {
+                program: "gateway".into(),
+                error: std::io::Error::other("the gateway was not loaded"),
+            }),
         }
     }
 }

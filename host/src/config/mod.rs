@@ -4,6 +4,8 @@
 //! parsed strictly ([`RawManifest`], unknown keys are errors that name the
 //! file) and validated into a [`Manifest`].
 
+pub mod gateway;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -1,0 +1,473 @@
+//! `warden.toml`: the gateway's upstreams, chains and listener, read once
+//! into checked types.
+//!
+//! What users write ([`RawGateway`] and the `Raw*` types under it) is parsed
+//! strictly (unknown keys are errors) and validated into a [`Gateway`]:
+//! relative paths resolved against the file's folder, secrets read from the
+//! environment or their files, names and headers checked. Every error names
+//! the file, the line, the key and the fix; none quotes a value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The separator between an upstream's name and its tools' and prompts' names.
+pub const DEFAULT_SEPARATOR: &str = "__";
+
+/// How long a call to an upstream may take unless its `timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Headers no `forward-headers` list may name: credentials of the client
+/// are never passed on (no token passthrough).
+const NEVER_FORWARDED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// Environment variables every child gets from Warden's own environment
+/// (besides its `env`), unless `inherit-env` gives it all of it.
+pub const CHILD_BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawGateway {
+    /// The chain every upstream's traffic passes.
+    pub plugins: Option<Spanned<String>>,
+    /// Between an upstream's name and its items' names.
+    pub separator: Option<Spanned<String>>,
+    /// `[audit]`.
+    pub audit: Option<RawAudit>,
+    /// `[serve]`.
+    pub serve: Option<RawServe>,
+    /// `[upstreams.NAME]`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAudit {
+    /// The audit file (JSON lines).
+    pub file: Option<Spanned<String>>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawServe {
+    /// The listener's address.
+    pub listen: Option<Spanned<String>>,
+    /// A PEM certificate chain for HTTPS.
+    pub tls_cert: Option<Spanned<String>>,
+    /// Its PEM private key.
+    pub tls_key: Option<Spanned<String>>,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawUpstream {
+    /// A stdio server: the program and its arguments.
+    pub command: Option<Vec<String>>,
+    /// A remote server's MCP endpoint.
+    pub url: Option<String>,
+    /// The child's environment (besides PATH, HOME, LANG).
+    #[serde(default)]
+    pub env: BTreeMap<String, RawSecret>,
+    /// Give the child Warden's whole environment.
+    #[serde(default)]
+    pub inherit_env: bool,
+    /// The child's working directory.
+    pub cwd: Option<String>,
+    /// Headers sent to a remote server.
+    #[serde(default)]
+    pub headers: BTreeMap<String, RawSecret>,
+    /// Client headers passed on to this upstream (never credentials).
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// This upstream's own chain, after the shared one.
+    pub plugins: Option<String>,
+    /// How long one call may take (`"30s"`, `"5m"`).
+    pub timeout: Option<String>,
+    /// Most calls in flight at once.
+    pub max_concurrency: Option<usize>,
+}
+
+/// A value that may be a secret: written out, or read from the environment
+/// or a file, optionally after a prefix (`"Bearer "`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSecret {
+    /// The value itself.
+    Plain(String),
+    /// Where to read it.
+    From(RawSecretSource),
+}
+
+/// `{ from-env = "VAR" }` or `{ from-file = "PATH" }`, with an optional `prefix`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSecretSource {
+    /// An environment variable of Warden's.
+    pub from_env: Option<String>,
+    /// A file (relative to the config file); one trailing newline is dropped.
+    pub from_file: Option<String>,
+    /// Put before the value.
+    pub prefix: Option<String>,
+}
+
+/// A value read from a secret source: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The checked gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The shared chain's folder.
+    pub plugins: Option<PathBuf>,
+    /// See [`DEFAULT_SEPARATOR`].
+    pub separator: String,
+    /// The audit file.
+    pub audit_file: Option<PathBuf>,
+    /// The listener of `warden serve --config`, unless the command line gives one.
+    pub listen: Option<SocketAddr>,
+    /// HTTPS on the listener: certificate chain and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The upstreams, by name (sorted).
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// One upstream, checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `[A-Za-z0-9-]+`, without the separator.
+    pub name: String,
+    /// How it is reached.
+    pub reach: Reach,
+    /// Its own chain's folder.
+    pub plugins: Option<PathBuf>,
+    /// Client headers passed on (lowercase names).
+    pub forward_headers: Vec<String>,
+    /// See [`DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+    /// Most calls in flight at once, if limited.
+    pub max_concurrency: Option<usize>,
+}
+
+/// How an upstream is reached.
+#[derive(Debug, Clone)]
+pub enum Reach {
+    /// A child process Warden starts.
+    Command {
+        /// Program and arguments.
+        command: Vec<String>,
+        /// Its environment besides [`CHILD_BASE_ENV`].
+        env: Vec<(String, Secret)>,
+        /// Whether it gets Warden's whole environment.
+        inherit_env: bool,
+        /// Its working directory.
+        cwd: Option<PathBuf>,
+    },
+    /// A remote MCP endpoint.
+    Remote {
+        /// `http://` or `https://`.
+        url: String,
+        /// Headers sent with every request.
+        headers: Vec<(String, Secret)>,
+    },
+}
+
+/// A config file Warden will not run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{}{}: {key}: {message}{}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), fix.as_ref().map(|f| format!(" (fix: {f})")).unwrap_or_default())]
+pub struct GatewayError {
+    /// The file.
+    pub file: PathBuf,
+    /// Its line, where known.
+    pub line: Option<usize>,
+    /// The key, dotted (`upstreams.fs.command`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub fix: Option<String>,
+}
+
+/// Reads, parses and checks a gateway config file.
+pub fn load(file: &Path) -> Result<Gateway, GatewayError> {
+    let text = std::fs::read_to_string(file).map_err(|e| GatewayError {
+        file: file.to_owned(),
+        line: None,
+        key: "(file)".into(),
+        message: format!("cannot be read: {e}"),
+        fix: Some("give the path of a readable warden.toml".into()),
+    })?;
+    parse(&text, file, &|name| std::env::var(name).ok())
+}
+
+/// Parses and checks config text; `file` places relative paths and names
+/// the file in errors; `env` looks up environment variables.
+pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Gateway, GatewayError> {
+    let at = Place { text, file };
+    let raw: RawGateway = toml::from_str(text).map_err(|e| {
+        // The parser's message names the key; its first line is enough (the
+        // rest quotes the file, which may hold secrets).
+        let mut message = e.message().lines().next().unwrap_or("unreadable TOML").to_owned();
+        let mut fix = message.starts_with("unknown field").then(|| "remove the key or correct its spelling".to_owned());
+        if message.contains("RawSecret") {
+            message = "is not a secret value".into();
+            fix = Some(
+                "write a string, { from-env = \"VAR\" } or { from-file = \"PATH\" }, optionally with prefix".into(),
+            );
+        }
+        at.error(e.span().map(|s| s.start), "(syntax)", message, fix)
+    })?;
+    let base = file.parent().map(Path::to_owned).unwrap_or_default();
+    let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+    let folder = |value: &Spanned<String>, key: &str| -> Result<PathBuf, GatewayError> {
+        let path = resolve(value.get_ref());
+        if !path.is_dir() {
+            let message = format!("plugins folder {} does not exist", path.display());
+            return Err(at.error(Some(value.span().start), key, message, Some("create it or correct the path".into())));
+        }
+        Ok(path)
+    };
+
+    let separator = match &raw.separator {
+        Some(s) => {
+            let ok = !s.get_ref().is_empty() && s.get_ref().bytes().all(tool_name_byte);
+            if !ok {
+                let fix = "use characters of tool names: A-Z a-z 0-9 _ . -".to_owned();
+                return Err(at.error(Some(s.span().start), "separator", "is not a valid separator".into(), Some(fix)));
+            }
+            s.get_ref().clone()
+        }
+        None => DEFAULT_SEPARATOR.to_owned(),
+    };
+    let plugins = raw.plugins.as_ref().map(|p| folder(p, "plugins")).transpose()?;
+    let audit_file = raw.audit.as_ref().and_then(|a| a.file.as_ref()).map(|f| resolve(f.get_ref()));
+    let (listen, tls) = match &raw.serve {
+        None => (None, None),
+        Some(serve) => {
+            let listen = match &serve.listen {
+                Some(l) => Some(l.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    let fix = "write an address and port, such as \"127.0.0.1:8080\"".to_owned();
+                    at.error(Some(l.span().start), "serve.listen", "is not an address".into(), Some(fix))
+                })?),
+                None => None,
+            };
+            let tls = match (&serve.tls_cert, &serve.tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some((resolve(cert.get_ref()), resolve(key.get_ref()))),
+                (Some(s), None) | (None, Some(s)) => {
+                    let fix = "give both tls-cert and tls-key, or neither".to_owned();
+                    return Err(at.error(Some(s.span().start), "serve", "only half of TLS is set".into(), Some(fix)));
+                }
+            };
+            (listen, tls)
+        }
+    };
+
+    let mut upstreams = Vec::new();
+    for (name, spanned) in &raw.upstreams {
+        let line = Some(spanned.span().start);
+        let key = |k: &str| format!("upstreams.{name}.{k}");
+        let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid_name || name.contains(separator.as_str()) {
+            let message = format!("upstream name {name:?} is not usable");
+            let fix = format!("name it with A-Z a-z 0-9 and -, without the separator {separator:?}");
+            return Err(at.error(line, &format!("upstreams.{name}"), message, Some(fix)));
+        }
+        let u = spanned.get_ref();
+        let secret = |key: String, value: &RawSecret| -> Result<Secret, GatewayError> {
+            read_secret(value, &resolve, env).map_err(|(message, fix)| at.error(line, &key, message, Some(fix)))
+        };
+        let reach = match (&u.command, &u.url) {
+            (Some(command), None) => {
+                if command.is_empty() || command.first().is_some_and(String::is_empty) {
+                    let fix = "give the program and its arguments, such as [\"npx\", \"-y\", \"server\"]".to_owned();
+                    return Err(at.error(line, &key("command"), "is empty".into(), Some(fix)));
+                }
+                if !u.headers.is_empty() {
+                    let fix = "headers are sent to remote servers; a child gets env".to_owned();
+                    return Err(at.error(line, &key("headers"), "is set for a command".into(), Some(fix)));
+                }
+                let env = u
+                    .env
+                    .iter()
+                    .map(|(var, value)| Ok((var.clone(), secret(key(&format!("env.{var}")), value)?)))
+                    .collect::<Result<Vec<_>, GatewayError>>()?;
+                let cwd = u.cwd.as_deref().map(resolve);
+                if let Some(dir) = cwd.as_ref().filter(|d| !d.is_dir()) {
+                    let message = format!("folder {} does not exist", dir.display());
+                    return Err(at.error(line, &key("cwd"), message, Some("create it or correct the path".into())));
+                }
+                Reach::Command { command: command.clone(), env, inherit_env: u.inherit_env, cwd }
+            }
+            (None, Some(url)) => {
+                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                if !scheme_ok || url.parse::<http::Uri>().is_err() {
+                    let fix = "write an http:// or https:// URL".to_owned();
+                    return Err(at.error(line, &key("url"), "is not a URL Warden can reach".into(), Some(fix)));
+                }
+                for field in [("env", !u.env.is_empty()), ("cwd", u.cwd.is_some()), ("inherit-env", u.inherit_env)] {
+                    if field.1 {
+                        let fix = "only a command's child has an environment; remove it".to_owned();
+                        return Err(at.error(line, &key(field.0), "is set for a remote server".into(), Some(fix)));
+                    }
+                }
+                let mut headers = Vec::new();
+                for (header, value) in &u.headers {
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        let fix = "use a valid HTTP header name".to_owned();
+                        return Err(at.error(line, &key(&format!("headers.{header}")), "bad name".into(), Some(fix)));
+                    }
+                    let value = secret(key(&format!("headers.{header}")), value)?;
+                    if http::HeaderValue::from_str(value.expose()).is_err() {
+                        let fix = "the value (after its prefix) must be visible ASCII".to_owned();
+                        let message = "is not a valid header value".to_owned();
+                        return Err(at.error(line, &key(&format!("headers.{header}")), message, Some(fix)));
+                    }
+                    headers.push((header.clone(), value));
+                }
+                Reach::Remote { url: url.clone(), headers }
+            }
+            (Some(_), Some(_)) => {
+                let fix = "keep one: command for a stdio server, url for a remote one".to_owned();
+                return Err(at.error(line, &format!("upstreams.{name}"), "has both command and url".into(), Some(fix)));
+            }
+            (None, None) => {
+                let fix = "add command = [\"program\", …] or url = \"https://…\"".to_owned();
+                return Err(at.error(
+                    line,
+                    &format!("upstreams.{name}"),
+                    "has neither command nor url".into(),
+                    Some(fix),
+                ));
+            }
+        };
+        let mut forward_headers = Vec::new();
+        for header in &u.forward_headers {
+            let lower = header.to_ascii_lowercase();
+            if NEVER_FORWARDED.contains(&lower.as_str()) {
+                let message = format!("lists {header}: a client's credentials are never passed on");
+                let fix = "remove it; give the upstream its own credential in headers or env".to_owned();
+                return Err(at.error(line, &key("forward-headers"), message, Some(fix)));
+            }
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                let fix = "use valid HTTP header names".to_owned();
+                return Err(at.error(line, &key("forward-headers"), "has a bad header name".into(), Some(fix)));
+            }
+            forward_headers.push(lower);
+        }
+        let plugins = match &u.plugins {
+            Some(p) => {
+                let path = resolve(p);
+                if !path.is_dir() {
+                    let message = format!("plugins folder {} does not exist", path.display());
+                    return Err(at.error(line, &key("plugins"), message, Some("create it or correct the path".into())));
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        let timeout = match &u.timeout {
+            Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                let fix = "write a duration such as \"30s\" or \"5m\"".to_owned();
+                at.error(line, &key("timeout"), "is not a duration".into(), Some(fix))
+            })?,
+            None => DEFAULT_TIMEOUT,
+        };
+        if u.max_concurrency == Some(0) {
+            let fix = "give at least 1, or leave it out for no limit".to_owned();
+            return Err(at.error(line, &key("max-concurrency"), "is 0".into(), Some(fix)));
+        }
+        upstreams.push(UpstreamConfig {
+            name: name.clone(),
+            reach,
+            plugins,
+            forward_headers,
+            timeout,
+            max_concurrency: u.max_concurrency,
+        });
+    }
+    if upstreams.is_empty() {
+        let fix = "add an [upstreams.NAME] table with command or url".to_owned();
+        return Err(at.error(None, "upstreams", "no upstream is configured".into(), Some(fix)));
+    }
+    Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams })
+}
+
+/// A byte allowed in tool names (SEP-986).
+pub fn tool_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+/// Reads a secret's value; on failure, what is wrong and the fix (never the value).
+fn read_secret(
+    value: &RawSecret,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, (String, String)> {
+    let source = match value {
+        RawSecret::Plain(text) => return Ok(Secret(text.clone())),
+        RawSecret::From(source) => source,
+    };
+    let prefix = source.prefix.clone().unwrap_or_default();
+    let read = match (&source.from_env, &source.from_file) {
+        (Some(var), None) => env(var).ok_or_else(|| {
+            (format!("environment variable {var} is not set"), format!("set {var} in Warden's environment"))
+        })?,
+        (None, Some(path)) => {
+            let path = resolve(path);
+            let mut text = std::fs::read_to_string(&path).map_err(|e| {
+                (format!("secret file {} cannot be read: {e}", path.display()), "create it or correct the path".into())
+            })?;
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            text
+        }
+        _ => {
+            return Err((
+                "a secret needs exactly one of from-env and from-file".into(),
+                "write { from-env = \"VAR\" } or { from-file = \"PATH\" }".into(),
+            ))
+        }
+    };
+    Ok(Secret(prefix + &read))
+}
+
+/// Where errors point.
+struct Place<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Place<'_> {
+    fn error(&self, offset: Option<usize>, key: &str, message: String, fix: Option<String>) -> GatewayError {
+        let line = offset.map(|o| self.text.get(..o).unwrap_or(self.text).matches('\n').count() + 1);
+        GatewayError { file: self.file.to_owned(), line, key: key.to_owned(), message, fix }
+    }
+}

@@ -1,0 +1,125 @@
+//! One upstream of a gateway session: its own relay and chain in front of
+//! its own upstream session, exactly as `warden wrap` runs one, with the
+//! router as its client. Plugins in it see the messages between the client
+//! and this upstream as the upstream sees them (unprefixed names, its own
+//! ids), with `context.upstream` set to its name.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::audit::AuditSink;
+use crate::config::gateway::{Reach, UpstreamConfig, CHILD_BASE_ENV};
+use crate::plugin::instances::{SessionFacts, Transport};
+use crate::plugin::{Chain, Instances, Runtime};
+use crate::relay::Relay;
+use crate::session::{self, SessionEnd};
+use crate::transport::framing::{Frame, Outgoing};
+use crate::transport::QUEUE;
+use crate::upstream::child::{ChildEnv, SpawnError, EXIT_GRACE};
+use crate::upstream::http::RemoteOptions;
+use crate::upstream::{Target, Upstream};
+
+/// What a lane tells the router.
+#[derive(Debug)]
+pub enum LaneEvent {
+    /// A message from the upstream, through its chain.
+    Message(Bytes),
+    /// The upstream session ended.
+    Ended(SessionEnd),
+}
+
+/// A started lane: where its client-side messages go.
+pub struct Lane {
+    input: mpsc::Sender<Frame>,
+}
+
+/// What every lane of a gateway shares.
+#[derive(Clone)]
+pub struct LaneSetup {
+    /// The runtime plugins run on.
+    pub runtime: Arc<Runtime>,
+    /// The audit sink.
+    pub audit: AuditSink,
+    /// How the client reaches Warden.
+    pub transport: Transport,
+    /// Largest message either way.
+    pub max_message_bytes: usize,
+}
+
+impl Lane {
+    /// Starts upstream `config` behind `chain`; its messages (and its end)
+    /// reach `events` tagged with `index`.
+    pub fn start(
+        index: usize,
+        config: &UpstreamConfig,
+        chain: watch::Receiver<Arc<Chain>>,
+        setup: &LaneSetup,
+        events: mpsc::Sender<(usize, LaneEvent)>,
+    ) -> Result<Lane, SpawnError> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let (upstream, to_upstream) = connect(name.clone(), config, setup.max_message_bytes)?;
+        let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
+        let facts = SessionFacts {
+            id: None,
+            upstream: name.clone(),
+            caller: None,
+            protocol_version: None,
+            transport: setup.transport,
+        };
+        let current = chain.borrow().clone();
+        let instances = Instances::new(setup.runtime.clone(), current, facts);
+        let relay = Relay::new(instances, to_router, to_upstream, setup.audit.clone(), setup.max_message_bytes)
+            .follow(chain)
+            .stream_to_upstream(upstream.takes_pieces());
+        let (input, mut input_rx) = mpsc::channel::<Frame>(QUEUE);
+        let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|f| f.map(Ok)));
+        let ended = events.clone();
+        tokio::spawn(async move {
+            let end = session::drive(relay, upstream, client, std::future::pending(), EXIT_GRACE).await;
+            tracing::info!(upstream = %name, "upstream session ended: {end:?}");
+            let _ = ended.send((index, LaneEvent::Ended(end))).await;
+        });
+        tokio::spawn(async move {
+            while let Some(out) = from_relay.recv().await {
+                // The relay sends whole messages to a client that is no byte stream.
+                let (Outgoing::Message(bytes) | Outgoing::Part(bytes)) = out;
+                if events.send((index, LaneEvent::Message(bytes))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Lane { input })
+    }
+
+    /// Sends a message to the upstream, through the chain. `false` once the lane is gone.
+    pub async fn send(&self, message: Bytes) -> bool {
+        self.input.send(Frame::Line(message)).await.is_ok()
+    }
+}
+
+/// Starts the upstream session itself.
+fn connect(
+    name: Arc<str>,
+    config: &UpstreamConfig,
+    max_message_bytes: usize,
+) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
+    match &config.reach {
+        Reach::Command { command, env, inherit_env, cwd } => {
+            let env = ChildEnv {
+                vars: env.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
+                pass: CHILD_BASE_ENV.iter().map(|s| s.to_string()).collect(),
+                inherit: *inherit_env,
+                cwd: cwd.clone(),
+            };
+            Upstream::start_with(name, command, Some(&env), max_message_bytes)
+        }
+        Reach::Remote { url, headers } => {
+            let lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {}", v.expose())).collect();
+            let remote = RemoteOptions::new(url, &lines)
+                .map_err(|e| SpawnError::Spawn { program: url.clone(), error: std::io::Error::other(e.to_string()) })?;
+            Target::Remote(remote).start(name, max_message_bytes)
+        }
+    }
+}

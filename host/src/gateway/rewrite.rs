@@ -1,0 +1,127 @@
+//! Edits of checked messages that keep every value they do not touch byte
+//! for byte: an object is read as its members' raw texts, one member is
+//! replaced, and it is written back. Numbers, strings and nesting anywhere
+//! else stay exactly as their sender wrote them (no float rounding of a
+//! 30-digit argument on its way through the gateway).
+//!
+//! Only messages the strict reader accepted come here: no duplicate keys, so
+//! an object read as a map loses nothing.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+/// An object's members, each as its raw JSON text.
+pub type Fields = BTreeMap<String, Box<RawValue>>;
+
+/// The members of the object `raw` is, if it is one.
+pub fn fields(raw: &[u8]) -> Option<Fields> {
+    serde_json::from_slice(raw).ok()
+}
+
+/// The members of member `key`, if it is an object.
+pub fn nested(f: &Fields, key: &str) -> Option<Fields> {
+    f.get(key).and_then(|v| fields(v.get().as_bytes()))
+}
+
+/// Member `key` as a string, if it is one.
+pub fn string(f: &Fields, key: &str) -> Option<String> {
+    f.get(key).and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+}
+
+/// Sets member `key` to `value` (serialized).
+pub fn set(f: &mut Fields, key: &str, value: &impl serde::Serialize) {
+    if let Some(raw) = serde_json::to_string(value).ok().and_then(|t| RawValue::from_string(t).ok()) {
+        f.insert(key.to_owned(), raw);
+    }
+}
+
+/// Sets member `key` to an object's members.
+pub fn set_object(f: &mut Fields, key: &str, value: &Fields) {
+    set(f, key, value);
+}
+
+/// Sets member `key` to JSON text already checked (an id as its sender wrote it).
+pub fn set_raw(f: &mut Fields, key: &str, json: &str) {
+    if let Ok(raw) = RawValue::from_string(json.to_owned()) {
+        f.insert(key.to_owned(), raw);
+    }
+}
+
+/// The object as one line of JSON.
+pub fn to_bytes(f: &Fields) -> Bytes {
+    Bytes::from(serde_json::to_vec(f).unwrap_or_default())
+}
+
+/// The message with its `id` replaced by `id` (JSON text).
+pub fn with_id(raw: &[u8], id: &str) -> Option<Bytes> {
+    let mut f = fields(raw)?;
+    set_raw(&mut f, "id", id);
+    Some(to_bytes(&f))
+}
+
+/// The message with `params.<key>` (a string) replaced, and its id.
+pub fn with_param(raw: &[u8], id: Option<&str>, path: &[&str], value: &str) -> Option<Bytes> {
+    let mut f = fields(raw)?;
+    if let Some(id) = id {
+        set_raw(&mut f, "id", id);
+    }
+    let mut params = nested(&f, "params")?;
+    set_path(&mut params, path, value)?;
+    set_object(&mut f, "params", &params);
+    Some(to_bytes(&f))
+}
+
+/// Sets the string at `path` inside `f`, each step an existing object.
+fn set_path(f: &mut Fields, path: &[&str], value: &str) -> Option<()> {
+    match path {
+        [] => None,
+        [last] => {
+            set(f, last, &value);
+            Some(())
+        }
+        [first, rest @ ..] => {
+            let mut inner = nested(f, first)?;
+            set_path(&mut inner, rest, value)?;
+            set_object(f, first, &inner);
+            Some(())
+        }
+    }
+}
+
+/// A string member at `path` inside `f`.
+pub fn string_at(f: &Fields, path: &[&str]) -> Option<String> {
+    match path {
+        [] => None,
+        [last] => string(f, last),
+        [first, rest @ ..] => string_at(&nested(f, first)?, rest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_keeps_every_other_value_as_written() {
+        let raw = br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"fs__read","arguments":{"n":123456789012345678901234567890,"s":"\u0041"}}}"#;
+        let out = with_param(raw, Some("7"), &["name"], "read").expect("edited");
+        let text = std::str::from_utf8(&out).expect("utf-8");
+        assert!(text.contains(r#""n":123456789012345678901234567890"#), "{text}");
+        assert!(text.contains(r#""s":"\u0041""#), "{text}");
+        assert!(text.contains(r#""name":"read""#) && text.contains(r#""id":7"#), "{text}");
+    }
+
+    #[test]
+    fn params_that_are_no_object_are_not_edited() {
+        assert!(with_param(br#"{"id":1,"method":"tools/call","params":["x"]}"#, None, &["name"], "y").is_none());
+        assert!(with_param(
+            br#"{"id":1,"method":"completion/complete","params":{"ref":1}}"#,
+            None,
+            &["ref", "name"],
+            "y"
+        )
+        .is_none());
+    }
+}

@@ -1,0 +1,689 @@
+//! One gateway session: the client's messages routed to the lane of the
+//! upstream they are for, and the lanes' answers brought back.
+//!
+//! Every request the router sends a lane carries an id of the router's own
+//! (a *leg*); the client's id is kept and put back on the answer exactly as
+//! the client wrote it. A request for many upstreams (the lists,
+//! `initialize`, `logging/setLevel`) has a leg per lane and is answered once
+//! all legs are. Server→client requests get router ids too (*asks*), so
+//! two upstreams' ids cannot collide at the client.
+//!
+//! Resources are routed by a table: every URI the client was given (in a
+//! list, a template's fixed start, a link or embedded resource in a tool
+//! result) points at the upstream it came from. URIs stay as the upstream
+//! wrote them, so a client can keep and show them unchanged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::lane::{Lane, LaneEvent, LaneSetup};
+use super::merge::{self, Introduced, Page};
+use super::rewrite;
+use crate::config::gateway::Gateway;
+use crate::jsonrpc::{self, code, Kind, Message};
+use crate::plugin::Chain;
+use crate::transport::framing::{Frame, Outgoing};
+use crate::transport::QUEUE;
+
+/// What every session of one gateway shares.
+pub struct Shared {
+    /// The checked config.
+    pub config: Arc<Gateway>,
+    /// Each upstream's chain (shared, then its own), in config order.
+    pub chains: Vec<watch::Receiver<Arc<Chain>>>,
+    /// What lanes are started with.
+    pub setup: LaneSetup,
+}
+
+/// An upstream in this session.
+struct Upstream {
+    name: String,
+    lane: Option<Lane>,
+    /// Its `initialize` answer, once it gave one.
+    introduced: Option<Introduced>,
+}
+
+/// A client request the router owes an answer.
+struct Owed {
+    /// The client's id, as it wrote it.
+    client_id: String,
+    method: String,
+    /// Legs not answered yet.
+    open: usize,
+    /// Answers in, by lane: the whole message each lane sent.
+    answers: Vec<(usize, Bytes)>,
+}
+
+/// One session of the gateway.
+pub struct Router {
+    shared: Arc<Shared>,
+    to_client: mpsc::Sender<Frame>,
+    events_tx: mpsc::Sender<(usize, LaneEvent)>,
+    events: mpsc::Receiver<(usize, LaneEvent)>,
+    upstreams: Vec<Upstream>,
+    by_name: HashMap<String, usize>,
+    next_id: u64,
+    /// Client requests owed, by slot.
+    owed: HashMap<u64, Owed>,
+    /// Legs in flight: router id → (slot, lane).
+    legs: HashMap<u64, (u64, usize)>,
+    /// The client's ids of owed requests (by value) → slot.
+    by_client: HashMap<String, u64>,
+    /// Server→client requests: router id → (lane, the upstream's id as written).
+    asks: HashMap<u64, (usize, String)>,
+    /// Where each URI the client was given comes from.
+    resources: HashMap<String, usize>,
+    /// The fixed starts of resource templates, and their upstream.
+    templates: Vec<(String, usize)>,
+    /// Whether the upstreams were started (at the client's `initialize`).
+    started: bool,
+    /// Whether the client sent `notifications/initialized`.
+    initialized: bool,
+    /// Whether `initialize` is still being answered by the upstreams.
+    introducing: bool,
+    /// What the client sent meanwhile: handled once they have answered.
+    held: Vec<Bytes>,
+}
+
+impl Router {
+    /// A router that answers the client through `to_client`.
+    pub fn new(shared: Arc<Shared>, to_client: mpsc::Sender<Frame>) -> Router {
+        let (events_tx, events) = mpsc::channel(QUEUE);
+        let upstreams: Vec<Upstream> = shared
+            .config
+            .upstreams
+            .iter()
+            .map(|u| Upstream { name: u.name.clone(), lane: None, introduced: None })
+            .collect();
+        let by_name = upstreams.iter().enumerate().map(|(i, u)| (u.name.clone(), i)).collect();
+        Router {
+            shared,
+            to_client,
+            events_tx,
+            events,
+            upstreams,
+            by_name,
+            next_id: 1,
+            owed: HashMap::new(),
+            legs: HashMap::new(),
+            by_client: HashMap::new(),
+            asks: HashMap::new(),
+            resources: HashMap::new(),
+            templates: Vec::new(),
+            started: false,
+            initialized: false,
+            introducing: false,
+            held: Vec::new(),
+        }
+    }
+
+    /// Routes until the client is gone, then lets the lanes finish.
+    pub async fn run(mut self, mut from_client: mpsc::Receiver<Outgoing>) {
+        let mut client_open = true;
+        // Once the client has closed its input, what it is still owed is answered first.
+        while client_open || !self.owed.is_empty() {
+            tokio::select! {
+                out = from_client.recv(), if client_open => match out {
+                    Some(Outgoing::Message(bytes) | Outgoing::Part(bytes)) => self.client_message(bytes).await,
+                    None => client_open = false,
+                },
+                event = self.events.recv() => match event {
+                    Some((index, event)) => self.lane_event(index, event).await,
+                    None => break,
+                },
+            }
+        }
+        // Closing each lane's input lets its upstream finish; wait for them (bounded).
+        let running = self.upstreams.iter_mut().filter_map(|u| u.lane.take()).count();
+        let grace = crate::upstream::child::EXIT_GRACE + Duration::from_secs(1);
+        let _ = tokio::time::timeout(grace, async {
+            let mut ended = 0;
+            while ended < running {
+                match self.events.recv().await {
+                    Some((_, LaneEvent::Ended(_))) => ended += 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn client_message(&mut self, bytes: Bytes) {
+        if self.introducing {
+            self.held.push(bytes);
+            return;
+        }
+        // The session's relay read it strictly already; this reading cannot differ.
+        let Ok(message) = Message::parse(bytes) else { return };
+        match message.head.kind {
+            Kind::Request => self.request(message).await,
+            Kind::Notification => self.client_notification(message).await,
+            Kind::Response | Kind::Error => self.client_answer(message).await,
+        }
+    }
+
+    async fn request(&mut self, m: Message) {
+        let method = m.head.method.clone().unwrap_or_default();
+        let client_id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
+        match method.as_str() {
+            jsonrpc::method::INITIALIZE => self.initialize(m, client_id).await,
+            "ping" => self.reply(&client_id, &json!({})).await,
+            "tools/call" | "prompts/get" => {
+                let Some(name) = params_string(&m.raw, &["name"]) else {
+                    return self.refuse(&client_id, code::INVALID_PARAMS, "params.name must be a string").await;
+                };
+                let kind = if method == "tools/call" { "tool" } else { "prompt" };
+                match self.split(&name) {
+                    Some((lane, inner)) => {
+                        let sent = rewrite::with_param(&m.raw, None, &["name"], &inner);
+                        self.one(lane, &m, client_id, sent).await;
+                    }
+                    None => self.refuse(&client_id, code::INVALID_PARAMS, &format!("unknown {kind}: {name}")).await,
+                }
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = params_string(&m.raw, &["uri"]) else {
+                    return self.refuse(&client_id, code::INVALID_PARAMS, "params.uri must be a string").await;
+                };
+                match self.lane_for_uri(&uri) {
+                    Some(lane) => self.one(lane, &m, client_id, Some(m.raw.clone())).await,
+                    None => self.refuse(&client_id, code::INVALID_PARAMS, "unknown resource").await,
+                }
+            }
+            "completion/complete" => {
+                let kind = params_string(&m.raw, &["ref", "type"]);
+                let routed = match kind.as_deref() {
+                    Some("ref/prompt") => params_string(&m.raw, &["ref", "name"])
+                        .and_then(|n| self.split(&n))
+                        .map(|(lane, inner)| (lane, rewrite::with_param(&m.raw, None, &["ref", "name"], &inner))),
+                    Some("ref/resource") => params_string(&m.raw, &["ref", "uri"])
+                        .and_then(|uri| self.lane_for_uri(&uri))
+                        .map(|lane| (lane, Some(m.raw.clone()))),
+                    _ => None,
+                };
+                match routed {
+                    Some((lane, sent)) => self.one(lane, &m, client_id, sent).await,
+                    None => self.refuse(&client_id, code::INVALID_PARAMS, "unknown completion reference").await,
+                }
+            }
+            "logging/setLevel" => self.fan(&m, client_id, "logging").await,
+            list if merge::list_key(list).is_some() => self.list(m, client_id).await,
+            _ => self.refuse(&client_id, code::METHOD_NOT_FOUND, &format!("method not found: {method}")).await,
+        }
+    }
+
+    /// Starts every upstream and asks each `initialize` with the client's params.
+    async fn initialize(&mut self, m: Message, client_id: String) {
+        if !self.started {
+            self.started = true;
+            for index in 0..self.upstreams.len() {
+                let config = &self.shared.config.upstreams[index];
+                let chain = self.shared.chains[index].clone();
+                match Lane::start(index, config, chain, &self.shared.setup, self.events_tx.clone()) {
+                    Ok(lane) => self.upstreams[index].lane = Some(lane),
+                    Err(e) => tracing::error!(upstream = %config.name, "upstream could not be started: {e}"),
+                }
+            }
+        }
+        let lanes: Vec<usize> = (0..self.upstreams.len()).filter(|&i| self.upstreams[i].lane.is_some()).collect();
+        if lanes.is_empty() {
+            return self.refuse(&client_id, code::UPSTREAM_FAILED, "no upstream of the gateway is running").await;
+        }
+        let slot = self.owe(&m, client_id, lanes.len());
+        self.introducing = true;
+        for lane in lanes {
+            self.leg(slot, lane, &m.raw).await;
+        }
+    }
+
+    /// What the client sent while the upstreams were being introduced.
+    async fn release_held(&mut self) {
+        self.introducing = false;
+        for bytes in std::mem::take(&mut self.held) {
+            Box::pin(self.client_message(bytes)).await;
+        }
+    }
+
+    /// A request for one upstream; `sent` is the message as it receives it
+    /// (`None`: it could not be rewritten, refused).
+    async fn one(&mut self, lane: usize, m: &Message, client_id: String, sent: Option<Bytes>) {
+        let Some(sent) = sent else {
+            return self.refuse(&client_id, code::INVALID_PARAMS, "params could not be read").await;
+        };
+        if self.upstreams[lane].lane.is_none() {
+            let text = format!("upstream \"{}\" is not running", self.upstreams[lane].name);
+            return self.refuse(&client_id, code::UPSTREAM_FAILED, &text).await;
+        }
+        let slot = self.owe(m, client_id, 1);
+        self.leg(slot, lane, &sent).await;
+    }
+
+    /// A request for every running upstream with `capability`.
+    async fn fan(&mut self, m: &Message, client_id: String, capability: &str) {
+        let lanes = self.lanes_with(capability);
+        if lanes.is_empty() {
+            return self.reply(&client_id, &json!({})).await;
+        }
+        let slot = self.owe(m, client_id, lanes.len());
+        for lane in lanes {
+            self.leg(slot, lane, &m.raw).await;
+        }
+    }
+
+    /// A list: every upstream with the capability, or those a cursor names.
+    async fn list(&mut self, m: Message, client_id: String) {
+        let method = m.head.method.clone().unwrap_or_default();
+        let capability = merge::capability_of(&method).unwrap_or("tools");
+        let cursor = params_string(&m.raw, &["cursor"]);
+        let legs: Vec<(usize, Option<Bytes>)> = match cursor {
+            None => self.lanes_with(capability).into_iter().map(|l| (l, Some(m.raw.clone()))).collect(),
+            Some(cursor) => {
+                let Some(cursors) = merge::decode_cursor(&cursor) else {
+                    return self.refuse(&client_id, code::INVALID_PARAMS, "invalid cursor").await;
+                };
+                cursors
+                    .iter()
+                    .filter_map(|(name, c)| self.by_name.get(name).map(|&l| (l, c)))
+                    .filter(|(l, _)| self.upstreams[*l].lane.is_some())
+                    .map(|(l, c)| (l, rewrite::with_param(&m.raw, None, &["cursor"], c)))
+                    .collect()
+            }
+        };
+        if legs.is_empty() {
+            let key = merge::list_key(&method).unwrap_or("tools");
+            return self.reply(&client_id, &json!({ key: [] })).await;
+        }
+        let slot = self.owe(&m, client_id, legs.len());
+        for (lane, sent) in legs {
+            match sent {
+                Some(sent) => self.leg(slot, lane, &sent).await,
+                None => self.settle(slot, lane, None).await,
+            }
+        }
+    }
+
+    /// Records a client request owed an answer from `legs` lanes.
+    fn owe(&mut self, m: &Message, client_id: String, legs: usize) -> u64 {
+        let slot = self.next();
+        if let Some(key) = &m.head.id {
+            self.by_client.insert(key.clone(), slot);
+        }
+        let method = m.head.method.clone().unwrap_or_default();
+        self.owed.insert(slot, Owed { client_id, method, open: legs, answers: Vec::new() });
+        slot
+    }
+
+    /// Sends `raw` to `lane` under a new router id, as a leg of `slot`.
+    async fn leg(&mut self, slot: u64, lane: usize, raw: &[u8]) {
+        let id = self.next();
+        let Some(sent) = rewrite::with_id(raw, &id.to_string()) else {
+            return self.settle(slot, lane, None).await;
+        };
+        self.legs.insert(id, (slot, lane));
+        let delivered = match &self.upstreams[lane].lane {
+            Some(l) => l.send(sent).await,
+            None => false,
+        };
+        if !delivered {
+            self.legs.remove(&id);
+            self.settle(slot, lane, None).await;
+        }
+    }
+
+    /// A leg of `slot` is done: with the lane's answer, or `None` when the
+    /// lane failed it.
+    async fn settle(&mut self, slot: u64, lane: usize, answer: Option<Bytes>) {
+        let name = self.upstreams[lane].name.clone();
+        let Some(owed) = self.owed.get_mut(&slot) else { return };
+        let answer = answer.unwrap_or_else(|| {
+            let text = format!("upstream \"{name}\" failed before answering {}", owed.method);
+            jsonrpc::error_response(Some("null"), code::UPSTREAM_FAILED, &text, None)
+        });
+        owed.answers.push((lane, answer));
+        owed.open = owed.open.saturating_sub(1);
+        if owed.open > 0 {
+            return;
+        }
+        let Some(owed) = self.owed.remove(&slot) else { return };
+        self.by_client.retain(|_, s| *s != slot);
+        self.answer(owed).await;
+    }
+
+    /// Answers a client request whose legs are all in.
+    async fn answer(&mut self, owed: Owed) {
+        let id = owed.client_id.as_str();
+        match owed.method.as_str() {
+            jsonrpc::method::INITIALIZE => {
+                let mut introduced = Vec::new();
+                for (lane, answer) in &owed.answers {
+                    match result_of(answer) {
+                        Some(result) => {
+                            let intro = Introduced::read(&result);
+                            self.upstreams[*lane].introduced = Some(intro);
+                            introduced.push(*lane);
+                        }
+                        None => {
+                            tracing::warn!(upstream = %self.upstreams[*lane].name, "upstream refused initialize")
+                        }
+                    }
+                }
+                introduced.sort_unstable();
+                if introduced.is_empty() {
+                    self.refuse(id, code::UPSTREAM_FAILED, "no upstream of the gateway initialized").await;
+                    return self.release_held().await;
+                }
+                let requested = None;
+                let parts: Vec<(&str, &Introduced)> = introduced
+                    .iter()
+                    .filter_map(|&l| {
+                        self.upstreams[l].introduced.as_ref().map(|i| (self.upstreams[l].name.as_str(), i))
+                    })
+                    .collect();
+                let result = merge::initialize_result(&parts, requested);
+                self.reply(id, &result).await;
+                self.release_held().await;
+            }
+            method if merge::list_key(method).is_some() => {
+                let key = merge::list_key(method).unwrap_or("tools");
+                let mut answers = owed.answers.clone();
+                answers.sort_by_key(|(lane, _)| *lane);
+                let mut pages = Vec::new();
+                let mut first_error = None;
+                for (lane, answer) in &answers {
+                    let name = &self.upstreams[*lane].name;
+                    match raw_result(answer).and_then(|r| Page::read(name, key, r.as_bytes())) {
+                        Some(page) => pages.push((*lane, page)),
+                        None => {
+                            tracing::warn!(upstream = %name, "{method} failed; its items are left out");
+                            first_error.get_or_insert_with(|| answer.clone());
+                        }
+                    }
+                }
+                if pages.is_empty() {
+                    if let Some(error) = first_error {
+                        return self.forward_answer(id, &error).await;
+                    }
+                }
+                for (lane, page) in &pages {
+                    self.learn_resources(*lane, method, &page.items);
+                }
+                let separator = self.shared.config.separator.clone();
+                let result = merge::merge_pages(method, key, &separator, pages.into_iter().map(|(_, p)| p).collect());
+                self.reply(id, &result).await;
+            }
+            "logging/setLevel" => {
+                let failed = owed.answers.iter().find(|(_, a)| raw_result(a).is_none());
+                match failed {
+                    Some((_, error)) if owed.answers.len() == 1 => self.forward_answer(id, &error.clone()).await,
+                    _ => self.reply(id, &json!({})).await,
+                }
+            }
+            _ => {
+                let Some((lane, answer)) = owed.answers.into_iter().next() else { return };
+                if owed.method == jsonrpc::method::TOOLS_CALL {
+                    self.learn_links(lane, &answer);
+                }
+                self.forward_answer(id, &answer).await;
+            }
+        }
+    }
+
+    async fn client_notification(&mut self, m: Message) {
+        let method = m.head.method.clone().unwrap_or_default();
+        if method == jsonrpc::method::INITIALIZED {
+            self.initialized = true;
+        }
+        if method == jsonrpc::method::CANCELLED {
+            let Some(key) = jsonrpc::cancelled_request(&m.raw).and_then(|id| jsonrpc::id_key(&id)) else { return };
+            let Some(slot) = self.by_client.remove(&key) else { return };
+            self.owed.remove(&slot);
+            let legs: Vec<(u64, usize)> =
+                self.legs.iter().filter(|(_, (s, _))| *s == slot).map(|(id, (_, lane))| (*id, *lane)).collect();
+            for (id, lane) in legs {
+                self.legs.remove(&id);
+                let sent = rewrite::fields(&m.raw).map(|mut f| {
+                    let mut params = rewrite::nested(&f, "params").unwrap_or_default();
+                    rewrite::set(&mut params, "requestId", &id);
+                    rewrite::set_object(&mut f, "params", &params);
+                    rewrite::to_bytes(&f)
+                });
+                if let (Some(sent), Some(l)) = (sent, &self.upstreams[lane].lane) {
+                    l.send(sent).await;
+                }
+            }
+            return;
+        }
+        // Everything else concerns every upstream (initialized, roots changed, …).
+        for u in &self.upstreams {
+            if let (Some(lane), Some(_)) = (&u.lane, &u.introduced) {
+                lane.send(m.raw.clone()).await;
+            }
+        }
+    }
+
+    /// The client's answer to an upstream's request: back to that upstream, under its id.
+    async fn client_answer(&mut self, m: Message) {
+        let ask = m.head.id.as_deref().and_then(|k| k.parse::<u64>().ok()).and_then(|id| self.asks.remove(&id));
+        let Some((lane, upstream_id)) = ask else {
+            tracing::warn!("client answered a request no upstream is waiting on; dropped");
+            return;
+        };
+        if let (Some(sent), Some(l)) = (rewrite::with_id(&m.raw, &upstream_id), &self.upstreams[lane].lane) {
+            l.send(sent).await;
+        }
+    }
+
+    async fn lane_event(&mut self, lane: usize, event: LaneEvent) {
+        match event {
+            LaneEvent::Message(bytes) => {
+                let Ok(m) = Message::parse(bytes) else { return };
+                match m.head.kind {
+                    Kind::Response | Kind::Error => {
+                        let leg = m.head.id.as_deref().and_then(|k| k.parse::<u64>().ok());
+                        match leg.and_then(|id| self.legs.remove(&id)) {
+                            Some((slot, _)) => self.settle(slot, lane, Some(m.raw)).await,
+                            None => tracing::debug!(upstream = %self.upstreams[lane].name, "answer to no leg dropped"),
+                        }
+                    }
+                    Kind::Request => {
+                        let id = self.next();
+                        let Some(upstream_id) = m.head.raw_id.clone() else { return };
+                        if let Some(sent) = rewrite::with_id(&m.raw, &id.to_string()) {
+                            self.asks.insert(id, (lane, upstream_id));
+                            self.send_client(sent).await;
+                        }
+                    }
+                    Kind::Notification => self.lane_notification(lane, m).await,
+                }
+            }
+            LaneEvent::Ended(end) => self.lane_ended(lane, &format!("{end:?}")).await,
+        }
+    }
+
+    async fn lane_notification(&mut self, lane: usize, m: Message) {
+        let method = m.head.method.as_deref().unwrap_or_default();
+        let name = self.upstreams[lane].name.clone();
+        let sent = match method {
+            // Log lines say which upstream wrote them.
+            "notifications/message" => rewrite::fields(&m.raw).and_then(|mut f| {
+                let mut params = rewrite::nested(&f, "params")?;
+                let logger = match rewrite::string(&params, "logger") {
+                    Some(own) => format!("{name}/{own}"),
+                    None => name.clone(),
+                };
+                rewrite::set(&mut params, "logger", &logger);
+                rewrite::set_object(&mut f, "params", &params);
+                Some(rewrite::to_bytes(&f))
+            }),
+            // An upstream cancelling its own request: under the id the client knows.
+            jsonrpc::method::CANCELLED => {
+                let theirs = jsonrpc::cancelled_request(&m.raw);
+                let ours =
+                    self.asks.iter().find(|(_, (l, id))| *l == lane && Some(id) == theirs.as_ref()).map(|(k, _)| *k);
+                ours.and_then(|ours| {
+                    self.asks.remove(&ours);
+                    let mut f = rewrite::fields(&m.raw)?;
+                    let mut params = rewrite::nested(&f, "params")?;
+                    rewrite::set(&mut params, "requestId", &ours);
+                    rewrite::set_object(&mut f, "params", &params);
+                    Some(rewrite::to_bytes(&f))
+                })
+            }
+            _ => Some(m.raw.clone()),
+        };
+        if let Some(sent) = sent {
+            self.send_client(sent).await;
+        }
+    }
+
+    /// An upstream is gone: what it owed is answered, its items leave the lists.
+    async fn lane_ended(&mut self, lane: usize, why: &str) {
+        let name = self.upstreams[lane].name.clone();
+        tracing::warn!(upstream = %name, "upstream ended: {why}");
+        let had = self.upstreams[lane].lane.take().is_some();
+        let introduced = self.upstreams[lane].introduced.take();
+        self.asks.retain(|_, (l, _)| *l != lane);
+        self.resources.retain(|_, l| *l != lane);
+        self.templates.retain(|(_, l)| *l != lane);
+        let legs: Vec<(u64, u64)> =
+            self.legs.iter().filter(|(_, (_, l))| *l == lane).map(|(id, (slot, _))| (*id, *slot)).collect();
+        for (id, slot) in legs {
+            self.legs.remove(&id);
+            self.settle(slot, lane, None).await;
+        }
+        if had && self.initialized {
+            for (capability, list) in [("tools", "tools"), ("prompts", "prompts"), ("resources", "resources")] {
+                if introduced.as_ref().is_some_and(|i| i.has(capability)) {
+                    let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{list}/list_changed")});
+                    self.send_client(Bytes::from(note.to_string())).await;
+                }
+            }
+        }
+    }
+
+    /// Running upstreams that announced `capability`, in config order.
+    fn lanes_with(&self, capability: &str) -> Vec<usize> {
+        (0..self.upstreams.len())
+            .filter(|&i| {
+                let u = &self.upstreams[i];
+                u.lane.is_some() && u.introduced.as_ref().is_some_and(|intro| intro.has(capability))
+            })
+            .collect()
+    }
+
+    /// The upstream a prefixed name is for, and the name it knows.
+    fn split(&self, name: &str) -> Option<(usize, String)> {
+        let (prefix, inner) = name.split_once(self.shared.config.separator.as_str())?;
+        let lane = *self.by_name.get(prefix)?;
+        Some((lane, inner.to_owned()))
+    }
+
+    /// The upstream a URI came from: as listed or linked, by a template's
+    /// fixed start (the longest), or the only upstream with resources.
+    fn lane_for_uri(&self, uri: &str) -> Option<usize> {
+        if let Some(&lane) = self.resources.get(uri) {
+            return Some(lane);
+        }
+        let by_template = self
+            .templates
+            .iter()
+            .filter(|(start, _)| !start.is_empty() && uri.starts_with(start.as_str()))
+            .max_by_key(|(start, _)| start.len());
+        if let Some((_, lane)) = by_template {
+            return Some(*lane);
+        }
+        match self.lanes_with("resources").as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        }
+    }
+
+    fn learn_resources(&mut self, lane: usize, method: &str, items: &[rewrite::Fields]) {
+        for item in items {
+            match method {
+                "resources/list" => {
+                    if let Some(uri) = rewrite::string(item, "uri") {
+                        self.resources.insert(uri, lane);
+                    }
+                }
+                "resources/templates/list" => {
+                    if let Some(template) = rewrite::string(item, "uriTemplate") {
+                        let start = template.split('{').next().unwrap_or_default().to_owned();
+                        self.templates.retain(|(s, l)| !(s == &start && *l == lane));
+                        self.templates.push((start, lane));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Resource links and embedded resources in a tool's result: their URIs
+    /// can be read through the gateway.
+    fn learn_links(&mut self, lane: usize, answer: &[u8]) {
+        if memchr::memmem::find(answer, b"\"uri\"").is_none() {
+            return;
+        }
+        let Some(result) = result_of(answer) else { return };
+        let Some(content) = result.get("content").and_then(Value::as_array) else { return };
+        for item in content {
+            let uri = match item.get("type").and_then(Value::as_str) {
+                Some("resource_link") => item.get("uri"),
+                Some("resource") => item.get("resource").and_then(|r| r.get("uri")),
+                _ => None,
+            };
+            if let Some(uri) = uri.and_then(Value::as_str) {
+                self.resources.insert(uri.to_owned(), lane);
+            }
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    async fn send_client(&self, bytes: Bytes) {
+        let _ = self.to_client.send(Frame::Line(bytes)).await;
+    }
+
+    async fn reply(&self, id: &str, result: &Value) {
+        let text = serde_json::to_string(result).unwrap_or_else(|_| "{}".into());
+        let Ok(raw) = serde_json::value::RawValue::from_string(text) else { return };
+        self.send_client(jsonrpc::result_response(id, &raw)).await;
+    }
+
+    async fn refuse(&self, id: &str, code: i32, message: &str) {
+        self.send_client(jsonrpc::error_response(Some(id), code, message, None)).await;
+    }
+
+    /// A lane's answer under the client's id, the rest as the lane sent it.
+    async fn forward_answer(&self, id: &str, answer: &[u8]) {
+        if let Some(sent) = rewrite::with_id(answer, id) {
+            self.send_client(sent).await;
+        }
+    }
+}
+
+/// A string at `path` inside a message's `params`.
+fn params_string(raw: &[u8], path: &[&str]) -> Option<String> {
+    let f = rewrite::fields(raw)?;
+    rewrite::string_at(&rewrite::nested(&f, "params")?, path)
+}
+
+/// An answer's `result` text, if it is a result.
+fn raw_result(answer: &[u8]) -> Option<String> {
+    let f = rewrite::fields(answer)?;
+    f.get("result").map(|r| r.get().to_owned())
+}
+
+/// An answer's `result`, read.
+fn result_of(answer: &[u8]) -> Option<Value> {
+    raw_result(answer).and_then(|r| serde_json::from_str(&r).ok())
+}
