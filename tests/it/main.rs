@@ -6,6 +6,7 @@ mod chain;
 mod conformance;
 mod contract;
 mod gateway;
+mod gateway_config;
 mod in_process;
 mod languages;
 mod lifecycle;

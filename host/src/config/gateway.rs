@@ -232,6 +232,9 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         // rest quotes the file, which may hold secrets).
         let mut message = e.message().lines().next().unwrap_or("unreadable TOML").to_owned();
         let mut fix = message.starts_with("unknown field").then(|| "remove the key or correct its spelling".to_owned());
+        if fix.is_none() {
+            fix = Some("correct it as the README's Gateway section shows".into());
+        }
         if message.contains("RawSecret") {
             message = "is not a secret value".into();
             fix = Some(
