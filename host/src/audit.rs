@@ -87,20 +87,20 @@ impl AuditSink {
         self.file.is_some()
     }
 
-    /// Records one event with the time, its source and the session.
-    pub fn record(&self, source: Source<'_>, session: Option<&str>, event: &Value) {
+    /// Records one event with the time, its source, the session and the upstream.
+    pub fn record(&self, source: Source<'_>, at: At<'_>, event: &Value) {
         if let Some(shared) = &self.file {
-            write_record(&shared.trail, source, session, &event.to_string());
+            write_record(&shared.trail, source, at, &event.to_string());
         }
     }
 
     /// Records an event given as JSON text (as plugins hand it over); text that
     /// is not JSON is recorded as a string.
-    pub fn record_text(&self, source: Source<'_>, session: Option<&str>, event: &str) {
+    pub fn record_text(&self, source: Source<'_>, at: At<'_>, event: &str) {
         let Some(shared) = &self.file else { return };
         match serde_json::from_str::<&RawValue>(event) {
-            Ok(raw) => write_record(&shared.trail, source, session, raw.get()),
-            Err(_) => write_record(&shared.trail, source, session, &Value::String(event.to_owned()).to_string()),
+            Ok(raw) => write_record(&shared.trail, source, at, raw.get()),
+            Err(_) => write_record(&shared.trail, source, at, &Value::String(event.to_owned()).to_string()),
         }
     }
 
@@ -129,15 +129,30 @@ fn flush(trail: &Mutex<Trail>) {
     }
 }
 
-fn write_record(file: &Mutex<Trail>, source: Source<'_>, session: Option<&str>, event: &str) {
+/// Where an event happened: the session and the upstream, where there are ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct At<'a> {
+    /// The session id.
+    pub session: Option<&'a str>,
+    /// The upstream's name.
+    pub upstream: Option<&'a str>,
+}
+
+impl At<'static> {
+    /// Neither a session nor an upstream: Warden's own events.
+    pub const WARDEN: At<'static> = At { session: None, upstream: None };
+}
+
+fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str) {
     let (source, plugin) = match source {
         Source::Host => ("host", Value::Null),
         Source::Plugin(name) => ("plugin", Value::from(name)),
     };
     let time = humantime::format_rfc3339_millis(SystemTime::now());
-    let session = session.map_or(Value::Null, Value::from);
+    let session = at.session.map_or(Value::Null, Value::from);
+    let upstream = at.upstream.map_or(Value::Null, Value::from);
     let line = format!(
-        "{{\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"event\":{event}}}\n"
+        "{{\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"event\":{event}}}\n"
     );
     let mut trail = file.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = trail.out.write_all(line.as_bytes()) {
@@ -195,9 +210,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (sink, writer) = AuditSink::open(&path).unwrap();
-        sink.record(Source::Plugin("p"), Some("s1"), &json!({"type": "x"}));
-        sink.record(Source::Host, None, &json!({"type": "y"}));
-        sink.record_text(Source::Plugin("p"), None, "not json");
+        sink.record(Source::Plugin("p"), At { session: Some("s1"), upstream: Some("u") }, &json!({"type": "x"}));
+        sink.record(Source::Host, At::WARDEN, &json!({"type": "y"}));
+        sink.record_text(Source::Plugin("p"), At::WARDEN, "not json");
         drop(sink);
         writer.finish();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -99,10 +99,22 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused("separator = \"-\"\n[upstreams.a-b]\ncommand = [\"x\"]\n", Some(2), "upstreams.a-b");
     refused(&format!("separator = \"/\"\n{up}"), Some(1), "separator");
     // A missing environment variable or secret file: named, never its value.
-    let out = refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { T = { from-env = \"FS_TOKEN\" } }\n", Some(1), "upstreams.a.env.T");
+    let out = refused(
+        "[upstreams.a]\ncommand = [\"x\"]\nenv = { T = { from-env = \"FS_TOKEN\" } }\n",
+        Some(1),
+        "upstreams.a.env.T",
+    );
     assert!(out.contains("FS_TOKEN"), "{out}");
-    refused("[upstreams.a]\nurl = \"https://h/mcp\"\nheaders = { X = { from-file = \"nope.txt\" } }\n", Some(1), "headers.X");
-    refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { T = { from-env = \"A\", from-file = \"B\" } }\n", Some(1), "env.T");
+    refused(
+        "[upstreams.a]\nurl = \"https://h/mcp\"\nheaders = { X = { from-file = \"nope.txt\" } }\n",
+        Some(1),
+        "headers.X",
+    );
+    refused(
+        "[upstreams.a]\ncommand = [\"x\"]\nenv = { T = { from-env = \"A\", from-file = \"B\" } }\n",
+        Some(1),
+        "env.T",
+    );
     refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { T = { from-envv = \"A\" } }\n", Some(3), "secret");
     // A plugins folder that does not exist, shared or an upstream's own.
     refused(&format!("plugins = \"missing\"\n{up}"), Some(1), "plugins");

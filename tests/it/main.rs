@@ -20,3 +20,4 @@ mod reload;
 mod remote;
 mod sandbox;
 mod server_everything;
+mod upstreams;

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::warden::interceptor::{audit, log, state};
 use super::state::KvStore;
-use crate::audit::{AuditSink, Source};
+use crate::audit::{At, AuditSink, Source};
 use crate::config::Manifest;
 
 /// One epoch tick: a running hook yields to the other tasks once a tick (so
@@ -30,6 +30,7 @@ pub fn ticks(deadline: Duration) -> u64 {
 pub struct HostState {
     plugin: Arc<str>,
     session: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
@@ -45,6 +46,7 @@ impl HostState {
         plugin: Arc<str>,
         manifest: &Manifest,
         session: Option<Arc<str>>,
+        upstream: Option<Arc<str>>,
         kv: Arc<KvStore>,
         audit: AuditSink,
     ) -> HostState {
@@ -65,6 +67,7 @@ impl HostState {
         HostState {
             plugin,
             session,
+            upstream,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: Limiter::new(manifest.memory_bytes),
@@ -134,7 +137,8 @@ impl log::Host for HostState {
 
 impl audit::Host for HostState {
     fn emit(&mut self, event: String) {
-        self.audit.record_text(Source::Plugin(&self.plugin), self.session.as_deref(), &event);
+        let at = At { session: self.session.as_deref(), upstream: self.upstream.as_deref() };
+        self.audit.record_text(Source::Plugin(&self.plugin), at, &event);
     }
 }
 

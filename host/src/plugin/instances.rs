@@ -342,6 +342,7 @@ impl Instances {
             plugin.name.clone(),
             &plugin.manifest,
             self.session.id.clone(),
+            Some(self.session.upstream.clone()),
             plugin.kv.clone(),
             self.runtime.audit().clone(),
         );

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::{Chain, LoadError, Runtime};
-use crate::audit::Source;
+use crate::audit::{At, Source};
 
 /// How long the folder must be quiet before a reload.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -150,7 +150,7 @@ impl Plugins {
             None => json!({"event": "reload", "why": why, "result": "ok", "plugins": plugins}),
             Some(reason) => json!({"event": "reload", "why": why, "result": "refused", "reason": reason}),
         };
-        self.runtime.audit().record(Source::Host, None, &event);
+        self.runtime.audit().record(Source::Host, At::WARDEN, &event);
     }
 }
 

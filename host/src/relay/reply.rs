@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::Relay;
-use crate::audit::Source;
+use crate::audit::{At, Source};
 use bytes::Bytes;
 
 use crate::jsonrpc::{self, code, Message};
@@ -82,7 +82,8 @@ impl Relay {
             "tool": head.tool,
             "id": head.id,
         });
-        let session = self.instances.session().id.clone();
-        self.audit.record(Source::Host, session.as_deref(), &event);
+        let facts = self.instances.session();
+        let at = At { session: facts.id.as_deref(), upstream: Some(&facts.upstream) };
+        self.audit.record(Source::Host, at, &event);
     }
 }

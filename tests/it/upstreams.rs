@@ -1,0 +1,172 @@
+//! Many upstreams behind one `warden wrap --config warden.toml`: prefixed,
+//! merged lists; each call reaching its upstream with the name that upstream
+//! knows (so the chain judges it by that name); server→client requests,
+//! progress and cancellation carried to and from the right upstream; and an
+//! upstream that never starts or dies leaving the others serving.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::common::{error_of, examples, paths, text_of, PluginDir, Warden};
+
+/// A `warden.toml` in a fresh folder: `upstreams` are `(name, command)`.
+fn config(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<String>)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    if let Some(p) = plugins {
+        text.push_str(&format!("plugins = {:?}\n", p.display().to_string()));
+    }
+    for (name, command) in upstreams {
+        text.push_str(&format!("[upstreams.{name}]\ncommand = {}\n", serde_json::to_string(command).unwrap()));
+    }
+    let file = dir.join("warden.toml");
+    std::fs::write(&file, text).expect("write config");
+    file
+}
+
+fn fixture() -> Vec<String> {
+    vec![paths().fixture.display().to_string()]
+}
+
+fn gateway(plugins: Option<&PluginDir>, upstreams: &[(&str, Vec<String>)]) -> (Warden, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = config(dir.path(), plugins.map(PluginDir::path), upstreams);
+    let w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+    (w, dir)
+}
+
+/// Code and message of an error answer, owned.
+fn failure(answer: Value) -> (i64, String) {
+    let (code, message) = error_of(&answer);
+    (code, message.to_owned())
+}
+
+fn names(list: &Value, key: &str) -> Vec<String> {
+    list["result"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key}: {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_upstreams_appear_as_one_server_and_each_call_is_judged_by_its_own_name() {
+    let plugins = examples();
+    let (mut w, _dir) = gateway(Some(&plugins), &[("one", fixture()), ("two", fixture())]);
+    let init = w.initialize();
+    assert_eq!(init["result"]["serverInfo"]["name"], "warden", "{init}");
+    assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true, "{init}");
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    for name in ["one__echo", "two__echo", "one__get_config", "two__write_file"] {
+        assert!(tools.contains(&name.to_owned()), "{name} missing from {tools:?}");
+    }
+    // tool-policy hides `delete_*`: it saw the names the upstreams gave, unprefixed.
+    assert!(!tools.iter().any(|t| t.contains("delete")), "{tools:?}");
+    assert_eq!(text_of(&w.call_tool("one__echo", json!({"text": "to one"}))), "to one");
+    assert_eq!(text_of(&w.call_tool("two__add", json!({"a": 2, "b": 3}))), "5");
+    let denied = w.call_tool("two__delete_everything", json!({}));
+    assert_eq!(error_of(&denied).0, -32001, "{denied}");
+    let redacted = w.call_tool("one__get_config", json!({}));
+    assert!(text_of(&redacted).contains("[REDACTED]") && !text_of(&redacted).contains("sk-proj-"), "{redacted}");
+    let denied = w.call_tool("one__write_file", json!({"path": "/etc/passwd", "content": "x"}));
+    assert_eq!(error_of(&denied).0, -32001, "{denied}");
+    // A name no upstream has, and one without a prefix.
+    for name in ["three__echo", "echo"] {
+        let (code, message) = failure(w.call_tool(name, json!({})));
+        assert_eq!(code, -32602, "{message}");
+    }
+    // Resources: listed, then read through the gateway from the upstream that listed them.
+    let listed = w.request("resources/list", json!({}));
+    assert!(listed["result"]["resources"].as_array().is_some_and(|r| !r.is_empty()), "{listed}");
+    let read = w.request("resources/read", json!({"uri": "mem://config"}));
+    assert!(read["result"]["contents"][0]["text"].as_str().is_some_and(|t| !t.contains("sk-proj-")), "{read}");
+    assert_eq!(w.request("ping", json!({}))["result"], json!({}));
+    // The audit trail tells the upstreams apart.
+    let events = w.finish();
+    let upstreams: Vec<&str> = events.iter().filter_map(|e| e["upstream"].as_str()).collect();
+    assert!(upstreams.contains(&"one") && upstreams.contains(&"two"), "{events:?}");
+}
+
+#[test]
+fn server_requests_progress_and_cancellation_reach_the_right_upstream() {
+    let (mut w, _dir) = gateway(None, &[("one", fixture()), ("two", fixture())]);
+    w.initialize();
+    // A sampling request from `two` while `one` is called.
+    w.send(&json!({"jsonrpc": "2.0", "id": "ask", "method": "tools/call", "params": {"name": "two__ask_client", "arguments": {}}}));
+    let ask = w.wait_for(|m| m["method"] == "sampling/createMessage");
+    assert_eq!(text_of(&w.call_tool("one__echo", json!({"text": "meanwhile"}))), "meanwhile");
+    w.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "m"}}));
+    let answer = w.answer_to(&json!("ask"));
+    assert!(text_of(&answer).contains("sampled"), "{answer}");
+    // Progress under the client's own token.
+    w.send(&json!({"jsonrpc": "2.0", "id": "p", "method": "tools/call", "params": {"name": "one__progress", "arguments": {}, "_meta": {"progressToken": "tok"}}}));
+    for _ in 0..3 {
+        let note = w.wait_for(|m| m["method"] == "notifications/progress");
+        assert_eq!(note["params"]["progressToken"], "tok", "{note}");
+    }
+    assert_eq!(text_of(&w.answer_to(&json!("p"))), "progressed");
+    // A cancellation reaches the upstream the call went to (it lists what the client sent).
+    w.send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "two__slow", "arguments": {}}}));
+    w.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow"}}));
+    let seen = text_of(&w.call_tool("two__client_notifications", json!({}))).to_owned();
+    assert!(seen.contains("notifications/cancelled"), "{seen}");
+    let other = text_of(&w.call_tool("one__client_notifications", json!({}))).to_owned();
+    assert!(!other.contains("notifications/cancelled"), "{other}");
+}
+
+#[test]
+fn twenty_four_pipelined_calls_across_upstreams_are_each_answered_right() {
+    let (mut w, _dir) = gateway(None, &[("a", fixture()), ("b", fixture()), ("c", fixture())]);
+    w.initialize();
+    let mut expected = HashMap::new();
+    for i in 0..24 {
+        let upstream = ["a", "b", "c"][i % 3];
+        let id = json!(format!("call-{i}"));
+        w.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": format!("{upstream}__echo"), "arguments": {"text": format!("{upstream}-{i}")}}}));
+        expected.insert(i, format!("{upstream}-{i}"));
+    }
+    for (i, text) in expected {
+        let answer = w.answer_to(&json!(format!("call-{i}")));
+        assert_eq!(text_of(&answer), text);
+    }
+}
+
+#[test]
+fn an_upstream_that_never_starts_or_dies_leaves_the_others_serving() {
+    let missing = vec!["/nonexistent/mcp-server".to_owned()];
+    let (mut w, _dir) = gateway(None, &[("good", fixture()), ("gone", missing), ("dies", fixture())]);
+    let init = w.initialize();
+    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(tools.contains(&"good__echo".to_owned()) && tools.contains(&"dies__echo".to_owned()), "{tools:?}");
+    assert!(!tools.iter().any(|t| t.starts_with("gone__")), "{tools:?}");
+    let (code, message) = failure(w.call_tool("gone__echo", json!({})));
+    assert_eq!(code, -31052, "{message}");
+    assert!(message.contains("gone"), "{message}");
+    // `dies` exits in the middle of a call: that call is answered, naming it.
+    let crashed = w.call_tool("dies__crash", json!({}));
+    let (code, message) = error_of(&crashed);
+    assert_eq!(code, -31052, "{crashed}");
+    assert!(message.contains("dies"), "{message}");
+    let changed = w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    assert!(changed.get("id").is_none());
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(tools.contains(&"good__echo".to_owned()) && !tools.iter().any(|t| t.starts_with("dies__")), "{tools:?}");
+    let (code, message) = failure(w.call_tool("dies__echo", json!({"text": "x"})));
+    assert!(code == -31052 && message.contains("dies"), "{message}");
+    assert_eq!(text_of(&w.call_tool("good__echo", json!({"text": "still here"}))), "still here");
+}
+
+#[test]
+fn list_pages_carry_every_upstreams_own_cursor() {
+    // The Python SDK server pages nothing; the fixture answers in one page:
+    // a cursor the gateway did not give out is refused, not passed on.
+    let (mut w, _dir) = gateway(None, &[("a", fixture())]);
+    w.initialize();
+    let answer = w.request("tools/list", json!({"cursor": "not-a-gateway-cursor"}));
+    assert_eq!(error_of(&answer).0, -32602, "{answer}");
+    let answer = w.request("tools/list", json!({}));
+    assert!(answer["result"].get("nextCursor").is_none(), "{answer}");
+}
