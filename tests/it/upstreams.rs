@@ -170,3 +170,69 @@ fn list_pages_carry_every_upstreams_own_cursor() {
     let answer = w.request("tools/list", json!({}));
     assert!(answer["result"].get("nextCursor").is_none(), "{answer}");
 }
+
+/// What the official Python SDK client saw of a gateway of three real
+/// servers: server-everything, a server on the Python SDK, the fixture.
+fn assert_seen_through_the_gateway(seen: &Value, how: &str) {
+    let tools: Vec<&str> = seen["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for name in ["everything__echo", "py__echo", "fx__echo", "fx__ask_client"] {
+        assert!(tools.contains(&name), "{how}: {name} missing from {tools:?}");
+    }
+    assert!(tools.iter().all(|t| t.contains("__")), "{how}: unprefixed tool in {tools:?}");
+    assert!(seen["everything_echo"].as_str().unwrap_or_default().contains("to everything"), "{how}: {seen}");
+    assert_eq!(seen["py_echo"], "to py", "{how}");
+    assert_eq!(seen["fx_echo"], "to fx", "{how}");
+    assert_eq!(seen["sampling"], "client said: hi from python", "{how}");
+    assert_eq!(seen["py_add"], "5", "{how}");
+    assert!(seen["prompts"].as_array().unwrap().contains(&json!("py__p")), "{how}: {seen}");
+    assert!(seen["prompt"].is_string(), "{how}");
+    assert!(seen["resources"].as_array().unwrap().contains(&json!("mem://config")), "{how}: {seen}");
+    assert!(seen["resource"].is_string(), "{how}");
+    let expected: Vec<String> =
+        ["py", "fx"].iter().cycle().take(24).enumerate().map(|(i, u)| format!("{u}-{i}")).collect();
+    assert_eq!(seen["concurrent"], json!(expected), "{how}");
+}
+
+#[test]
+fn real_servers_behind_one_gateway_with_the_python_sdk_client_over_stdio_and_http() {
+    let Some(python) = crate::common::python_sdk() else { return };
+    let everything = paths().repo.join("target/npm/node_modules/.bin/mcp-server-everything");
+    if !crate::common::installed(&everything, "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let p = paths();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = p.repo.join("tests/python/server.py");
+    let file = config(
+        dir.path(),
+        None,
+        &[
+            ("everything", vec![everything.display().to_string(), "stdio".into()]),
+            ("py", vec![python.display().to_string(), server.display().to_string(), "stdio".into()]),
+            ("fx", fixture()),
+        ],
+    );
+    let script = p.repo.join("tests/python/gateway_client.py");
+    let file = file.display().to_string();
+    let cache = p.cache.display().to_string();
+    for mode in ["legacy", "auto"] {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["--stdio", mode, "--"])
+            .arg(&p.warden)
+            .args(["wrap", "--cache-dir", &cache, "--config", &file])
+            .output()
+            .expect("run python");
+        assert!(out.status.success(), "stdio {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_seen_through_the_gateway(&seen, &format!("stdio {mode}"));
+    }
+    let gw = crate::common::http::Gateway::start_with(None, &["--config", &file], &[]);
+    for mode in ["legacy", "auto"] {
+        let script = p.repo.join("tests/python/gateway_client.py");
+        let out = std::process::Command::new(&python).arg(&script).arg(&gw.url).arg(mode).output().expect("run python");
+        assert!(out.status.success(), "http {mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_seen_through_the_gateway(&seen, &format!("http {mode}"));
+    }
+}
