@@ -13,12 +13,18 @@ use crate::common::{error_of, examples, paths, text_of, PluginDir, Warden};
 
 /// A `warden.toml` in a fresh folder: `upstreams` are `(name, command)`.
 fn config(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<String>)]) -> std::path::PathBuf {
+    let with: Vec<(&str, Vec<String>, &str)> = upstreams.iter().map(|(n, c)| (*n, c.clone(), "")).collect();
+    config_with(dir, plugins, &with)
+}
+
+/// The same, with more lines for each upstream's table.
+fn config_with(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<String>, &str)]) -> std::path::PathBuf {
     let mut text = String::new();
     if let Some(p) = plugins {
         text.push_str(&format!("plugins = {:?}\n", p.display().to_string()));
     }
-    for (name, command) in upstreams {
-        text.push_str(&format!("[upstreams.{name}]\ncommand = {}\n", serde_json::to_string(command).unwrap()));
+    for (name, command, extra) in upstreams {
+        text.push_str(&format!("[upstreams.{name}]\ncommand = {}\n{extra}\n", serde_json::to_string(command).unwrap()));
     }
     let file = dir.join("warden.toml");
     std::fs::write(&file, text).expect("write config");
@@ -235,4 +241,22 @@ fn real_servers_behind_one_gateway_with_the_python_sdk_client_over_stdio_and_htt
         let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         assert_seen_through_the_gateway(&seen, &format!("http {mode}"));
     }
+}
+
+#[test]
+fn a_call_past_its_upstreams_timeout_is_answered_and_cancelled_and_concurrency_is_capped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = config_with(dir.path(), None, &[("s", fixture(), "timeout = \"300ms\"\nmax-concurrency = 1")]);
+    let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+    w.initialize();
+    // `slow` never answers; with one call at a time, `echo` waits behind it.
+    w.send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "s__slow", "arguments": {}}}));
+    w.send(&json!({"jsonrpc": "2.0", "id": "echo", "method": "tools/call", "params": {"name": "s__echo", "arguments": {"text": "after"}}}));
+    let first = w.wait_for(|m| m.get("id").is_some() && m.get("method").is_none());
+    assert_eq!(first["id"], "slow", "echo overtook the capped slow call: {first}");
+    let (code, message) = error_of(&first);
+    assert!(code == -31052 && message.contains("\"s\"") && message.contains("timeout of 300ms"), "{first}");
+    assert_eq!(text_of(&w.answer_to(&json!("echo"))), "after");
+    let seen = text_of(&w.call_tool("s__client_notifications", json!({}))).to_owned();
+    assert!(seen.contains("notifications/cancelled"), "the upstream was not told: {seen}");
 }

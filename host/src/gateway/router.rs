@@ -13,9 +13,12 @@
 //! result) points at the upstream it came from. URIs stay as the upstream
 //! wrote them, so a client can keep and show them unchanged.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -46,6 +49,18 @@ struct Upstream {
     lane: Option<Lane>,
     /// Its `initialize` answer, once it gave one.
     introduced: Option<Introduced>,
+    /// Legs sent and not answered.
+    in_flight: usize,
+    /// Legs waiting for room under its `max-concurrency`, with what they send.
+    waiting: VecDeque<(u64, Bytes)>,
+}
+
+/// A request sent (or to be sent) to one upstream for a client request.
+struct Leg {
+    slot: u64,
+    lane: usize,
+    /// Whether it went to the upstream (not still waiting for room).
+    sent: bool,
 }
 
 /// A client request the router owes an answer.
@@ -70,8 +85,10 @@ pub struct Router {
     next_id: u64,
     /// Client requests owed, by slot.
     owed: HashMap<u64, Owed>,
-    /// Legs in flight: router id → (slot, lane).
-    legs: HashMap<u64, (u64, usize)>,
+    /// Legs in flight, by router id.
+    legs: HashMap<u64, Leg>,
+    /// When each leg times out (legs answered since are skipped).
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// The client's ids of owed requests (by value) → slot.
     by_client: HashMap<String, u64>,
     /// Server→client requests: router id → (lane, the upstream's id as written).
@@ -98,7 +115,13 @@ impl Router {
             .config
             .upstreams
             .iter()
-            .map(|u| Upstream { name: u.name.clone(), lane: None, introduced: None })
+            .map(|u| Upstream {
+                name: u.name.clone(),
+                lane: None,
+                introduced: None,
+                in_flight: 0,
+                waiting: VecDeque::new(),
+            })
             .collect();
         let by_name = upstreams.iter().enumerate().map(|(i, u)| (u.name.clone(), i)).collect();
         Router {
@@ -111,6 +134,7 @@ impl Router {
             next_id: 1,
             owed: HashMap::new(),
             legs: HashMap::new(),
+            deadlines: BinaryHeap::new(),
             by_client: HashMap::new(),
             asks: HashMap::new(),
             resources: HashMap::new(),
@@ -127,7 +151,11 @@ impl Router {
         let mut client_open = true;
         // Once the client has closed its input, what it is still owed is answered first.
         while client_open || !self.owed.is_empty() {
+            let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
+                () = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)), if next_deadline.is_some() => {
+                    self.expire().await;
+                }
                 out = from_client.recv(), if client_open => match out {
                     Some(Outgoing::Message(bytes) | Outgoing::Part(bytes)) => self.client_message(bytes).await,
                     None => client_open = false,
@@ -303,7 +331,7 @@ impl Router {
         for (lane, sent) in legs {
             match sent {
                 Some(sent) => self.leg(slot, lane, &sent).await,
-                None => self.settle(slot, lane, None).await,
+                None => self.settle(slot, lane, Err("the cursor could not be passed on".into())).await,
             }
         }
     }
@@ -319,30 +347,81 @@ impl Router {
         slot
     }
 
-    /// Sends `raw` to `lane` under a new router id, as a leg of `slot`.
+    /// Sends `raw` to `lane` under a new router id, as a leg of `slot`:
+    /// at once, or when the upstream has room under its `max-concurrency`.
     async fn leg(&mut self, slot: u64, lane: usize, raw: &[u8]) {
         let id = self.next();
         let Some(sent) = rewrite::with_id(raw, &id.to_string()) else {
-            return self.settle(slot, lane, None).await;
+            return self.settle(slot, lane, Err("the request could not be passed on".into())).await;
         };
-        self.legs.insert(id, (slot, lane));
-        let delivered = match &self.upstreams[lane].lane {
-            Some(l) => l.send(sent).await,
-            None => false,
-        };
-        if !delivered {
-            self.legs.remove(&id);
-            self.settle(slot, lane, None).await;
+        self.legs.insert(id, Leg { slot, lane, sent: false });
+        self.upstreams[lane].waiting.push_back((id, sent));
+        self.dispatch(lane).await;
+    }
+
+    /// Sends waiting legs to `lane` while it has room.
+    async fn dispatch(&mut self, lane: usize) {
+        let limit = self.shared.config.upstreams[lane].max_concurrency.unwrap_or(usize::MAX);
+        while self.upstreams[lane].in_flight < limit {
+            let Some((id, sent)) = self.upstreams[lane].waiting.pop_front() else { return };
+            // A leg cancelled or timed out while it waited is gone.
+            let Some(leg) = self.legs.get_mut(&id) else { continue };
+            leg.sent = true;
+            // The upstream's `timeout` runs from when it has the call.
+            self.deadlines.push(Reverse((Instant::now() + self.shared.config.upstreams[lane].timeout, id)));
+            self.upstreams[lane].in_flight += 1;
+            let delivered = match &self.upstreams[lane].lane {
+                Some(l) => l.send(sent).await,
+                None => false,
+            };
+            if !delivered {
+                if let Some(leg) = self.take_leg(id) {
+                    Box::pin(self.settle(leg.slot, lane, Err("failed before answering".into()))).await;
+                }
+            }
         }
     }
 
-    /// A leg of `slot` is done: with the lane's answer, or `None` when the
-    /// lane failed it.
-    async fn settle(&mut self, slot: u64, lane: usize, answer: Option<Bytes>) {
+    /// Forgets leg `id`, freeing its room at its upstream.
+    fn take_leg(&mut self, id: u64) -> Option<Leg> {
+        let leg = self.legs.remove(&id)?;
+        if leg.sent {
+            let u = &mut self.upstreams[leg.lane];
+            u.in_flight = u.in_flight.saturating_sub(1);
+        }
+        Some(leg)
+    }
+
+    /// Legs past their upstream's `timeout`: the upstream is told to stop
+    /// (`notifications/cancelled`) and the client answered.
+    async fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(leg) = self.take_leg(id) else { continue };
+            let lane = leg.lane;
+            if leg.sent {
+                let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "timed out at the gateway"}});
+                if let Some(l) = &self.upstreams[lane].lane {
+                    l.send(Bytes::from(cancel.to_string())).await;
+                }
+            }
+            let timeout = humantime::format_duration(self.shared.config.upstreams[lane].timeout);
+            self.settle(leg.slot, lane, Err(format!("did not answer within its timeout of {timeout}"))).await;
+            self.dispatch(lane).await;
+        }
+    }
+
+    /// A leg of `slot` is done: with the lane's answer, or why the upstream
+    /// gave none.
+    async fn settle(&mut self, slot: u64, lane: usize, answer: Result<Bytes, String>) {
         let name = self.upstreams[lane].name.clone();
         let Some(owed) = self.owed.get_mut(&slot) else { return };
-        let answer = answer.unwrap_or_else(|| {
-            let text = format!("upstream \"{name}\" failed before answering {}", owed.method);
+        let answer = answer.unwrap_or_else(|why| {
+            let text = format!("upstream \"{name}\" {why} ({})", owed.method);
             jsonrpc::error_response(Some("null"), code::UPSTREAM_FAILED, &text, None)
         });
         owed.answers.push((lane, answer));
@@ -443,10 +522,13 @@ impl Router {
             let Some(key) = jsonrpc::cancelled_request(&m.raw).and_then(|id| jsonrpc::id_key(&id)) else { return };
             let Some(slot) = self.by_client.remove(&key) else { return };
             self.owed.remove(&slot);
-            let legs: Vec<(u64, usize)> =
-                self.legs.iter().filter(|(_, (s, _))| *s == slot).map(|(id, (_, lane))| (*id, *lane)).collect();
-            for (id, lane) in legs {
-                self.legs.remove(&id);
+            let legs: Vec<u64> = self.legs.iter().filter(|(_, leg)| leg.slot == slot).map(|(id, _)| *id).collect();
+            for id in legs {
+                let Some(leg) = self.take_leg(id) else { continue };
+                let lane = leg.lane;
+                if !leg.sent {
+                    continue;
+                }
                 let sent = rewrite::fields(&m.raw).map(|mut f| {
                     let mut params = rewrite::nested(&f, "params").unwrap_or_default();
                     rewrite::set(&mut params, "requestId", &id);
@@ -456,6 +538,7 @@ impl Router {
                 if let (Some(sent), Some(l)) = (sent, &self.upstreams[lane].lane) {
                     l.send(sent).await;
                 }
+                self.dispatch(lane).await;
             }
             return;
         }
@@ -486,8 +569,11 @@ impl Router {
                 match m.head.kind {
                     Kind::Response | Kind::Error => {
                         let leg = m.head.id.as_deref().and_then(|k| k.parse::<u64>().ok());
-                        match leg.and_then(|id| self.legs.remove(&id)) {
-                            Some((slot, _)) => self.settle(slot, lane, Some(m.raw)).await,
+                        match leg.and_then(|id| self.take_leg(id)) {
+                            Some(leg) => {
+                                self.settle(leg.slot, lane, Ok(m.raw)).await;
+                                self.dispatch(lane).await;
+                            }
                             None => tracing::debug!(upstream = %self.upstreams[lane].name, "answer to no leg dropped"),
                         }
                     }
@@ -551,11 +637,12 @@ impl Router {
         self.asks.retain(|_, (l, _)| *l != lane);
         self.resources.retain(|_, l| *l != lane);
         self.templates.retain(|(_, l)| *l != lane);
-        let legs: Vec<(u64, u64)> =
-            self.legs.iter().filter(|(_, (_, l))| *l == lane).map(|(id, (slot, _))| (*id, *slot)).collect();
-        for (id, slot) in legs {
-            self.legs.remove(&id);
-            self.settle(slot, lane, None).await;
+        self.upstreams[lane].waiting.clear();
+        let legs: Vec<u64> = self.legs.iter().filter(|(_, leg)| leg.lane == lane).map(|(id, _)| *id).collect();
+        for id in legs {
+            if let Some(leg) = self.take_leg(id) {
+                self.settle(leg.slot, lane, Err("failed before answering".into())).await;
+            }
         }
         if had && self.initialized {
             for (capability, list) in [("tools", "tools"), ("prompts", "prompts"), ("resources", "resources")] {
