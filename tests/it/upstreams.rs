@@ -260,3 +260,46 @@ fn a_call_past_its_upstreams_timeout_is_answered_and_cancelled_and_concurrency_i
     let seen = text_of(&w.call_tool("s__client_notifications", json!({}))).to_owned();
     assert!(seen.contains("notifications/cancelled"), "the upstream was not told: {seen}");
 }
+
+#[test]
+fn editing_the_config_adds_and_removes_upstreams_under_load_and_a_broken_file_keeps_the_one_in_force() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = config(dir.path(), None, &[("one", fixture())]);
+    let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+    w.initialize();
+    assert!(names(&w.request("tools/list", json!({})), "tools").contains(&"one__echo".to_owned()));
+    // Calls in flight while `two` joins.
+    let send_burst = |w: &mut Warden, tag: &str, tool: &str| {
+        for i in 0..20 {
+            w.send(&json!({"jsonrpc": "2.0", "id": format!("{tag}-{i}"), "method": "tools/call", "params": {"name": tool, "arguments": {"text": format!("{tag}-{i}")}}}));
+        }
+    };
+    send_burst(&mut w, "a", "one__echo");
+    config(dir.path(), None, &[("one", fixture()), ("two", fixture())]);
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(tools.contains(&"one__echo".to_owned()) && tools.contains(&"two__echo".to_owned()), "{tools:?}");
+    assert_eq!(text_of(&w.call_tool("two__echo", json!({"text": "joined"}))), "joined");
+    // `one` leaves while calls to `two` are in flight.
+    send_burst(&mut w, "b", "two__echo");
+    config(dir.path(), None, &[("two", fixture())]);
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(!tools.iter().any(|t| t.starts_with("one__")) && tools.contains(&"two__echo".to_owned()), "{tools:?}");
+    assert_eq!(error_of(&w.call_tool("one__echo", json!({"text": "x"}))).0, -32602);
+    // Every call of both bursts was answered, each once, with its own text.
+    for tag in ["a", "b"] {
+        for i in 0..20 {
+            let answer = w.answer_to(&json!(format!("{tag}-{i}")));
+            assert_eq!(text_of(&answer), format!("{tag}-{i}"), "{answer}");
+        }
+    }
+    // A broken file: refused, logged, the config in force stays.
+    std::fs::write(&file, "[upstreams.two\ncommand = 1\n").expect("write");
+    w.settled_log_count("gateway config reload refused", 1);
+    assert_eq!(text_of(&w.call_tool("two__echo", json!({"text": "still"}))), "still");
+    let events = w.finish();
+    let reloads: Vec<&Value> = events.iter().filter(|e| e["event"]["event"] == "gateway-reload").collect();
+    assert!(reloads.iter().any(|e| e["event"]["result"] == "ok"), "{events:?}");
+    assert!(reloads.iter().any(|e| e["event"]["result"] == "refused"), "{events:?}");
+}

@@ -156,7 +156,7 @@ pub struct Gateway {
 }
 
 /// One upstream, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// `[A-Za-z0-9-]+`, without the separator.
     pub name: String,
@@ -173,7 +173,7 @@ pub struct UpstreamConfig {
 }
 
 /// How an upstream is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reach {
     /// A child process Warden starts.
     Command {

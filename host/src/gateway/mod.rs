@@ -16,30 +16,43 @@ pub mod merge;
 pub mod rewrite;
 pub mod router;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::audit::AuditSink;
-use crate::config::gateway::Gateway;
+use crate::audit::{At, AuditSink, Source};
+use crate::config::{self, gateway::Gateway};
 use crate::plugin::instances::Transport;
+use crate::plugin::reload::Watching;
 use crate::plugin::{Chain, LoadError, Plugins, Runtime};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::child::SpawnError;
 use crate::upstream::{Target, Upstream, VirtualUpstream};
 
-/// A loaded gateway: its config and every upstream's chain.
+/// A loaded gateway: its config and every upstream's chain, followed as the
+/// config file is reloaded.
 pub struct GatewayUpstream {
-    shared: Arc<router::Shared>,
-    /// The plugin folders in force, kept so their watches and reloads live.
-    _plugins: Vec<Arc<Plugins>>,
+    state: Arc<State>,
+}
+
+struct State {
+    shared: watch::Sender<Arc<router::Shared>>,
+    setup: lane::LaneSetup,
+    watch: bool,
+    /// Loaded plugin folders, by path (`None`: the empty chain), kept while
+    /// a config names them, with their watches.
+    folders: tokio::sync::Mutex<HashMap<Option<PathBuf>, (Arc<Plugins>, Option<Watching>)>>,
 }
 
 impl std::fmt::Debug for GatewayUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.shared.config.upstreams.iter().map(|u| u.name.as_str()).collect();
+        let shared = self.state.shared.borrow();
+        let names: Vec<&str> = shared.config.upstreams.iter().map(|u| u.name.as_str()).collect();
         f.debug_struct("GatewayUpstream").field("upstreams", &names).finish()
     }
 }
@@ -54,36 +67,167 @@ impl GatewayUpstream {
         transport: Transport,
         max_message_bytes: usize,
         watch: bool,
-    ) -> Result<(GatewayUpstream, Vec<crate::plugin::reload::Watching>), LoadError> {
-        let shared_plugins = Plugins::load(runtime.clone(), config.plugins.clone()).await?;
-        let mut watching = Vec::new();
-        let mut kept = vec![shared_plugins.clone()];
-        if let Ok(w) = shared_plugins.watch(watch) {
-            watching.push(w);
-        }
-        let mut chains = Vec::new();
-        for upstream in &config.upstreams {
-            match &upstream.plugins {
-                None => chains.push(shared_plugins.subscribe()),
-                Some(dir) => {
-                    let own = Plugins::load(runtime.clone(), Some(dir.clone())).await?;
-                    if let Ok(w) = own.watch(watch) {
-                        watching.push(w);
-                    }
-                    chains.push(joined(shared_plugins.subscribe(), own.subscribe()));
-                    kept.push(own);
-                }
+    ) -> Result<GatewayUpstream, LoadError> {
+        let setup = lane::LaneSetup { runtime, audit, transport, max_message_bytes };
+        let folders = tokio::sync::Mutex::new(HashMap::new());
+        let chains = chains(&config, &setup, watch, &folders).await?;
+        let shared = Arc::new(router::Shared { config: Arc::new(config), chains, setup: setup.clone() });
+        let (shared, _) = watch::channel(shared);
+        Ok(GatewayUpstream { state: Arc::new(State { shared, setup, watch, folders }) })
+    }
+
+    /// Reads the config file again and, if it is good, has every session take
+    /// it; a broken file keeps the config in force. Audited either way.
+    pub async fn reload(&self, why: &str) {
+        let state = &self.state;
+        let file = state.shared.borrow().config.file.clone();
+        let result = match config::gateway::load(&file) {
+            Ok(config) => match chains(&config, &state.setup, state.watch, &state.folders).await {
+                Ok(chains) => Ok((config, chains)),
+                Err(e) => Err(format!("a plugins folder failed to load: {e}")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let audit = &state.setup.audit;
+        match result {
+            Ok((config, chains)) => {
+                let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+                tracing::info!(why, upstreams = ?names, "gateway config reloaded");
+                audit.record(
+                    Source::Host,
+                    At::WARDEN,
+                    &json!({"event": "gateway-reload", "why": why, "result": "ok", "upstreams": names}),
+                );
+                let shared = router::Shared { config: Arc::new(config), chains, setup: state.setup.clone() };
+                state.shared.send_replace(Arc::new(shared));
+                // Folders no config names any more are let go.
+                let wanted: Vec<Option<PathBuf>> = folder_paths(&state.shared.borrow().config);
+                state.folders.lock().await.retain(|path, _| wanted.contains(path));
+            }
+            Err(reason) => {
+                tracing::error!(why, "gateway config reload refused, the config in force stays: {reason}");
+                audit.record(
+                    Source::Host,
+                    At::WARDEN,
+                    &json!({"event": "gateway-reload", "why": why, "result": "refused", "reason": reason}),
+                );
             }
         }
-        let setup = lane::LaneSetup { runtime, audit, transport, max_message_bytes };
-        let shared = Arc::new(router::Shared { config: Arc::new(config), chains, setup });
-        Ok((GatewayUpstream { shared, _plugins: kept }, watching))
+        audit.schedule_flush();
+    }
+
+    /// Reloads on SIGHUP and, with `watch`, when the config file changes, until dropped.
+    pub fn follow(self: &Arc<Self>) -> Result<Following, notify::Error> {
+        let file = self.state.shared.borrow().config.file.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = if self.state.watch {
+            let name = file.file_name().map(|n| n.to_owned());
+            let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    let ours = event.paths.iter().any(|p| p.file_name().map(|n| n.to_owned()) == name);
+                    if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
+                        let _ = tx.send(());
+                    }
+                }
+            })?;
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            notify::Watcher::watch(&mut watcher, dir, notify::RecursiveMode::NonRecursive)?;
+            Some(watcher)
+        } else {
+            drop(tx);
+            None
+        };
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let mut hangup = crate::plugin::reload::hangups();
+            let mut file_open = true;
+            loop {
+                let why = tokio::select! {
+                    change = rx.recv(), if file_open => {
+                        if change.is_none() {
+                            file_open = false;
+                            continue;
+                        }
+                        // Wait until the file has been quiet for a moment (editors write in steps).
+                        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                        "config file changed"
+                    }
+                    Some(()) = crate::plugin::reload::recv_hangup(&mut hangup) => "SIGHUP",
+                };
+                me.reload(why).await;
+            }
+        });
+        Ok(Following { _watcher: watcher, task })
     }
 }
 
+/// How long the config file must be quiet before it is read again.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Stops following the config file when dropped.
+pub struct Following {
+    _watcher: Option<notify::RecommendedWatcher>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The plugin folders a config names: the shared one, then each upstream's own.
+fn folder_paths(config: &Gateway) -> Vec<Option<PathBuf>> {
+    let mut paths = vec![config.plugins.clone()];
+    paths.extend(config.upstreams.iter().filter_map(|u| u.plugins.clone()).map(Some));
+    paths
+}
+
+/// Each upstream's chain (the shared one, then its own), loading the folders
+/// not loaded yet.
+async fn chains(
+    config: &Gateway,
+    setup: &lane::LaneSetup,
+    watch: bool,
+    folders: &tokio::sync::Mutex<HashMap<Option<PathBuf>, (Arc<Plugins>, Option<Watching>)>>,
+) -> Result<Vec<watch::Receiver<Arc<Chain>>>, LoadError> {
+    let mut folders = folders.lock().await;
+    let mut loaded: HashMap<Option<PathBuf>, Arc<Plugins>> = HashMap::new();
+    for path in folder_paths(config) {
+        let plugins = match folders.get(&path) {
+            Some((plugins, _)) => plugins.clone(),
+            None => {
+                let plugins = Plugins::load(setup.runtime.clone(), path.clone()).await?;
+                let watching = match plugins.watch(watch) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!("a plugins folder is not watched: {e}");
+                        None
+                    }
+                };
+                folders.insert(path.clone(), (plugins.clone(), watching));
+                plugins
+            }
+        };
+        loaded.insert(path, plugins);
+    }
+    let mut chains = Vec::new();
+    let shared = loaded.get(&config.plugins).map(|p| p.subscribe());
+    for upstream in &config.upstreams {
+        let own = upstream.plugins.clone().and_then(|dir| loaded.get(&Some(dir))).map(|p| p.subscribe());
+        let chain = match (shared.clone(), own) {
+            (Some(shared), Some(own)) => joined(shared, own),
+            (Some(one), None) | (None, Some(one)) => one,
+            (None, None) => watch::channel(Arc::new(Chain::new(Vec::new()))).1,
+        };
+        chains.push(chain);
+    }
+    Ok(chains)
+}
+
 /// Loads a [`Target::Gateway`] into the [`Target::Virtual`] that serves it;
-/// any other target is returned as it is. The watches live as long as the
-/// returned guard.
+/// any other target is returned as it is. The returned guard keeps the
+/// plugin folders watched and follows the config file.
 pub async fn prepare(
     target: Target,
     runtime: &Arc<Runtime>,
@@ -91,13 +235,21 @@ pub async fn prepare(
     transport: Transport,
     max_message_bytes: usize,
     watch: bool,
-) -> Result<(Target, Vec<crate::plugin::reload::Watching>), LoadError> {
-    let Target::Gateway(config) = target else { return Ok((target, Vec::new())) };
-    let (gateway, watching) =
+) -> Result<(Target, Option<Following>), LoadError> {
+    let Target::Gateway(config) = target else { return Ok((target, None)) };
+    let gateway =
         GatewayUpstream::load((*config).clone(), runtime.clone(), audit.clone(), transport, max_message_bytes, watch)
             .await?;
     tracing::info!(upstreams = config.upstreams.len(), "gateway ready");
-    Ok((Target::Virtual(Arc::new(gateway)), watching))
+    let gateway = Arc::new(gateway);
+    let following = match gateway.follow() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!("the config file is not watched (SIGHUP still reloads it): {e}");
+            None
+        }
+    };
+    Ok((Target::Virtual(gateway), following))
 }
 
 impl VirtualUpstream for GatewayUpstream {
@@ -108,7 +260,7 @@ impl VirtualUpstream for GatewayUpstream {
     fn start(&self, _max_message_bytes: usize) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
         let (to_router, from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let (to_relay, mut output) = mpsc::channel::<Frame>(QUEUE);
-        let router = router::Router::new(self.shared.clone(), to_relay);
+        let router = router::Router::new(self.state.shared.subscribe(), to_relay);
         let pump = tokio::spawn(router.run(from_relay));
         let output = futures::stream::poll_fn(move |cx| output.poll_recv(cx)).map(Ok).boxed();
         Ok((Upstream::remote(self.name(), output, pump), to_router))

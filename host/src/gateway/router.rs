@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use super::lane::{Lane, LaneEvent, LaneSetup};
 use super::merge::{self, Introduced, Page};
 use super::rewrite;
-use crate::config::gateway::Gateway;
+use crate::config::gateway::{Gateway, UpstreamConfig};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
@@ -43,9 +43,19 @@ pub struct Shared {
     pub setup: LaneSetup,
 }
 
+/// The method of the `initialize` a reload sends an upstream that joined a
+/// session already under way (answered to no client).
+const INTRODUCE: &str = "warden/introduce";
+
 /// An upstream in this session.
 struct Upstream {
     name: String,
+    /// Its config as the session last took it.
+    config: UpstreamConfig,
+    /// Its chain.
+    chain: watch::Receiver<Arc<Chain>>,
+    /// Gone from the config: kept (its index) until what it owed is settled.
+    removed: bool,
     lane: Option<Lane>,
     /// Its `initialize` answer, once it gave one.
     introduced: Option<Introduced>,
@@ -53,6 +63,21 @@ struct Upstream {
     in_flight: usize,
     /// Legs waiting for room under its `max-concurrency`, with what they send.
     waiting: VecDeque<(u64, Bytes)>,
+}
+
+impl Upstream {
+    fn new(config: &UpstreamConfig, chain: watch::Receiver<Arc<Chain>>) -> Upstream {
+        Upstream {
+            name: config.name.clone(),
+            config: config.clone(),
+            chain,
+            removed: false,
+            lane: None,
+            introduced: None,
+            in_flight: 0,
+            waiting: VecDeque::new(),
+        }
+    }
 }
 
 /// A request sent (or to be sent) to one upstream for a client request.
@@ -76,7 +101,10 @@ struct Owed {
 
 /// One session of the gateway.
 pub struct Router {
-    shared: Arc<Shared>,
+    /// The config in force, followed as it is reloaded.
+    shared: watch::Receiver<Arc<Shared>>,
+    separator: String,
+    setup: LaneSetup,
     to_client: mpsc::Sender<Frame>,
     events_tx: mpsc::Sender<(usize, LaneEvent)>,
     events: mpsc::Receiver<(usize, LaneEvent)>,
@@ -103,29 +131,24 @@ pub struct Router {
     initialized: bool,
     /// Whether `initialize` is still being answered by the upstreams.
     introducing: bool,
+    /// The client's `initialize`, for upstreams that join later.
+    init: Option<Bytes>,
     /// What the client sent meanwhile: handled once they have answered.
     held: Vec<Bytes>,
 }
 
 impl Router {
     /// A router that answers the client through `to_client`.
-    pub fn new(shared: Arc<Shared>, to_client: mpsc::Sender<Frame>) -> Router {
+    pub fn new(shared: watch::Receiver<Arc<Shared>>, to_client: mpsc::Sender<Frame>) -> Router {
         let (events_tx, events) = mpsc::channel(QUEUE);
-        let upstreams: Vec<Upstream> = shared
-            .config
-            .upstreams
-            .iter()
-            .map(|u| Upstream {
-                name: u.name.clone(),
-                lane: None,
-                introduced: None,
-                in_flight: 0,
-                waiting: VecDeque::new(),
-            })
-            .collect();
+        let now = shared.borrow().clone();
+        let upstreams: Vec<Upstream> =
+            now.config.upstreams.iter().zip(&now.chains).map(|(u, chain)| Upstream::new(u, chain.clone())).collect();
         let by_name = upstreams.iter().enumerate().map(|(i, u)| (u.name.clone(), i)).collect();
         Router {
             shared,
+            separator: now.config.separator.clone(),
+            setup: now.setup.clone(),
             to_client,
             events_tx,
             events,
@@ -142,6 +165,7 @@ impl Router {
             started: false,
             initialized: false,
             introducing: false,
+            init: None,
             held: Vec::new(),
         }
     }
@@ -153,6 +177,17 @@ impl Router {
         while client_open || !self.owed.is_empty() {
             let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
+                changed = self.shared.changed() => match changed {
+                    Ok(()) => {
+                        let now = self.shared.borrow_and_update().clone();
+                        self.reconfigure(&now).await;
+                    }
+                    // The gateway is gone: keep the config in force.
+                    Err(_) => {
+                        let (_, closed) = watch::channel(self.shared.borrow().clone());
+                        self.shared = closed;
+                    }
+                },
                 () = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)), if next_deadline.is_some() => {
                     self.expire().await;
                 }
@@ -250,13 +285,9 @@ impl Router {
     async fn initialize(&mut self, m: Message, client_id: String) {
         if !self.started {
             self.started = true;
+            self.init = Some(m.raw.clone());
             for index in 0..self.upstreams.len() {
-                let config = &self.shared.config.upstreams[index];
-                let chain = self.shared.chains[index].clone();
-                match Lane::start(index, config, chain, &self.shared.setup, self.events_tx.clone()) {
-                    Ok(lane) => self.upstreams[index].lane = Some(lane),
-                    Err(e) => tracing::error!(upstream = %config.name, "upstream could not be started: {e}"),
-                }
+                self.start_lane(index);
             }
         }
         let lanes: Vec<usize> = (0..self.upstreams.len()).filter(|&i| self.upstreams[i].lane.is_some()).collect();
@@ -267,6 +298,85 @@ impl Router {
         self.introducing = true;
         for lane in lanes {
             self.leg(slot, lane, &m.raw).await;
+        }
+    }
+
+    /// Starts upstream `index`'s lane.
+    fn start_lane(&mut self, index: usize) {
+        let u = &mut self.upstreams[index];
+        if u.removed || u.lane.is_some() {
+            return;
+        }
+        match Lane::start(index, &u.config, u.chain.clone(), &self.setup, self.events_tx.clone()) {
+            Ok(lane) => u.lane = Some(lane),
+            Err(e) => tracing::error!(upstream = %u.name, "upstream could not be started: {e}"),
+        }
+    }
+
+    /// Takes a reloaded config: upstreams gone (or changed) leave the session,
+    /// their items the lists; new ones (and changed ones, anew) join it,
+    /// introduced with the client's `initialize`. The client hears
+    /// `list_changed` either way.
+    async fn reconfigure(&mut self, now: &Shared) {
+        self.setup = now.setup.clone();
+        let renamed = self.separator != now.config.separator;
+        self.separator = now.config.separator.clone();
+        for index in 0..self.upstreams.len() {
+            let u = &self.upstreams[index];
+            if u.removed || now.config.upstreams.iter().any(|c| *c == u.config) {
+                continue;
+            }
+            tracing::info!(upstream = %u.name, "upstream leaves the session (config reloaded)");
+            self.by_name.remove(&u.name);
+            let u = &mut self.upstreams[index];
+            u.removed = true;
+            // Its lane finishes what it has; what it still owes is settled when it ends.
+            u.lane = None;
+            u.waiting.clear();
+            let intro = u.introduced.take();
+            self.resources.retain(|_, l| *l != index);
+            self.templates.retain(|(_, l)| *l != index);
+            if let Some(intro) = intro {
+                self.list_changed(&intro).await;
+            }
+        }
+        for (config, chain) in now.config.upstreams.iter().zip(&now.chains) {
+            if self.by_name.contains_key(&config.name) {
+                continue;
+            }
+            let index = self.upstreams.len();
+            self.upstreams.push(Upstream::new(config, chain.clone()));
+            self.by_name.insert(config.name.clone(), index);
+            tracing::info!(upstream = %config.name, "upstream joins the session (config reloaded)");
+            if let Some(init) = self.init.clone().filter(|_| self.started) {
+                self.start_lane(index);
+                if self.upstreams[index].lane.is_some() {
+                    let slot = self.next();
+                    let owed =
+                        Owed { client_id: String::new(), method: INTRODUCE.into(), open: 1, answers: Vec::new() };
+                    self.owed.insert(slot, owed);
+                    self.leg(slot, index, &init).await;
+                }
+            }
+        }
+        if renamed && self.initialized {
+            for list in ["tools", "prompts"] {
+                let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{list}/list_changed")});
+                self.send_client(Bytes::from(note.to_string())).await;
+            }
+        }
+    }
+
+    /// Tells the client the lists an upstream with these capabilities is in have changed.
+    async fn list_changed(&self, intro: &Introduced) {
+        if !self.initialized {
+            return;
+        }
+        for list in ["tools", "prompts", "resources"] {
+            if intro.has(list) {
+                let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{list}/list_changed")});
+                self.send_client(Bytes::from(note.to_string())).await;
+            }
         }
     }
 
@@ -361,14 +471,14 @@ impl Router {
 
     /// Sends waiting legs to `lane` while it has room.
     async fn dispatch(&mut self, lane: usize) {
-        let limit = self.shared.config.upstreams[lane].max_concurrency.unwrap_or(usize::MAX);
+        let limit = self.upstreams[lane].config.max_concurrency.unwrap_or(usize::MAX);
         while self.upstreams[lane].in_flight < limit {
             let Some((id, sent)) = self.upstreams[lane].waiting.pop_front() else { return };
             // A leg cancelled or timed out while it waited is gone.
             let Some(leg) = self.legs.get_mut(&id) else { continue };
             leg.sent = true;
             // The upstream's `timeout` runs from when it has the call.
-            self.deadlines.push(Reverse((Instant::now() + self.shared.config.upstreams[lane].timeout, id)));
+            self.deadlines.push(Reverse((Instant::now() + self.upstreams[lane].config.timeout, id)));
             self.upstreams[lane].in_flight += 1;
             let delivered = match &self.upstreams[lane].lane {
                 Some(l) => l.send(sent).await,
@@ -409,7 +519,7 @@ impl Router {
                     l.send(Bytes::from(cancel.to_string())).await;
                 }
             }
-            let timeout = humantime::format_duration(self.shared.config.upstreams[lane].timeout);
+            let timeout = humantime::format_duration(self.upstreams[lane].config.timeout);
             self.settle(leg.slot, lane, Err(format!("did not answer within its timeout of {timeout}"))).await;
             self.dispatch(lane).await;
         }
@@ -438,6 +548,21 @@ impl Router {
     async fn answer(&mut self, owed: Owed) {
         let id = owed.client_id.as_str();
         match owed.method.as_str() {
+            INTRODUCE => {
+                let Some((lane, answer)) = owed.answers.into_iter().next() else { return };
+                let Some(result) = result_of(&answer) else {
+                    return tracing::warn!(upstream = %self.upstreams[lane].name, "upstream refused initialize");
+                };
+                let intro = Introduced::read(&result);
+                if self.initialized {
+                    let note = json!({"jsonrpc": "2.0", "method": jsonrpc::method::INITIALIZED});
+                    if let Some(l) = &self.upstreams[lane].lane {
+                        l.send(Bytes::from(note.to_string())).await;
+                    }
+                }
+                self.list_changed(&intro).await;
+                self.upstreams[lane].introduced = Some(intro);
+            }
             jsonrpc::method::INITIALIZE => {
                 let mut introduced = Vec::new();
                 for (lane, answer) in &owed.answers {
@@ -492,7 +617,7 @@ impl Router {
                 for (lane, page) in &pages {
                     self.learn_resources(*lane, method, &page.items);
                 }
-                let separator = self.shared.config.separator.clone();
+                let separator = self.separator.clone();
                 let result = merge::merge_pages(method, key, &separator, pages.into_iter().map(|(_, p)| p).collect());
                 self.reply(id, &result).await;
             }
@@ -666,7 +791,7 @@ impl Router {
 
     /// The upstream a prefixed name is for, and the name it knows.
     fn split(&self, name: &str) -> Option<(usize, String)> {
-        let (prefix, inner) = name.split_once(self.shared.config.separator.as_str())?;
+        let (prefix, inner) = name.split_once(self.separator.as_str())?;
         let lane = *self.by_name.get(prefix)?;
         Some((lane, inner.to_owned()))
     }

@@ -199,22 +199,22 @@ fn counts(path: &Path) -> bool {
 }
 
 #[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
+pub(crate) type Hangups = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangups = Option<()>;
+pub(crate) type Hangups = Option<()>;
 
 #[cfg(unix)]
-fn hangups() -> Hangups {
+pub(crate) fn hangups() -> Hangups {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Hangups {
+pub(crate) fn hangups() -> Hangups {
     None
 }
 
 #[cfg(unix)]
-async fn recv_hangup(hangups: &mut Hangups) -> Option<()> {
+pub(crate) async fn recv_hangup(hangups: &mut Hangups) -> Option<()> {
     match hangups {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,
@@ -222,7 +222,7 @@ async fn recv_hangup(hangups: &mut Hangups) -> Option<()> {
 }
 
 #[cfg(not(unix))]
-async fn recv_hangup(_: &mut Hangups) -> Option<()> {
+pub(crate) async fn recv_hangup(_: &mut Hangups) -> Option<()> {
     std::future::pending().await
 }
 
