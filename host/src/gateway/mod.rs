@@ -40,13 +40,16 @@ pub struct GatewayUpstream {
     state: Arc<State>,
 }
 
+/// Loaded plugin folders by path (`None`: the empty chain), with their watches.
+type Folders = tokio::sync::Mutex<HashMap<Option<PathBuf>, (Arc<Plugins>, Option<Watching>)>>;
+
 struct State {
     shared: watch::Sender<Arc<router::Shared>>,
     setup: lane::LaneSetup,
     watch: bool,
     /// Loaded plugin folders, by path (`None`: the empty chain), kept while
     /// a config names them, with their watches.
-    folders: tokio::sync::Mutex<HashMap<Option<PathBuf>, (Arc<Plugins>, Option<Watching>)>>,
+    folders: Folders,
 }
 
 impl std::fmt::Debug for GatewayUpstream {
@@ -189,7 +192,7 @@ async fn chains(
     config: &Gateway,
     setup: &lane::LaneSetup,
     watch: bool,
-    folders: &tokio::sync::Mutex<HashMap<Option<PathBuf>, (Arc<Plugins>, Option<Watching>)>>,
+    folders: &Folders,
 ) -> Result<Vec<watch::Receiver<Arc<Chain>>>, LoadError> {
     let mut folders = folders.lock().await;
     let mut loaded: HashMap<Option<PathBuf>, Arc<Plugins>> = HashMap::new();

@@ -323,7 +323,7 @@ impl Router {
         self.separator = now.config.separator.clone();
         for index in 0..self.upstreams.len() {
             let u = &self.upstreams[index];
-            if u.removed || now.config.upstreams.iter().any(|c| *c == u.config) {
+            if u.removed || now.config.upstreams.contains(&u.config) {
                 continue;
             }
             tracing::info!(upstream = %u.name, "upstream leaves the session (config reloaded)");
