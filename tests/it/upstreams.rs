@@ -140,9 +140,19 @@ fn twenty_four_pipelined_calls_across_upstreams_are_each_answered_right() {
 }
 
 #[test]
-fn an_upstream_that_never_starts_or_dies_leaves_the_others_serving() {
+fn an_upstream_that_never_starts_or_dies_leaves_the_others_serving_and_comes_back() {
     let missing = vec!["/nonexistent/mcp-server".to_owned()];
-    let (mut w, _dir) = gateway(None, &[("good", fixture()), ("gone", missing), ("dies", fixture())]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = config_with(
+        dir.path(),
+        None,
+        &[
+            ("good", fixture(), ""),
+            ("gone", missing, "restart-delay = \"50ms\""),
+            ("dies", fixture(), "restart-delay = \"2s\""),
+        ],
+    );
+    let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
     let init = w.initialize();
     assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
     let tools = names(&w.request("tools/list", json!({})), "tools");
@@ -151,6 +161,8 @@ fn an_upstream_that_never_starts_or_dies_leaves_the_others_serving() {
     let (code, message) = failure(w.call_tool("gone__echo", json!({})));
     assert_eq!(code, -31052, "{message}");
     assert!(message.contains("gone"), "{message}");
+    // It is tried again, with backoff, and keeps failing without disturbing anyone.
+    assert!(w.settled_log_count("upstream could not be started", 3) >= 3, "{}", w.stderr());
     // `dies` exits in the middle of a call: that call is answered, naming it.
     let crashed = w.call_tool("dies__crash", json!({}));
     let (code, message) = error_of(&crashed);
@@ -163,6 +175,11 @@ fn an_upstream_that_never_starts_or_dies_leaves_the_others_serving() {
     let (code, message) = failure(w.call_tool("dies__echo", json!({"text": "x"})));
     assert!(code == -31052 && message.contains("dies"), "{message}");
     assert_eq!(text_of(&w.call_tool("good__echo", json!({"text": "still here"}))), "still here");
+    // After its restart delay it is back, and the client hears so.
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(tools.contains(&"dies__echo".to_owned()), "{tools:?}");
+    assert_eq!(text_of(&w.call_tool("dies__echo", json!({"text": "back"}))), "back");
 }
 
 #[test]

@@ -25,6 +25,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// are never passed on (no token passthrough).
 const NEVER_FORWARDED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
+/// How long after failing an upstream is first started again, unless its
+/// `restart-delay` says otherwise.
+pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest wait between restarts of an upstream that keeps failing.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+
 /// Environment variables every child gets from Warden's own environment
 /// (besides its `env`), unless `inherit-env` gives it all of it.
 pub const CHILD_BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
@@ -94,6 +101,9 @@ pub struct RawUpstream {
     pub timeout: Option<String>,
     /// Most calls in flight at once.
     pub max_concurrency: Option<usize>,
+    /// How long after it fails before it is started again (doubling up to
+    /// [`MAX_RESTART_DELAY`] while it keeps failing).
+    pub restart_delay: Option<String>,
 }
 
 /// A value that may be a secret: written out, or read from the environment
@@ -170,6 +180,8 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Most calls in flight at once, if limited.
     pub max_concurrency: Option<usize>,
+    /// See [`DEFAULT_RESTART_DELAY`].
+    pub restart_delay: Duration,
 }
 
 /// How an upstream is reached.
@@ -399,6 +411,13 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             })?,
             None => DEFAULT_TIMEOUT,
         };
+        let restart_delay = match &u.restart_delay {
+            Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                let fix = "write a duration such as \"1s\" or \"500ms\"".to_owned();
+                at.error(line, &key("restart-delay"), "is not a duration".into(), Some(fix))
+            })?,
+            None => DEFAULT_RESTART_DELAY,
+        };
         if u.max_concurrency == Some(0) {
             let fix = "give at least 1, or leave it out for no limit".to_owned();
             return Err(at.error(line, &key("max-concurrency"), "is 0".into(), Some(fix)));
@@ -410,6 +429,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             forward_headers,
             timeout,
             max_concurrency: u.max_concurrency,
+            restart_delay,
         });
     }
     if upstreams.is_empty() {

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use super::lane::{Lane, LaneEvent, LaneSetup};
 use super::merge::{self, Introduced, Page};
 use super::rewrite;
-use crate::config::gateway::{Gateway, UpstreamConfig};
+use crate::config::gateway::{Gateway, UpstreamConfig, MAX_RESTART_DELAY};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
@@ -63,6 +63,8 @@ struct Upstream {
     in_flight: usize,
     /// Legs waiting for room under its `max-concurrency`, with what they send.
     waiting: VecDeque<(u64, Bytes)>,
+    /// Failures in a row (start failed, or it ended): the next restart's backoff.
+    failures: u32,
 }
 
 impl Upstream {
@@ -76,6 +78,7 @@ impl Upstream {
             introduced: None,
             in_flight: 0,
             waiting: VecDeque::new(),
+            failures: 0,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Router {
     legs: HashMap<u64, Leg>,
     /// When each leg times out (legs answered since are skipped).
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// When failed upstreams are started again.
+    restarts: BinaryHeap<Reverse<(Instant, usize)>>,
     /// The client's ids of owed requests (by value) → slot.
     by_client: HashMap<String, u64>,
     /// Server→client requests: router id → (lane, the upstream's id as written).
@@ -158,6 +163,7 @@ impl Router {
             owed: HashMap::new(),
             legs: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            restarts: BinaryHeap::new(),
             by_client: HashMap::new(),
             asks: HashMap::new(),
             resources: HashMap::new(),
@@ -176,7 +182,11 @@ impl Router {
         // Once the client has closed its input, what it is still owed is answered first.
         while client_open || !self.owed.is_empty() {
             let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
+            let next_restart = self.restarts.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
+                () = tokio::time::sleep_until(next_restart.unwrap_or_else(Instant::now)), if next_restart.is_some() => {
+                    self.restart_due().await;
+                }
                 changed = self.shared.changed() => match changed {
                     Ok(()) => {
                         let now = self.shared.borrow_and_update().clone();
@@ -309,8 +319,53 @@ impl Router {
         }
         match Lane::start(index, &u.config, u.chain.clone(), &self.setup, self.events_tx.clone()) {
             Ok(lane) => u.lane = Some(lane),
-            Err(e) => tracing::error!(upstream = %u.name, "upstream could not be started: {e}"),
+            Err(e) => {
+                tracing::error!(upstream = %u.name, "upstream could not be started: {e}");
+                self.schedule_restart(index);
+            }
         }
+    }
+
+    /// Starts upstream `index` again after its backoff: its restart delay,
+    /// doubled for each failure in a row, at most [`MAX_RESTART_DELAY`].
+    fn schedule_restart(&mut self, index: usize) {
+        let u = &mut self.upstreams[index];
+        if u.removed {
+            return;
+        }
+        let delay = u.config.restart_delay.saturating_mul(1 << u.failures.min(16)).min(MAX_RESTART_DELAY);
+        u.failures = u.failures.saturating_add(1);
+        tracing::info!(upstream = %u.name, "starting it again in {}", humantime::format_duration(delay));
+        self.restarts.push(Reverse((Instant::now() + delay, index)));
+    }
+
+    /// Upstreams whose backoff is over: started and introduced again.
+    async fn restart_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, index))) = self.restarts.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.restarts.pop();
+            if self.upstreams[index].removed || self.upstreams[index].lane.is_some() {
+                continue;
+            }
+            self.start_lane(index);
+            self.introduce(index).await;
+        }
+    }
+
+    /// Asks an upstream that joined a session under way `initialize`, with the
+    /// client's params; its items join the lists when it answers.
+    async fn introduce(&mut self, index: usize) {
+        let Some(init) = self.init.clone() else { return };
+        if self.upstreams[index].lane.is_none() {
+            return;
+        }
+        let slot = self.next();
+        let owed = Owed { client_id: String::new(), method: INTRODUCE.into(), open: 1, answers: Vec::new() };
+        self.owed.insert(slot, owed);
+        self.leg(slot, index, &init).await;
     }
 
     /// Takes a reloaded config: upstreams gone (or changed) leave the session,
@@ -348,15 +403,9 @@ impl Router {
             self.upstreams.push(Upstream::new(config, chain.clone()));
             self.by_name.insert(config.name.clone(), index);
             tracing::info!(upstream = %config.name, "upstream joins the session (config reloaded)");
-            if let Some(init) = self.init.clone().filter(|_| self.started) {
+            if self.started {
                 self.start_lane(index);
-                if self.upstreams[index].lane.is_some() {
-                    let slot = self.next();
-                    let owed =
-                        Owed { client_id: String::new(), method: INTRODUCE.into(), open: 1, answers: Vec::new() };
-                    self.owed.insert(slot, owed);
-                    self.leg(slot, index, &init).await;
-                }
+                self.introduce(index).await;
             }
         }
         if renamed && self.initialized {
@@ -554,6 +603,7 @@ impl Router {
                     return tracing::warn!(upstream = %self.upstreams[lane].name, "upstream refused initialize");
                 };
                 let intro = Introduced::read(&result);
+                self.upstreams[lane].failures = 0;
                 if self.initialized {
                     let note = json!({"jsonrpc": "2.0", "method": jsonrpc::method::INITIALIZED});
                     if let Some(l) = &self.upstreams[lane].lane {
@@ -769,13 +819,11 @@ impl Router {
                 self.settle(leg.slot, lane, Err("failed before answering".into())).await;
             }
         }
-        if had && self.initialized {
-            for (capability, list) in [("tools", "tools"), ("prompts", "prompts"), ("resources", "resources")] {
-                if introduced.as_ref().is_some_and(|i| i.has(capability)) {
-                    let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{list}/list_changed")});
-                    self.send_client(Bytes::from(note.to_string())).await;
-                }
-            }
+        if let (true, Some(intro)) = (had, &introduced) {
+            self.list_changed(intro).await;
+        }
+        if had && self.started {
+            self.schedule_restart(lane);
         }
     }
 
