@@ -347,6 +347,37 @@ fn main() {
     };
     let mut rows: Vec<Row<'_>> = fixture_rows("echo").into_iter().collect();
 
+    // The gateway (`warden serve --config`) with 1 and with 10 upstreams, each
+    // the fixture over stdio: routing is a map lookup, whatever their number.
+    let gateway_config = |n: usize, extra: &[&str]| {
+        let file = std::env::temp_dir().join(format!("warden-bench-{}-{n}{}.toml", std::process::id(), extra.len()));
+        let mut command = vec![fixture.clone()];
+        command.extend(extra.iter().map(|s| s.to_string()));
+        let command = serde_json::to_string(&command).expect("json");
+        let text: String = (0..n).map(|i| format!("[upstreams.u{i}]\ncommand = {command}\n")).collect();
+        std::fs::write(&file, text).expect("write bench config");
+        file.display().to_string()
+    };
+    let (one_config, ten_config) = (gateway_config(1, &[]), gateway_config(10, &[]));
+    let gateway_one = serve(&["--config", &one_config]);
+    let gateway_ten = serve(&["--config", &ten_config]);
+    rows.push(Row {
+        name: "http→gateway, 1 upstream (warden serve --config)",
+        path: Path::Http(&gateway_one.url),
+        gateway: Some(&gateway_one),
+        upstream: Upstream::ChildrenOf(&gateway_one),
+        tool: "u0__echo",
+        echoes: true,
+    });
+    rows.push(Row {
+        name: "http→gateway, 10 upstreams (warden serve --config)",
+        path: Path::Http(&gateway_ten.url),
+        gateway: Some(&gateway_ten),
+        upstream: Upstream::ChildrenOf(&gateway_ten),
+        tool: "u9__echo",
+        echoes: true,
+    });
+
     // The same paths in front of a server on the official TypeScript SDK
     // (the conformance upstream, `npm ci --prefix tests/conformance`).
     let sdk_server = repo.join("tests/conformance/server.mjs").display().to_string();
@@ -419,5 +450,30 @@ fn main() {
             _ => "-".to_owned(),
         };
         println!("| {name} | {one_rps:.0} | {one_p50:.0} | {many_rps:.0} | {many_p50:.0} | {client:.0}, {proxy}, {upstream:.0} | {big_one} | {big_many} | {memory} |");
+    }
+
+    // tools/list through the gateway, 10 upstreams of 100 tools each that answer
+    // after 50 ms (no CPU): the fan-out is concurrent, so it takes about as long
+    // as one of them.
+    if only.as_deref().is_none_or(|o| "tools/list".contains(o)) {
+        let slow = ["--list-tools", "100", "--list-delay-ms", "50"];
+        let gateway = serve(&["--config", &gateway_config(10, &slow)]);
+        let mut alone = vec!["--", fixture.as_str()];
+        alone.extend(slow);
+        let single = serve(&alone);
+        let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+        let p50 = |url: &str| {
+            let session = HttpSession::open(url);
+            let mut samples: Vec<Duration> = (0..21).map(|_| session.round_trip(list)).collect();
+            session.close();
+            samples.sort();
+            samples[samples.len() / 2].as_secs_f64() * 1e3
+        };
+        let (through, one) = (p50(&gateway.url), p50(&single.url));
+        println!();
+        println!("| tools/list, upstreams answering after 50 ms | p50 ms |");
+        println!("|---|---:|");
+        println!("| one upstream of 100 tools (warden serve) | {one:.1} |");
+        println!("| gateway of 10 upstreams of 100 tools each (1010 tools listed) | {through:.1} ({:.2}× the one) |", through / one);
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::audit::AuditSink;
@@ -35,6 +36,10 @@ pub struct Lane {
     input: mpsc::Sender<Frame>,
 }
 
+/// What a lane's relay sends the client, tagged with the lane's index. The
+/// router polls these itself (no task between it and the relay).
+pub type Output = futures::stream::BoxStream<'static, (usize, LaneEvent)>;
+
 /// What every lane of a gateway shares.
 #[derive(Clone)]
 pub struct LaneSetup {
@@ -49,15 +54,15 @@ pub struct LaneSetup {
 }
 
 impl Lane {
-    /// Starts upstream `config` behind `chain`; its messages (and its end)
-    /// reach `events` tagged with `index`.
+    /// Starts upstream `config` behind `chain`: its messages come out of the
+    /// returned [`Output`], its end reaches `events`, both tagged with `index`.
     pub fn start(
         index: usize,
         config: &UpstreamConfig,
         chain: watch::Receiver<Arc<Chain>>,
         setup: &LaneSetup,
         events: mpsc::Sender<(usize, LaneEvent)>,
-    ) -> Result<Lane, SpawnError> {
+    ) -> Result<(Lane, Output), SpawnError> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (upstream, to_upstream) = connect(name.clone(), config, setup.max_message_bytes)?;
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
@@ -75,22 +80,17 @@ impl Lane {
             .stream_to_upstream(upstream.takes_pieces());
         let (input, mut input_rx) = mpsc::channel::<Frame>(QUEUE);
         let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|f| f.map(Ok)));
-        let ended = events.clone();
         tokio::spawn(async move {
             let end = session::drive(relay, upstream, client, std::future::pending(), EXIT_GRACE).await;
             tracing::info!(upstream = %name, "upstream session ended: {end:?}");
-            let _ = ended.send((index, LaneEvent::Ended(end))).await;
+            let _ = events.send((index, LaneEvent::Ended(end))).await;
         });
-        tokio::spawn(async move {
-            while let Some(out) = from_relay.recv().await {
-                // The relay sends whole messages to a client that is no byte stream.
-                let (Outgoing::Message(bytes) | Outgoing::Part(bytes)) = out;
-                if events.send((index, LaneEvent::Message(bytes))).await.is_err() {
-                    break;
-                }
-            }
+        let output = futures::stream::poll_fn(move |cx| from_relay.poll_recv(cx)).map(move |out| {
+            // The relay sends whole messages to a client that is no byte stream.
+            let (Outgoing::Message(bytes) | Outgoing::Part(bytes)) = out;
+            (index, LaneEvent::Message(bytes))
         });
-        Ok(Lane { input })
+        Ok((Lane { input }, output.boxed()))
     }
 
     /// Sends a message to the upstream, through the chain. `false` once the lane is gone.

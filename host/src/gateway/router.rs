@@ -24,7 +24,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::lane::{Lane, LaneEvent, LaneSetup};
+use futures::StreamExt;
+
+use super::lane::{self, Lane, LaneEvent, LaneSetup};
 use super::merge::{self, Introduced, Page};
 use super::rewrite;
 use crate::config::gateway::{Gateway, UpstreamConfig, MAX_RESTART_DELAY};
@@ -111,6 +113,9 @@ pub struct Router {
     to_client: mpsc::Sender<Frame>,
     events_tx: mpsc::Sender<(usize, LaneEvent)>,
     events: mpsc::Receiver<(usize, LaneEvent)>,
+    /// Every lane's messages (in a mutex only so that the router is `Sync`:
+    /// it is only ever taken with `get_mut`).
+    outputs: std::sync::Mutex<futures::stream::SelectAll<lane::Output>>,
     upstreams: Vec<Upstream>,
     by_name: HashMap<String, usize>,
     next_id: u64,
@@ -157,6 +162,7 @@ impl Router {
             to_client,
             events_tx,
             events,
+            outputs: std::sync::Mutex::new(futures::stream::SelectAll::new()),
             upstreams,
             by_name,
             next_id: 1,
@@ -183,6 +189,8 @@ impl Router {
         while client_open || !self.owed.is_empty() {
             let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
             let next_restart = self.restarts.peek().map(|Reverse((at, _))| *at);
+            let outputs = self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let any_output = !outputs.is_empty();
             tokio::select! {
                 () = tokio::time::sleep_until(next_restart.unwrap_or_else(Instant::now)), if next_restart.is_some() => {
                     self.restart_due().await;
@@ -205,6 +213,9 @@ impl Router {
                     Some(Outgoing::Message(bytes) | Outgoing::Part(bytes)) => self.client_message(bytes).await,
                     None => client_open = false,
                 },
+                Some((index, event)) = outputs.next(), if any_output => {
+                    self.lane_event(index, event).await;
+                }
                 event = self.events.recv() => match event {
                     Some((index, event)) => self.lane_event(index, event).await,
                     None => break,
@@ -318,7 +329,10 @@ impl Router {
             return;
         }
         match Lane::start(index, &u.config, u.chain.clone(), &self.setup, self.events_tx.clone()) {
-            Ok(lane) => u.lane = Some(lane),
+            Ok((lane, output)) => {
+                u.lane = Some(lane);
+                self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(output);
+            }
             Err(e) => {
                 tracing::error!(upstream = %u.name, "upstream could not be started: {e}");
                 self.schedule_restart(index);
