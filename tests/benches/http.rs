@@ -474,6 +474,9 @@ fn main() {
         println!("| tools/list, upstreams answering after 50 ms | p50 ms |");
         println!("|---|---:|");
         println!("| one upstream of 100 tools (warden serve) | {one:.1} |");
-        println!("| gateway of 10 upstreams of 100 tools each (1010 tools listed) | {through:.1} ({:.2}× the one) |", through / one);
+        println!(
+            "| gateway of 10 upstreams of 100 tools each (1010 tools listed) | {through:.1} ({:.2}× the one) |",
+            through / one
+        );
     }
 }

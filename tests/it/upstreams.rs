@@ -320,3 +320,25 @@ fn editing_the_config_adds_and_removes_upstreams_under_load_and_a_broken_file_ke
     assert!(reloads.iter().any(|e| e["event"]["result"] == "ok"), "{events:?}");
     assert!(reloads.iter().any(|e| e["event"]["result"] == "refused"), "{events:?}");
 }
+
+#[test]
+fn after_failed_calls_in_a_row_the_circuit_breaker_refuses_at_once_then_lets_one_try() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let extra = "timeout = \"100ms\"\ncircuit-breaker = { failures = 2, cool-down = \"400ms\" }";
+    let file = config_with(dir.path(), None, &[("s", fixture(), extra), ("ok", fixture(), "")]);
+    let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+    w.initialize();
+    for _ in 0..2 {
+        let (code, message) = failure(w.call_tool("s__slow", json!({})));
+        assert!(code == -31052 && message.contains("timeout"), "{message}");
+    }
+    // Open: refused at once, naming the upstream, without reaching it.
+    let (code, message) = failure(w.call_tool("s__echo", json!({"text": "x"})));
+    assert!(code == -31052 && message.contains("\"s\"") && message.contains("circuit breaker"), "{message}");
+    assert_eq!(text_of(&w.call_tool("ok__echo", json!({"text": "others serve"}))), "others serve");
+    assert!(w.log_contains("circuit breaker open"), "{}", w.stderr());
+    // After the cool-down one call tries; it succeeds, and the breaker is closed.
+    std::thread::sleep(std::time::Duration::from_millis(450));
+    assert_eq!(text_of(&w.call_tool("s__echo", json!({"text": "tried"}))), "tried");
+    assert_eq!(text_of(&w.call_tool("s__echo", json!({"text": "closed"}))), "closed");
+}

@@ -104,6 +104,35 @@ pub struct RawUpstream {
     /// How long after it fails before it is started again (doubling up to
     /// [`MAX_RESTART_DELAY`] while it keeps failing).
     pub restart_delay: Option<String>,
+    /// When calls to it are refused at once after failing in a row.
+    pub circuit_breaker: Option<RawBreaker>,
+}
+
+/// `circuit-breaker = { failures = 5, cool-down = "30s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBreaker {
+    /// Failed calls in a row that open it.
+    pub failures: Option<u32>,
+    /// How long it stays open before one call may try again.
+    pub cool_down: Option<String>,
+}
+
+/// A circuit breaker: after `failures` failed calls in a row (timeouts, the
+/// upstream gone), calls are refused at once for `cool_down`; then one call
+/// may try, and closes it by succeeding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    /// See above.
+    pub failures: u32,
+    /// See above.
+    pub cool_down: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Breaker {
+        Breaker { failures: 5, cool_down: Duration::from_secs(30) }
+    }
 }
 
 /// A value that may be a secret: written out, or read from the environment
@@ -182,6 +211,8 @@ pub struct UpstreamConfig {
     pub max_concurrency: Option<usize>,
     /// See [`DEFAULT_RESTART_DELAY`].
     pub restart_delay: Duration,
+    /// See [`Breaker`].
+    pub breaker: Breaker,
 }
 
 /// How an upstream is reached.
@@ -418,6 +449,24 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             })?,
             None => DEFAULT_RESTART_DELAY,
         };
+        let breaker = match &u.circuit_breaker {
+            None => Breaker::default(),
+            Some(b) => {
+                let failures = b.failures.unwrap_or(Breaker::default().failures);
+                if failures == 0 {
+                    let fix = "give at least 1".to_owned();
+                    return Err(at.error(line, &key("circuit-breaker.failures"), "is 0".into(), Some(fix)));
+                }
+                let cool_down = match &b.cool_down {
+                    Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                        let fix = "write a duration such as \"30s\"".to_owned();
+                        at.error(line, &key("circuit-breaker.cool-down"), "is not a duration".into(), Some(fix))
+                    })?,
+                    None => Breaker::default().cool_down,
+                };
+                Breaker { failures, cool_down }
+            }
+        };
         if u.max_concurrency == Some(0) {
             let fix = "give at least 1, or leave it out for no limit".to_owned();
             return Err(at.error(line, &key("max-concurrency"), "is 0".into(), Some(fix)));
@@ -430,6 +479,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             timeout,
             max_concurrency: u.max_concurrency,
             restart_delay,
+            breaker,
         });
     }
     if upstreams.is_empty() {

@@ -67,6 +67,10 @@ struct Upstream {
     waiting: VecDeque<(u64, Bytes)>,
     /// Failures in a row (start failed, or it ended): the next restart's backoff.
     failures: u32,
+    /// Calls that failed in a row (timed out, the upstream gone): its circuit breaker.
+    failed_calls: u32,
+    /// While its breaker is open: until when calls are refused at once.
+    open_until: Option<Instant>,
 }
 
 impl Upstream {
@@ -81,6 +85,8 @@ impl Upstream {
             in_flight: 0,
             waiting: VecDeque::new(),
             failures: 0,
+            failed_calls: 0,
+            open_until: None,
         }
     }
 }
@@ -523,6 +529,17 @@ impl Router {
     /// Sends `raw` to `lane` under a new router id, as a leg of `slot`:
     /// at once, or when the upstream has room under its `max-concurrency`.
     async fn leg(&mut self, slot: u64, lane: usize, raw: &[u8]) {
+        if let Some(until) = self.upstreams[lane].open_until {
+            let now = Instant::now();
+            if now < until {
+                let wait = humantime::format_duration(Duration::from_secs((until - now).as_secs().max(1)));
+                let why =
+                    format!("is unavailable: its circuit breaker is open after failed calls (next try in {wait})");
+                return self.settle(slot, lane, Err(why)).await;
+            }
+            // Half open: this call tries; until it is answered, the others wait their turn.
+            self.upstreams[lane].open_until = None;
+        }
         let id = self.next();
         let Some(sent) = rewrite::with_id(raw, &id.to_string()) else {
             return self.settle(slot, lane, Err("the request could not be passed on".into())).await;
@@ -588,9 +605,32 @@ impl Router {
         }
     }
 
+    /// Counts a call's outcome towards upstream `lane`'s circuit breaker.
+    fn judge(&mut self, lane: usize, failed: bool) {
+        let u = &mut self.upstreams[lane];
+        if !failed {
+            u.failed_calls = 0;
+            return;
+        }
+        u.failed_calls = u.failed_calls.saturating_add(1);
+        let breaker = u.config.breaker;
+        if u.failed_calls >= breaker.failures {
+            tracing::warn!(upstream = %u.name, failed = u.failed_calls, "circuit breaker open for {}", humantime::format_duration(breaker.cool_down));
+            u.open_until = Some(Instant::now() + breaker.cool_down);
+            // The next try after the cool-down opens it again if it fails too.
+            u.failed_calls = breaker.failures.saturating_sub(1);
+        }
+    }
+
     /// A leg of `slot` is done: with the lane's answer, or why the upstream
     /// gave none.
     async fn settle(&mut self, slot: u64, lane: usize, answer: Result<Bytes, String>) {
+        let failed = match &answer {
+            Ok(raw) => jsonrpc::error_code(raw) == Some(i64::from(code::UPSTREAM_FAILED)),
+            // Refused by the open breaker itself: not one more failure.
+            Err(why) => !why.contains("circuit breaker is open"),
+        };
+        self.judge(lane, failed);
         let name = self.upstreams[lane].name.clone();
         let Some(owed) = self.owed.get_mut(&slot) else { return };
         let answer = answer.unwrap_or_else(|why| {
