@@ -290,7 +290,9 @@ fn main() -> ExitCode {
                         warden::config::gateway::Reach::Command { command, .. } => {
                             format!("command {}", command.first().map(String::as_str).unwrap_or_default())
                         }
-                        warden::config::gateway::Reach::Remote { url, .. } => format!("url {url}"),
+                        warden::config::gateway::Reach::Remote { url, .. } => {
+                            format!("url {}", warden::config::gateway::shown_url(url))
+                        }
                     };
                     println!("  upstream {}: {reach}", upstream.name);
                 }

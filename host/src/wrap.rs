@@ -20,7 +20,7 @@ use crate::start::StartError;
 use crate::transport::framing::{self, LineCodec};
 use crate::transport::stdio;
 use crate::transport::QUEUE;
-use crate::upstream::Target;
+use crate::upstream::{Opening, Target};
 
 /// Everything `warden wrap` needs.
 #[derive(Debug, Clone)]
@@ -77,7 +77,8 @@ where
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let upstream_name = options.upstream.name(options.upstream_name.as_deref());
-    let (upstream, to_upstream) = options.upstream.start(upstream_name.clone(), options.max_message_bytes)?;
+    let (upstream, to_upstream) =
+        options.upstream.start(upstream_name.clone(), &Opening::default(), options.max_message_bytes)?;
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 

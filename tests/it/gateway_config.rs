@@ -130,6 +130,14 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused("[upstreams.a]\ncommand = [\"x\"]\ntimeout = \"soon\"\n", Some(1), "upstreams.a.timeout");
     refused(&format!("[serve]\nlisten = \"everywhere\"\n{up}"), Some(2), "serve.listen");
     refused("plugins = \"plugins\"\n", None, "upstreams");
+    // HTTPS on the listener is not there yet: refused, not served as plain HTTP.
+    refused(&format!("[serve]\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n{up}"), Some(2), "serve.tls-cert");
+    // A credential in the URL, a variable name that would set another.
+    refused("[upstreams.a]\nurl = \"https://user:pass@h/mcp\"\n", Some(1), "upstreams.a.url");
+    refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { \"A=B\" = \"v\" }\n", Some(1), "upstreams.a.env.A?B");
+    // A value in the wrong place is never quoted back (it may be a secret).
+    let out = refused("[upstreams.a]\ncommand = [\"x\"]\nenv = \"API_KEY=sk-live-leakme\"\n", Some(3), "(syntax)");
+    assert!(!out.contains("leakme"), "{out}");
     refused("[upstreams.a\n", Some(1), "(syntax)");
 }
 

@@ -21,3 +21,4 @@ mod remote;
 mod sandbox;
 mod server_everything;
 mod upstreams;
+mod upstreams_hostile;

@@ -12,13 +12,17 @@ use serde_json::{json, Value};
 use crate::common::{error_of, examples, paths, text_of, PluginDir, Warden};
 
 /// A `warden.toml` in a fresh folder: `upstreams` are `(name, command)`.
-fn config(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<String>)]) -> std::path::PathBuf {
+pub(crate) fn config(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<String>)]) -> std::path::PathBuf {
     let with: Vec<(&str, Vec<String>, &str)> = upstreams.iter().map(|(n, c)| (*n, c.clone(), "")).collect();
     config_with(dir, plugins, &with)
 }
 
 /// The same, with more lines for each upstream's table.
-fn config_with(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<String>, &str)]) -> std::path::PathBuf {
+pub(crate) fn config_with(
+    dir: &Path,
+    plugins: Option<&Path>,
+    upstreams: &[(&str, Vec<String>, &str)],
+) -> std::path::PathBuf {
     let mut text = String::new();
     if let Some(p) = plugins {
         text.push_str(&format!("plugins = {:?}\n", p.display().to_string()));
@@ -31,7 +35,7 @@ fn config_with(dir: &Path, plugins: Option<&Path>, upstreams: &[(&str, Vec<Strin
     file
 }
 
-fn fixture() -> Vec<String> {
+pub(crate) fn fixture() -> Vec<String> {
     vec![paths().fixture.display().to_string()]
 }
 
@@ -43,12 +47,12 @@ fn gateway(plugins: Option<&PluginDir>, upstreams: &[(&str, Vec<String>)]) -> (W
 }
 
 /// Code and message of an error answer, owned.
-fn failure(answer: Value) -> (i64, String) {
+pub(crate) fn failure(answer: Value) -> (i64, String) {
     let (code, message) = error_of(&answer);
     (code, message.to_owned())
 }
 
-fn names(list: &Value, key: &str) -> Vec<String> {
+pub(crate) fn names(list: &Value, key: &str) -> Vec<String> {
     list["result"][key]
         .as_array()
         .unwrap_or_else(|| panic!("no {key}: {list}"))

@@ -273,7 +273,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     let raw: RawGateway = toml::from_str(text).map_err(|e| {
         // The parser's message names the key; its first line is enough (the
         // rest quotes the file, which may hold secrets).
-        let mut message = e.message().lines().next().unwrap_or("unreadable TOML").to_owned();
+        let mut message = unquoted(e.message().lines().next().unwrap_or("unreadable TOML"));
         let mut fix = message.starts_with("unknown field").then(|| "remove the key or correct its spelling".to_owned());
         if fix.is_none() {
             fix = Some("correct it as the README's Gateway section shows".into());
@@ -322,7 +322,13 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             };
             let tls = match (&serve.tls_cert, &serve.tls_key) {
                 (None, None) => None,
-                (Some(cert), Some(key)) => Some((resolve(cert.get_ref()), resolve(key.get_ref()))),
+                (Some(cert), Some(_)) => {
+                    // Accepting the keys and serving plain HTTP would be a lie: refuse them.
+                    let fix = "terminate TLS in front of Warden (a reverse proxy) and leave tls-cert and tls-key out"
+                        .to_owned();
+                    let message = "HTTPS on the listener is not supported yet".to_owned();
+                    return Err(at.error(Some(cert.span().start), "serve.tls-cert", message, Some(fix)));
+                }
                 (Some(s), None) | (None, Some(s)) => {
                     let fix = "give both tls-cert and tls-key, or neither".to_owned();
                     return Err(at.error(Some(s.span().start), "serve", "only half of TLS is set".into(), Some(fix)));
@@ -356,6 +362,11 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     let fix = "headers are sent to remote servers; a child gets env".to_owned();
                     return Err(at.error(line, &key("headers"), "is set for a command".into(), Some(fix)));
                 }
+                if let Some(bad) = u.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
+                    let fix = "name variables without = or NUL".to_owned();
+                    let key = key(&format!("env.{}", bad.replace(['=', '\0'], "?")));
+                    return Err(at.error(line, &key, "is not an environment variable name".into(), Some(fix)));
+                }
                 let env = u
                     .env
                     .iter()
@@ -370,9 +381,15 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             }
             (None, Some(url)) => {
                 let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-                if !scheme_ok || url.parse::<http::Uri>().is_err() {
+                let parsed = url.parse::<http::Uri>().ok().filter(|_| scheme_ok);
+                let Some(parsed) = parsed else {
                     let fix = "write an http:// or https:// URL".to_owned();
                     return Err(at.error(line, &key("url"), "is not a URL Warden can reach".into(), Some(fix)));
+                };
+                if parsed.authority().is_some_and(|a| a.as_str().contains('@')) {
+                    let fix = "put the credential in headers (from-env or from-file), not in the URL".to_owned();
+                    let message = "carries user info (a credential) in the URL".to_owned();
+                    return Err(at.error(line, &key("url"), message, Some(fix)));
                 }
                 for field in [("env", !u.env.is_empty()), ("cwd", u.cwd.is_some()), ("inherit-env", u.inherit_env)] {
                     if field.1 {
@@ -487,6 +504,42 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         return Err(at.error(None, "upstreams", "no upstream is configured".into(), Some(fix)));
     }
     Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams })
+}
+
+/// A parser message with its quoted values blanked (`invalid type: string
+/// "…"`): a value may be a secret written in the wrong place.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+/// An upstream's URL as it may be shown: scheme, host, port and path (no
+/// query, which may carry a token).
+pub fn shown_url(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default(),
+            uri.path()
+        ),
+        Err(_) => "(unreadable URL)".to_owned(),
+    }
 }
 
 /// A byte allowed in tool names (SEP-986).

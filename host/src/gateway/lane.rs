@@ -4,6 +4,7 @@
 //! and this upstream as the upstream sees them (unprefixed names, its own
 //! ids), with `context.upstream` set to its name.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit::AuditSink;
 use crate::config::gateway::{Reach, UpstreamConfig, CHILD_BASE_ENV};
-use crate::plugin::instances::{SessionFacts, Transport};
+use crate::plugin::instances::{Caller, SessionFacts, Transport};
 use crate::plugin::{Chain, Instances, Runtime};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd};
@@ -20,7 +21,7 @@ use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::child::{ChildEnv, SpawnError, EXIT_GRACE};
 use crate::upstream::http::RemoteOptions;
-use crate::upstream::{Target, Upstream};
+use crate::upstream::{Opening, Target, Upstream};
 
 /// What a lane tells the router.
 #[derive(Debug)]
@@ -31,9 +32,17 @@ pub enum LaneEvent {
     Ended(SessionEnd),
 }
 
-/// A started lane: where its client-side messages go.
+/// Most messages queued for a lane whose upstream is not reading them; past
+/// it, requests for that upstream are refused and notifications dropped.
+pub const MAX_QUEUED: usize = 4096;
+
+/// A started lane: where its client-side messages go. Sending never waits:
+/// the router must keep reading every lane while one upstream is stuck (a
+/// router waiting on a lane that waits on the router would stop the session).
 pub struct Lane {
-    input: mpsc::Sender<Frame>,
+    input: mpsc::UnboundedSender<Frame>,
+    /// Messages sent and not yet taken by the lane's relay.
+    queued: Arc<AtomicUsize>,
 }
 
 /// What a lane's relay sends the client, tagged with the lane's index. The
@@ -61,15 +70,20 @@ impl Lane {
         config: &UpstreamConfig,
         chain: watch::Receiver<Arc<Chain>>,
         setup: &LaneSetup,
+        opening: &Opening,
         events: mpsc::Sender<(usize, LaneEvent)>,
     ) -> Result<(Lane, Output), SpawnError> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (upstream, to_upstream) = connect(name.clone(), config, setup.max_message_bytes)?;
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let facts = SessionFacts {
-            id: None,
+            id: opening.session.clone(),
             upstream: name.clone(),
-            caller: None,
+            // The claims are the session's own to give; today's callers have none.
+            caller: opening
+                .caller
+                .as_deref()
+                .map(|subject| Caller { subject: subject.to_owned(), claims: "{}".to_owned() }),
             protocol_version: None,
             transport: setup.transport,
         };
@@ -78,8 +92,17 @@ impl Lane {
         let relay = Relay::new(instances, to_router, to_upstream, setup.audit.clone(), setup.max_message_bytes)
             .follow(chain)
             .stream_to_upstream(upstream.takes_pieces());
-        let (input, mut input_rx) = mpsc::channel::<Frame>(QUEUE);
-        let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|f| f.map(Ok)));
+        let (input, mut input_rx) = mpsc::unbounded_channel::<Frame>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
+        let client = futures::stream::poll_fn(move |cx| {
+            input_rx.poll_recv(cx).map(|f| {
+                if f.is_some() {
+                    taken.fetch_sub(1, Ordering::Relaxed);
+                }
+                f.map(Ok)
+            })
+        });
         tokio::spawn(async move {
             let end = session::drive(relay, upstream, client, std::future::pending(), EXIT_GRACE).await;
             tracing::info!(upstream = %name, "upstream session ended: {end:?}");
@@ -90,12 +113,21 @@ impl Lane {
             let (Outgoing::Message(bytes) | Outgoing::Part(bytes)) = out;
             (index, LaneEvent::Message(bytes))
         });
-        Ok((Lane { input }, output.boxed()))
+        Ok((Lane { input, queued }, output.boxed()))
     }
 
-    /// Sends a message to the upstream, through the chain. `false` once the lane is gone.
-    pub async fn send(&self, message: Bytes) -> bool {
-        self.input.send(Frame::Line(message)).await.is_ok()
+    /// Sends a message to the upstream, through the chain, without waiting.
+    /// `false` once the lane is gone, or while [`MAX_QUEUED`] messages wait for it.
+    pub fn send(&self, message: Bytes) -> bool {
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            return false;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.input.send(Frame::Line(message)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 }
 
@@ -117,9 +149,12 @@ fn connect(
         }
         Reach::Remote { url, headers } => {
             let lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {}", v.expose())).collect();
-            let remote = RemoteOptions::new(url, &lines)
-                .map_err(|e| SpawnError::Spawn { program: url.clone(), error: std::io::Error::other(e.to_string()) })?;
-            Target::Remote(remote).start(name, max_message_bytes)
+            // Errors name the upstream, never the URL (its query may carry a token) or a header.
+            let remote = RemoteOptions::new(url, &lines).map_err(|_| SpawnError::Spawn {
+                program: config.name.clone(),
+                error: std::io::Error::other("its url or headers are not usable"),
+            })?;
+            Target::Remote(remote).start(name, &Opening::default(), max_message_bytes)
         }
     }
 }

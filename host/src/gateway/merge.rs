@@ -77,7 +77,9 @@ impl Introduced {
 /// The gateway's `initialize` result: capabilities at least one upstream has
 /// (lists always announce `listChanged`: upstreams come and go), the
 /// instructions of each under its name, the oldest version any chose (what
-/// every one of them speaks), and Warden's own server info.
+/// every one of them speaks; versions Warden does not know are ignored), and
+/// Warden's own server info. An upstream's instructions cannot open a section
+/// of their own: their `## ` headings are pushed down a level.
 pub fn initialize_result(introduced: &[(&str, &Introduced)], requested: Option<&str>) -> Value {
     let mut capabilities = Map::new();
     for (_, intro) in introduced {
@@ -101,9 +103,17 @@ pub fn initialize_result(introduced: &[(&str, &Introduced)], requested: Option<&
     }
     let instructions: Vec<String> = introduced
         .iter()
-        .filter_map(|(name, intro)| intro.instructions.as_ref().map(|i| format!("## {name}\n{i}")))
+        .filter_map(|(name, intro)| intro.instructions.as_ref().map(|i| format!("## {name}\n{}", demote(i))))
         .collect();
-    let version = introduced.iter().filter_map(|(_, i)| i.version.clone()).min().or(requested.map(str::to_owned));
+    // Only versions Warden knows: an upstream cannot make the session speak one it made up.
+    let known = |v: &str| crate::era::LEGACY_VERSIONS.contains(&v);
+    let version = introduced
+        .iter()
+        .filter_map(|(_, i)| i.version.clone())
+        .filter(|v| known(v))
+        .min()
+        .or(requested.filter(|v| known(v)).map(str::to_owned))
+        .unwrap_or_else(|| crate::era::LATEST_LEGACY.to_owned());
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
@@ -113,6 +123,14 @@ pub fn initialize_result(introduced: &[(&str, &Introduced)], requested: Option<&
         result["instructions"] = Value::String(instructions.join("\n\n"));
     }
     result
+}
+
+/// Text whose lines cannot pass for one of the gateway's `## NAME` headings.
+fn demote(text: &str) -> String {
+    text.lines()
+        .map(|l| if l.trim_start().starts_with("## ") { format!("#{}", l.trim_start()) } else { l.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A list page as one upstream gave it.

@@ -32,7 +32,7 @@ use crate::plugin::{Chain, LoadError, Plugins, Runtime};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::child::SpawnError;
-use crate::upstream::{Target, Upstream, VirtualUpstream};
+use crate::upstream::{Opening, Target, Upstream, VirtualUpstream};
 
 /// A loaded gateway: its config and every upstream's chain, followed as the
 /// config file is reloaded.
@@ -260,10 +260,14 @@ impl VirtualUpstream for GatewayUpstream {
         Arc::from("gateway")
     }
 
-    fn start(&self, _max_message_bytes: usize) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
+    fn start(
+        &self,
+        opening: &Opening,
+        _max_message_bytes: usize,
+    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
         let (to_router, from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let (to_relay, mut output) = mpsc::channel::<Frame>(QUEUE);
-        let router = router::Router::new(self.state.shared.subscribe(), to_relay);
+        let router = router::Router::new(self.state.shared.subscribe(), opening.clone(), to_relay);
         let pump = tokio::spawn(router.run(from_relay));
         let output = futures::stream::poll_fn(move |cx| output.poll_recv(cx)).map(Ok).boxed();
         Ok((Upstream::remote(self.name(), output, pump), to_router))

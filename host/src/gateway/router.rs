@@ -34,6 +34,7 @@ use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
+use crate::upstream::Opening;
 
 /// What every session of one gateway shares.
 pub struct Shared {
@@ -48,6 +49,12 @@ pub struct Shared {
 /// The method of the `initialize` a reload sends an upstream that joined a
 /// session already under way (answered to no client).
 const INTRODUCE: &str = "warden/introduce";
+
+/// Longest an upstream may take to answer `initialize`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most resource URIs (and template starts) one session routes.
+const MAX_ROUTES: usize = 100_000;
 
 /// An upstream in this session.
 struct Upstream {
@@ -95,6 +102,9 @@ impl Upstream {
 struct Leg {
     slot: u64,
     lane: usize,
+    /// The progress token the client's request carries, by value: progress
+    /// under it is taken from this leg's upstream only.
+    progress: Option<String>,
     /// Whether it went to the upstream (not still waiting for room).
     sent: bool,
 }
@@ -114,6 +124,8 @@ struct Owed {
 pub struct Router {
     /// The config in force, followed as it is reloaded.
     shared: watch::Receiver<Arc<Shared>>,
+    /// The session this router serves, as its lanes' plugins see it.
+    opening: Opening,
     separator: String,
     setup: LaneSetup,
     to_client: mpsc::Sender<Frame>,
@@ -137,16 +149,20 @@ pub struct Router {
     by_client: HashMap<String, u64>,
     /// Server→client requests: router id → (lane, the upstream's id as written).
     asks: HashMap<u64, (usize, String)>,
+    /// Progress tokens of calls in flight → the upstream whose progress they take.
+    progress: HashMap<String, usize>,
     /// Where each URI the client was given comes from.
     resources: HashMap<String, usize>,
     /// The fixed starts of resource templates, and their upstream.
-    templates: Vec<(String, usize)>,
+    templates: HashMap<String, usize>,
     /// Whether the upstreams were started (at the client's `initialize`).
     started: bool,
     /// Whether the client sent `notifications/initialized`.
     initialized: bool,
     /// Whether `initialize` is still being answered by the upstreams.
     introducing: bool,
+    /// Upstream sessions started and not yet ended.
+    live: usize,
     /// The client's `initialize`, for upstreams that join later.
     init: Option<Bytes>,
     /// What the client sent meanwhile: handled once they have answered.
@@ -155,7 +171,7 @@ pub struct Router {
 
 impl Router {
     /// A router that answers the client through `to_client`.
-    pub fn new(shared: watch::Receiver<Arc<Shared>>, to_client: mpsc::Sender<Frame>) -> Router {
+    pub fn new(shared: watch::Receiver<Arc<Shared>>, opening: Opening, to_client: mpsc::Sender<Frame>) -> Router {
         let (events_tx, events) = mpsc::channel(QUEUE);
         let now = shared.borrow().clone();
         let upstreams: Vec<Upstream> =
@@ -163,6 +179,7 @@ impl Router {
         let by_name = upstreams.iter().enumerate().map(|(i, u)| (u.name.clone(), i)).collect();
         Router {
             shared,
+            opening,
             separator: now.config.separator.clone(),
             setup: now.setup.clone(),
             to_client,
@@ -178,11 +195,13 @@ impl Router {
             restarts: BinaryHeap::new(),
             by_client: HashMap::new(),
             asks: HashMap::new(),
+            progress: HashMap::new(),
             resources: HashMap::new(),
-            templates: Vec::new(),
+            templates: HashMap::new(),
             started: false,
             initialized: false,
             introducing: false,
+            live: 0,
             init: None,
             held: Vec::new(),
         }
@@ -217,7 +236,12 @@ impl Router {
                 }
                 out = from_client.recv(), if client_open => match out {
                     Some(Outgoing::Message(bytes) | Outgoing::Part(bytes)) => self.client_message(bytes).await,
-                    None => client_open = false,
+                    None => {
+                        client_open = false;
+                        // Each upstream's input closes now, as in `warden wrap`: it answers
+                        // what it can and exits; what it leaves unanswered is settled when it ends.
+                        self.close_lanes();
+                    }
                 },
                 Some((index, event)) = outputs.next(), if any_output => {
                     self.lane_event(index, event).await;
@@ -229,19 +253,33 @@ impl Router {
             }
         }
         // Closing each lane's input lets its upstream finish; wait for them (bounded).
-        let running = self.upstreams.iter_mut().filter_map(|u| u.lane.take()).count();
+        self.close_lanes();
         let grace = crate::upstream::child::EXIT_GRACE + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, async {
-            let mut ended = 0;
-            while ended < running {
-                match self.events.recv().await {
-                    Some((_, LaneEvent::Ended(_))) => ended += 1,
-                    Some(_) => {}
-                    None => break,
+            while self.live > 0 {
+                let outputs = self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let any_output = !outputs.is_empty();
+                tokio::select! {
+                    // What they still send is read (and dropped), so that none waits on the router.
+                    Some(_) = outputs.next(), if any_output => {}
+                    event = self.events.recv() => match event {
+                        Some((_, LaneEvent::Ended(_))) => self.live = self.live.saturating_sub(1),
+                        Some(_) => {}
+                        None => break,
+                    },
                 }
             }
         })
         .await;
+    }
+
+    /// Closes every lane's input (no restarts follow).
+    fn close_lanes(&mut self) {
+        self.restarts.clear();
+        for u in &mut self.upstreams {
+            u.lane = None;
+            u.waiting.clear();
+        }
     }
 
     async fn client_message(&mut self, bytes: Bytes) {
@@ -334,9 +372,10 @@ impl Router {
         if u.removed || u.lane.is_some() {
             return;
         }
-        match Lane::start(index, &u.config, u.chain.clone(), &self.setup, self.events_tx.clone()) {
+        match Lane::start(index, &u.config, u.chain.clone(), &self.setup, &self.opening, self.events_tx.clone()) {
             Ok((lane, output)) => {
                 u.lane = Some(lane);
+                self.live += 1;
                 self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(output);
             }
             Err(e) => {
@@ -410,7 +449,7 @@ impl Router {
             u.waiting.clear();
             let intro = u.introduced.take();
             self.resources.retain(|_, l| *l != index);
-            self.templates.retain(|(_, l)| *l != index);
+            self.templates.retain(|_, l| *l != index);
             if let Some(intro) = intro {
                 self.list_changed(&intro).await;
             }
@@ -487,11 +526,18 @@ impl Router {
     async fn list(&mut self, m: Message, client_id: String) {
         let method = m.head.method.clone().unwrap_or_default();
         let capability = merge::capability_of(&method).unwrap_or("tools");
-        let cursor = params_string(&m.raw, &["cursor"]);
+        let cursor = match params_value(&m.raw, "cursor") {
+            None => None,
+            Some(Value::String(cursor)) => Some(cursor),
+            Some(_) => return self.refuse(&client_id, code::INVALID_PARAMS, "params.cursor must be a string").await,
+        };
         let legs: Vec<(usize, Option<Bytes>)> = match cursor {
             None => self.lanes_with(capability).into_iter().map(|l| (l, Some(m.raw.clone()))).collect(),
             Some(cursor) => {
-                let Some(cursors) = merge::decode_cursor(&cursor) else {
+                // Only a cursor the gateway gave: each upstream it names known, and one at least.
+                let cursors = merge::decode_cursor(&cursor)
+                    .filter(|c| !c.is_empty() && c.keys().all(|name| self.by_name.contains_key(name)));
+                let Some(cursors) = cursors else {
                     return self.refuse(&client_id, code::INVALID_PARAMS, "invalid cursor").await;
                 };
                 cursors
@@ -544,7 +590,11 @@ impl Router {
         let Some(sent) = rewrite::with_id(raw, &id.to_string()) else {
             return self.settle(slot, lane, Err("the request could not be passed on".into())).await;
         };
-        self.legs.insert(id, Leg { slot, lane, sent: false });
+        let progress = jsonrpc::progress_token(raw);
+        if let Some(token) = &progress {
+            self.progress.insert(token.clone(), lane);
+        }
+        self.legs.insert(id, Leg { slot, lane, progress, sent: false });
         self.upstreams[lane].waiting.push_back((id, sent));
         self.dispatch(lane).await;
     }
@@ -557,16 +607,26 @@ impl Router {
             // A leg cancelled or timed out while it waited is gone.
             let Some(leg) = self.legs.get_mut(&id) else { continue };
             leg.sent = true;
-            // The upstream's `timeout` runs from when it has the call.
-            self.deadlines.push(Reverse((Instant::now() + self.upstreams[lane].config.timeout, id)));
+            // The upstream's `timeout` runs from when it has the call; an
+            // `initialize` gets at most INIT_TIMEOUT, so that an upstream that
+            // never answers it is left out instead of holding the session up.
+            let slot = leg.slot;
+            let introducing =
+                self.owed.get(&slot).is_some_and(|o| o.method == INTRODUCE || o.method == jsonrpc::method::INITIALIZE);
+            let mut timeout = self.upstreams[lane].config.timeout;
+            if introducing {
+                timeout = timeout.min(INIT_TIMEOUT);
+            }
+            self.deadlines.push(Reverse((Instant::now() + timeout, id)));
             self.upstreams[lane].in_flight += 1;
             let delivered = match &self.upstreams[lane].lane {
-                Some(l) => l.send(sent).await,
+                Some(l) => l.send(sent),
                 None => false,
             };
             if !delivered {
                 if let Some(leg) = self.take_leg(id) {
-                    Box::pin(self.settle(leg.slot, lane, Err("failed before answering".into()))).await;
+                    let why = format!("is not reading its input ({} messages wait for it)", lane::MAX_QUEUED);
+                    Box::pin(self.settle(leg.slot, lane, Err(why))).await;
                 }
             }
         }
@@ -575,6 +635,9 @@ impl Router {
     /// Forgets leg `id`, freeing its room at its upstream.
     fn take_leg(&mut self, id: u64) -> Option<Leg> {
         let leg = self.legs.remove(&id)?;
+        if let Some(token) = &leg.progress {
+            self.progress.remove(token);
+        }
         if leg.sent {
             let u = &mut self.upstreams[leg.lane];
             u.in_flight = u.in_flight.saturating_sub(1);
@@ -596,7 +659,7 @@ impl Router {
             if leg.sent {
                 let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "timed out at the gateway"}});
                 if let Some(l) = &self.upstreams[lane].lane {
-                    l.send(Bytes::from(cancel.to_string())).await;
+                    l.send(Bytes::from(cancel.to_string()));
                 }
             }
             let timeout = humantime::format_duration(self.upstreams[lane].config.timeout);
@@ -661,7 +724,7 @@ impl Router {
                 if self.initialized {
                     let note = json!({"jsonrpc": "2.0", "method": jsonrpc::method::INITIALIZED});
                     if let Some(l) = &self.upstreams[lane].lane {
-                        l.send(Bytes::from(note.to_string())).await;
+                        l.send(Bytes::from(note.to_string()));
                     }
                 }
                 self.list_changed(&intro).await;
@@ -686,14 +749,14 @@ impl Router {
                     self.refuse(id, code::UPSTREAM_FAILED, "no upstream of the gateway initialized").await;
                     return self.release_held().await;
                 }
-                let requested = None;
+                let requested = self.init.as_deref().and_then(|raw| params_string(raw, &["protocolVersion"]));
                 let parts: Vec<(&str, &Introduced)> = introduced
                     .iter()
                     .filter_map(|&l| {
                         self.upstreams[l].introduced.as_ref().map(|i| (self.upstreams[l].name.as_str(), i))
                     })
                     .collect();
-                let result = merge::initialize_result(&parts, requested);
+                let result = merge::initialize_result(&parts, requested.as_deref());
                 self.reply(id, &result).await;
                 self.release_held().await;
             }
@@ -726,9 +789,10 @@ impl Router {
                 self.reply(id, &result).await;
             }
             "logging/setLevel" => {
-                let failed = owed.answers.iter().find(|(_, a)| raw_result(a).is_none());
-                match failed {
-                    Some((_, error)) if owed.answers.len() == 1 => self.forward_answer(id, &error.clone()).await,
+                // Set if any upstream took it; refused if every one refused it.
+                let took = owed.answers.iter().any(|(_, a)| raw_result(a).is_some());
+                match owed.answers.first() {
+                    Some((_, error)) if !took => self.forward_answer(id, &error.clone()).await,
                     _ => self.reply(id, &json!({})).await,
                 }
             }
@@ -765,7 +829,7 @@ impl Router {
                     rewrite::to_bytes(&f)
                 });
                 if let (Some(sent), Some(l)) = (sent, &self.upstreams[lane].lane) {
-                    l.send(sent).await;
+                    l.send(sent);
                 }
                 self.dispatch(lane).await;
             }
@@ -774,7 +838,7 @@ impl Router {
         // Everything else concerns every upstream (initialized, roots changed, …).
         for u in &self.upstreams {
             if let (Some(lane), Some(_)) = (&u.lane, &u.introduced) {
-                lane.send(m.raw.clone()).await;
+                lane.send(m.raw.clone());
             }
         }
     }
@@ -787,7 +851,7 @@ impl Router {
             return;
         };
         if let (Some(sent), Some(l)) = (rewrite::with_id(&m.raw, &upstream_id), &self.upstreams[lane].lane) {
-            l.send(sent).await;
+            l.send(sent);
         }
     }
 
@@ -817,7 +881,10 @@ impl Router {
                     Kind::Notification => self.lane_notification(lane, m).await,
                 }
             }
-            LaneEvent::Ended(end) => self.lane_ended(lane, &format!("{end:?}")).await,
+            LaneEvent::Ended(end) => {
+                self.live = self.live.saturating_sub(1);
+                self.lane_ended(lane, &format!("{end:?}")).await
+            }
         }
     }
 
@@ -826,21 +893,27 @@ impl Router {
         let name = self.upstreams[lane].name.clone();
         let sent = match method {
             // Log lines say which upstream wrote them.
-            "notifications/message" => rewrite::fields(&m.raw).and_then(|mut f| {
-                let mut params = rewrite::nested(&f, "params")?;
-                let logger = match rewrite::string(&params, "logger") {
-                    Some(own) => format!("{name}/{own}"),
-                    None => name.clone(),
-                };
-                rewrite::set(&mut params, "logger", &logger);
-                rewrite::set_object(&mut f, "params", &params);
-                Some(rewrite::to_bytes(&f))
-            }),
+            "notifications/message" => rewrite::fields(&m.raw)
+                .and_then(|mut f| {
+                    let mut params = rewrite::nested(&f, "params")?;
+                    let logger = match rewrite::string(&params, "logger") {
+                        Some(own) => format!("{name}/{own}"),
+                        None => name.clone(),
+                    };
+                    rewrite::set(&mut params, "logger", &logger);
+                    rewrite::set_object(&mut f, "params", &params);
+                    Some(rewrite::to_bytes(&f))
+                })
+                // No params to name it in: passed as it is, as any other notification.
+                .or_else(|| Some(m.raw.clone())),
             // An upstream cancelling its own request: under the id the client knows.
             jsonrpc::method::CANCELLED => {
                 let theirs = jsonrpc::cancelled_request(&m.raw);
-                let ours =
-                    self.asks.iter().find(|(_, (l, id))| *l == lane && Some(id) == theirs.as_ref()).map(|(k, _)| *k);
+                let ours = self
+                    .asks
+                    .iter()
+                    .find(|(_, (l, id))| *l == lane && theirs.is_some() && jsonrpc::id_key(id) == theirs)
+                    .map(|(k, _)| *k);
                 ours.and_then(|ours| {
                     self.asks.remove(&ours);
                     let mut f = rewrite::fields(&m.raw)?;
@@ -849,6 +922,15 @@ impl Router {
                     rewrite::set_object(&mut f, "params", &params);
                     Some(rewrite::to_bytes(&f))
                 })
+            }
+            // Progress only for a call this upstream has, under its token: one
+            // upstream cannot report progress on another's call.
+            "notifications/progress" => {
+                let ours = jsonrpc::progress_token(&m.raw).is_some_and(|t| self.progress.get(&t) == Some(&lane));
+                if !ours {
+                    tracing::debug!(upstream = %name, "progress for no call of this upstream dropped");
+                }
+                ours.then(|| m.raw.clone())
             }
             _ => Some(m.raw.clone()),
         };
@@ -865,7 +947,7 @@ impl Router {
         let introduced = self.upstreams[lane].introduced.take();
         self.asks.retain(|_, (l, _)| *l != lane);
         self.resources.retain(|_, l| *l != lane);
-        self.templates.retain(|(_, l)| *l != lane);
+        self.templates.retain(|_, l| *l != lane);
         self.upstreams[lane].waiting.clear();
         let legs: Vec<u64> = self.legs.iter().filter(|(_, leg)| leg.lane == lane).map(|(id, _)| *id).collect();
         for id in legs {
@@ -899,22 +981,41 @@ impl Router {
     }
 
     /// The upstream a URI came from: as listed or linked, by a template's
-    /// fixed start (the longest), or the only upstream with resources.
+    /// fixed start, or the only upstream with resources.
     fn lane_for_uri(&self, uri: &str) -> Option<usize> {
         if let Some(&lane) = self.resources.get(uri) {
             return Some(lane);
         }
-        let by_template = self
+        // By the templates whose fixed start it has: only when they are all one
+        // upstream's (one upstream's template cannot capture another's URIs).
+        let mut by_template = self
             .templates
             .iter()
             .filter(|(start, _)| !start.is_empty() && uri.starts_with(start.as_str()))
-            .max_by_key(|(start, _)| start.len());
-        if let Some((_, lane)) = by_template {
-            return Some(*lane);
+            .map(|(_, lane)| *lane);
+        if let Some(first) = by_template.next() {
+            return by_template.all(|lane| lane == first).then_some(first);
         }
         match self.lanes_with("resources").as_slice() {
             [only] => Some(*only),
             _ => None,
+        }
+    }
+
+    /// Routes `uri` to `lane`, unless another upstream gave it first: an
+    /// upstream cannot take over a URI the client got from another one (by
+    /// listing or linking it too); the first keeps it, and the clash is logged.
+    fn bind(&mut self, uri: String, lane: usize) {
+        match self.resources.get(&uri) {
+            Some(&first) if first != lane && !self.upstreams[first].removed => {
+                let (first, second) = (&self.upstreams[first].name, &self.upstreams[lane].name);
+                tracing::warn!(first = %first, second = %second, "two upstreams give the same resource URI; it stays with the first");
+            }
+            Some(_) => {}
+            None if self.resources.len() < MAX_ROUTES => {
+                self.resources.insert(uri, lane);
+            }
+            None => tracing::warn!("the resource routing table is full; a URI is not routed"),
         }
     }
 
@@ -923,14 +1024,16 @@ impl Router {
             match method {
                 "resources/list" => {
                     if let Some(uri) = rewrite::string(item, "uri") {
-                        self.resources.insert(uri, lane);
+                        self.bind(uri, lane);
                     }
                 }
                 "resources/templates/list" => {
                     if let Some(template) = rewrite::string(item, "uriTemplate") {
                         let start = template.split('{').next().unwrap_or_default().to_owned();
-                        self.templates.retain(|(s, l)| !(s == &start && *l == lane));
-                        self.templates.push((start, lane));
+                        // The first upstream to give a fixed start keeps it.
+                        if self.templates.len() < MAX_ROUTES {
+                            self.templates.entry(start).or_insert(lane);
+                        }
                     }
                 }
                 _ => {}
@@ -953,7 +1056,7 @@ impl Router {
                 _ => None,
             };
             if let Some(uri) = uri.and_then(Value::as_str) {
-                self.resources.insert(uri.to_owned(), lane);
+                self.bind(uri.to_owned(), lane);
             }
         }
     }
@@ -989,6 +1092,13 @@ impl Router {
 fn params_string(raw: &[u8], path: &[&str]) -> Option<String> {
     let f = rewrite::fields(raw)?;
     rewrite::string_at(&rewrite::nested(&f, "params")?, path)
+}
+
+/// A member of a message's `params`, read.
+fn params_value(raw: &[u8], key: &str) -> Option<Value> {
+    let f = rewrite::fields(raw)?;
+    let params = rewrite::nested(&f, "params")?;
+    params.get(key).and_then(|v| serde_json::from_str(v.get()).ok())
 }
 
 /// An answer's `result` text, if it is a result.

@@ -44,7 +44,7 @@ use crate::session;
 use crate::start::StartError;
 use crate::transport::framing::Frame;
 use crate::transport::QUEUE;
-use crate::upstream::Target;
+use crate::upstream::{Opening, Target};
 
 /// Everything `warden serve` needs.
 #[derive(Debug, Clone)]
@@ -257,10 +257,11 @@ impl Gateway {
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
+        let opening = Opening { session: legacy.then(|| Arc::from(id.as_str())), caller: caller.clone() };
         let (upstream, to_upstream) = if legacy {
-            target.start(self.upstream_name.clone(), self.options.max_message_bytes)?
+            target.start(self.upstream_name.clone(), &opening, self.options.max_message_bytes)?
         } else {
-            target.start_plain(self.upstream_name.clone(), self.options.max_message_bytes)?
+            target.start_plain(self.upstream_name.clone(), &opening, self.options.max_message_bytes)?
         };
         let (to_client, client_rx) = mpsc::channel(QUEUE);
         let (input, mut input_rx) = mpsc::channel::<Bytes>(QUEUE);

@@ -44,7 +44,21 @@ pub trait VirtualUpstream: Send + Sync + std::fmt::Debug {
     /// Its name in logs.
     fn name(&self) -> Arc<str>;
     /// Starts it for one client session.
-    fn start(&self, max_message_bytes: usize) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError>;
+    fn start(
+        &self,
+        opening: &Opening,
+        max_message_bytes: usize,
+    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError>;
+}
+
+/// What a session tells the upstream it opens: what a virtual upstream hands
+/// on to the sessions it opens in turn (their plugins judge the same caller).
+#[derive(Debug, Clone, Default)]
+pub struct Opening {
+    /// The session's id, when the transport has one.
+    pub session: Option<Arc<str>>,
+    /// The authenticated caller's subject.
+    pub caller: Option<Arc<str>>,
 }
 
 /// A command line that names no server, or two.
@@ -88,9 +102,10 @@ impl Target {
     pub fn start(
         &self,
         name: Arc<str>,
+        opening: &Opening,
         max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError> {
-        let (upstream, input) = self.start_plain(name, max_message_bytes)?;
+        let (upstream, input) = self.start_plain(name, opening, max_message_bytes)?;
         Ok(match self {
             Target::Remote(_) | Target::Command { probe_era: true, .. } => bridge::bridge(upstream, input),
             Target::Command { probe_era: false, .. } | Target::Virtual(_) | Target::Gateway(_) => (upstream, input),
@@ -101,12 +116,13 @@ impl Target {
     pub fn start_plain(
         &self,
         name: Arc<str>,
+        opening: &Opening,
         max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError> {
         match self {
             Target::Remote(remote) => Ok(http::connect(name, remote.clone(), max_message_bytes)),
             Target::Command { command, .. } => Upstream::start(name, command, max_message_bytes),
-            Target::Virtual(v) => v.start(max_message_bytes),
+            Target::Virtual(v) => v.start(opening, max_message_bytes),
             Target::Gateway(_) => Err(child::SpawnError::Spawn {
                 program: "gateway".into(),
                 error: std::io::Error::other("the gateway was not loaded"),

@@ -9,7 +9,7 @@ pub enum UpstreamError {
     /// No connection could be made (after the retries with backoff).
     #[error("upstream {url} unreachable ({why})")]
     Unreachable {
-        /// The upstream's URL.
+        /// The upstream's URL, without its query (which may carry a token).
         url: String,
         /// What the connection attempt said.
         why: String,

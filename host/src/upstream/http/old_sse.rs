@@ -24,7 +24,10 @@ pub(super) async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id:
             shared.fail(id, &UpstreamError::Status { status, body: snippet(&body) }).await;
         }
         Err(e) => {
-            let why = UpstreamError::Unreachable { url: shared.options.url.to_string(), why: e.to_string() };
+            let why = UpstreamError::Unreachable {
+                url: crate::config::gateway::shown_url(&shared.options.url.to_string()),
+                why: e.to_string(),
+            };
             shared.fail(id, &why).await
         }
     }

@@ -186,7 +186,7 @@ pub(super) async fn send(
             Err(e) => {
                 let source = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
                 return Err(UpstreamError::Unreachable {
-                    url: shared.options.url.to_string(),
+                    url: crate::config::gateway::shown_url(&shared.options.url.to_string()),
                     why: format!("{e}{source}"),
                 });
             }
