@@ -40,6 +40,22 @@ enum Command {
     /// Work with gateway config files (`warden.toml`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work with the gateway's pinned tool definitions (`warden.pins.json`).
+    #[command(subcommand)]
+    Pins(PinsCommand),
+}
+
+#[derive(Subcommand)]
+enum PinsCommand {
+    /// Takes a tool's new definition: forgets its pin (`upstream__tool`, or a
+    /// whole `upstream`), so that the next listing pins what it says then.
+    Accept {
+        /// The tool as clients see it, or an upstream's name.
+        name: String,
+        /// The gateway config whose pins these are.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,7 +278,7 @@ fn main() -> ExitCode {
     let mut builder = match &cli.command {
         Command::Wrap(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) if args.threads == 1 => tokio::runtime::Builder::new_current_thread(),
-        Command::Plugin(_) | Command::Config(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Plugin(_) | Command::Config(_) | Command::Pins(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if args.threads > 1 {
@@ -282,6 +298,26 @@ fn main() -> ExitCode {
         Command::Wrap(args) => runtime.block_on(wrap_main(args)),
         Command::Serve(args) => runtime.block_on(serve_main(args)),
         Command::Plugin(PluginCommand::Check(args)) => runtime.block_on(check_main(args)),
+        Command::Pins(PinsCommand::Accept { name, config }) => {
+            let separator = warden::config::gateway::load(&config).map(|c| c.separator);
+            match separator {
+                Ok(separator) => match warden::gateway::pins::accept(&config, &separator, &name) {
+                    Ok(0) => {
+                        println!("{name}: nothing pinned under that name");
+                        Ok(ExitCode::FAILURE)
+                    }
+                    Ok(n) => {
+                        println!("{name}: {n} pin(s) forgotten; the next listing pins the new definition");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err(anyhow::anyhow!("pins of {}: {e}", config.display())),
+                },
+                Err(e) => {
+                    println!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Config(ConfigCommand::Check { file }) => match warden::config::gateway::load(&file) {
             Ok(config) => {
                 println!("{}: ok", file.display());

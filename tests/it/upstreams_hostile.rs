@@ -116,3 +116,41 @@ fn a_client_that_leaves_with_a_call_in_flight_lets_warden_exit() {
     let status = w.wait();
     assert!(status.code().is_some(), "warden did not exit by itself: {status:?}");
 }
+
+#[test]
+fn a_tool_that_changes_its_definition_after_it_was_pinned_is_refused_until_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut pulled = fixture();
+    pulled.push("--rug-pull".into());
+    let file = config_with(dir.path(), None, &[("one", fixture(), "pin = \"refuse\"")]);
+    let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+    w.initialize();
+    assert!(names(&w.request("tools/list", json!({})), "tools").contains(&"one__echo".to_owned()));
+    assert!(dir.path().join("warden.pins.json").exists(), "no pins written");
+    // The upstream now says something else about `echo`.
+    config_with(dir.path(), None, &[("one", pulled.clone(), "pin = \"refuse\"")]);
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    assert!(names(&w.request("tools/list", json!({})), "tools").contains(&"one__echo".to_owned()));
+    let (code, message) = failure(w.call_tool("one__echo", json!({"text": "x"})));
+    assert!(code == -31055 && message.contains("pins accept one__echo"), "{message}");
+    assert_eq!(text_of(&w.call_tool("one__add", json!({"a": 1, "b": 2}))), "3", "other tools are not affected");
+    // Accepted: the next listing pins the new definition.
+    let out = std::process::Command::new(crate::common::paths().warden)
+        .args(["pins", "accept", "one__echo", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run warden pins accept");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    names(&w.request("tools/list", json!({})), "tools");
+    assert_eq!(text_of(&w.call_tool("one__echo", json!({"text": "accepted"}))), "accepted");
+    // Under `hide`, a changed tool leaves the list and is refused too.
+    config_with(dir.path(), None, &[("one", fixture(), "pin = \"hide\"")]);
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(!tools.contains(&"one__echo".to_owned()) && tools.contains(&"one__add".to_owned()), "{tools:?}");
+    assert_eq!(failure(w.call_tool("one__echo", json!({"text": "x"}))).0, -31055);
+    let events = w.finish();
+    assert!(events.iter().any(|e| e["event"]["event"] == "tool-changed" && e["upstream"] == "one"), "{events:?}");
+}

@@ -106,6 +106,22 @@ pub struct RawUpstream {
     pub restart_delay: Option<String>,
     /// When calls to it are refused at once after failing in a row.
     pub circuit_breaker: Option<RawBreaker>,
+    /// What happens when one of its tools changes its definition after it was pinned.
+    pub pin: Option<PinPolicy>,
+}
+
+/// What happens when an upstream's tool changes its definition after it was
+/// pinned (see `gateway::pins`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinPolicy {
+    /// Logged and audited; the tool stays.
+    #[default]
+    Warn,
+    /// Left out of lists; calls to it refused.
+    Hide,
+    /// Listed; calls to it refused.
+    Refuse,
 }
 
 /// `circuit-breaker = { failures = 5, cool-down = "30s" }`.
@@ -213,6 +229,8 @@ pub struct UpstreamConfig {
     pub restart_delay: Duration,
     /// See [`Breaker`].
     pub breaker: Breaker,
+    /// See [`PinPolicy`].
+    pub pin: PinPolicy,
 }
 
 /// How an upstream is reached.
@@ -497,6 +515,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             max_concurrency: u.max_concurrency,
             restart_delay,
             breaker,
+            pin: u.pin.unwrap_or_default(),
         });
     }
     if upstreams.is_empty() {

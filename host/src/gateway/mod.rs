@@ -13,6 +13,7 @@
 
 pub mod lane;
 pub mod merge;
+pub mod pins;
 pub mod rewrite;
 pub mod router;
 
@@ -74,7 +75,8 @@ impl GatewayUpstream {
         let setup = lane::LaneSetup { runtime, audit, transport, max_message_bytes };
         let folders = tokio::sync::Mutex::new(HashMap::new());
         let chains = chains(&config, &setup, watch, &folders).await?;
-        let shared = Arc::new(router::Shared { config: Arc::new(config), chains, setup: setup.clone() });
+        let pins = Arc::new(pins::Pins::beside(&config.file));
+        let shared = Arc::new(router::Shared { pins, config: Arc::new(config), chains, setup: setup.clone() });
         let (shared, _) = watch::channel(shared);
         Ok(GatewayUpstream { state: Arc::new(State { shared, setup, watch, folders }) })
     }
@@ -101,7 +103,8 @@ impl GatewayUpstream {
                     At::WARDEN,
                     &json!({"event": "gateway-reload", "why": why, "result": "ok", "upstreams": names}),
                 );
-                let shared = router::Shared { config: Arc::new(config), chains, setup: state.setup.clone() };
+                let pins = state.shared.borrow().pins.clone();
+                let shared = router::Shared { pins, config: Arc::new(config), chains, setup: state.setup.clone() };
                 state.shared.send_replace(Arc::new(shared));
                 // Folders no config names any more are let go.
                 let wanted: Vec<Option<PathBuf>> = folder_paths(&state.shared.borrow().config);

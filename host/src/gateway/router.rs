@@ -28,8 +28,10 @@ use futures::StreamExt;
 
 use super::lane::{self, Lane, LaneEvent, LaneSetup};
 use super::merge::{self, Introduced, Page};
+use super::pins::{Pinned, Pins};
 use super::rewrite;
-use crate::config::gateway::{Gateway, UpstreamConfig, MAX_RESTART_DELAY};
+use crate::audit::{At, Source};
+use crate::config::gateway::{Gateway, PinPolicy, UpstreamConfig, MAX_RESTART_DELAY};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
@@ -38,6 +40,8 @@ use crate::upstream::Opening;
 
 /// What every session of one gateway shares.
 pub struct Shared {
+    /// The pinned tool definitions.
+    pub pins: Arc<Pins>,
     /// The checked config.
     pub config: Arc<Gateway>,
     /// Each upstream's chain (shared, then its own), in config order.
@@ -149,6 +153,8 @@ pub struct Router {
     by_client: HashMap<String, u64>,
     /// Server→client requests: router id → (lane, the upstream's id as written).
     asks: HashMap<u64, (usize, String)>,
+    /// Tools whose definition changed since pinned, under a policy that refuses them: (upstream, tool).
+    unpinned: std::collections::HashSet<(usize, String)>,
     /// Progress tokens of calls in flight → the upstream whose progress they take.
     progress: HashMap<String, usize>,
     /// Where each URI the client was given comes from.
@@ -195,6 +201,7 @@ impl Router {
             restarts: BinaryHeap::new(),
             by_client: HashMap::new(),
             asks: HashMap::new(),
+            unpinned: std::collections::HashSet::new(),
             progress: HashMap::new(),
             resources: HashMap::new(),
             templates: HashMap::new(),
@@ -308,6 +315,10 @@ impl Router {
                 };
                 let kind = if method == "tools/call" { "tool" } else { "prompt" };
                 match self.split(&name) {
+                    Some((lane, inner)) if kind == "tool" && self.unpinned.contains(&(lane, inner.clone())) => {
+                        let text = format!("tool {name} changed its definition since it was pinned; `warden pins accept {name}` takes the new one");
+                        self.refuse(&client_id, code::TOOL_CHANGED, &text).await;
+                    }
                     Some((lane, inner)) => {
                         let sent = rewrite::with_param(&m.raw, None, &["name"], &inner);
                         self.one(lane, &m, client_id, sent).await;
@@ -781,8 +792,11 @@ impl Router {
                         return self.forward_answer(id, &error).await;
                     }
                 }
-                for (lane, page) in &pages {
+                for (lane, page) in &mut pages {
                     self.learn_resources(*lane, method, &page.items);
+                    if method == "tools/list" {
+                        self.check_pins(*lane, page);
+                    }
                 }
                 let separator = self.separator.clone();
                 let result = merge::merge_pages(method, key, &separator, pages.into_iter().map(|(_, p)| p).collect());
@@ -1000,6 +1014,42 @@ impl Router {
             [only] => Some(*only),
             _ => None,
         }
+    }
+
+    /// Holds each tool of a `tools/list` page against its pin: a changed one
+    /// is logged and audited and, as its upstream's `pin` says, kept, hidden
+    /// or kept but refused on call.
+    fn check_pins(&mut self, lane: usize, page: &mut Page) {
+        let policy = self.upstreams[lane].config.pin;
+        let upstream = self.upstreams[lane].name.clone();
+        let pins = self.shared.borrow().pins.clone();
+        let mut kept = Vec::with_capacity(page.items.len());
+        for item in std::mem::take(&mut page.items) {
+            let Some(tool) = rewrite::string(&item, "name") else { continue };
+            match pins.check(&upstream, &tool, &item) {
+                Pinned::New | Pinned::Same => {
+                    self.unpinned.remove(&(lane, tool));
+                    kept.push(item);
+                }
+                Pinned::Changed { pinned, now } => {
+                    tracing::warn!(upstream = %upstream, tool = %tool, ?policy, "a tool changed its definition since it was pinned");
+                    let event = json!({"event": "tool-changed", "tool": tool, "pinned": pinned, "now": now, "policy": format!("{policy:?}").to_lowercase()});
+                    let at = At { session: self.opening.session.as_deref(), upstream: Some(&upstream) };
+                    self.setup.audit.record(Source::Host, at, &event);
+                    match policy {
+                        PinPolicy::Warn => kept.push(item),
+                        PinPolicy::Hide => {
+                            self.unpinned.insert((lane, tool));
+                        }
+                        PinPolicy::Refuse => {
+                            self.unpinned.insert((lane, tool));
+                            kept.push(item);
+                        }
+                    }
+                }
+            }
+        }
+        page.items = kept;
     }
 
     /// Routes `uri` to `lane`, unless another upstream gave it first: an

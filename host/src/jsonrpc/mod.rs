@@ -42,6 +42,8 @@ pub mod code {
     pub const MESSAGE_TOO_LARGE: i32 = -31053;
     /// Warden is shutting down and the call could not finish in time.
     pub const SHUTTING_DOWN: i32 = -31054;
+    /// The gateway refuses a tool whose definition changed since it was pinned.
+    pub const TOOL_CHANGED: i32 = -31055;
 
     /// The `data.warden` tag of one of Warden's own codes.
     pub fn tag(code: i32) -> Option<&'static str> {
@@ -51,6 +53,7 @@ pub mod code {
             UPSTREAM_FAILED => "upstream-failed",
             MESSAGE_TOO_LARGE => "too-large",
             SHUTTING_DOWN => "shutting-down",
+            TOOL_CHANGED => "tool-changed",
             _ => return None,
         })
     }
