@@ -138,6 +138,8 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     // A value in the wrong place is never quoted back (it may be a secret).
     let out = refused("[upstreams.a]\ncommand = [\"x\"]\nenv = \"API_KEY=sk-live-leakme\"\n", Some(3), "(syntax)");
     assert!(!out.contains("leakme"), "{out}");
+    let out = refused("[upstreams.a]\ncommand = [\"x\"]\npin = \"sk-WRONGPLACE777\"\n", Some(3), "(syntax)");
+    assert!(!out.contains("WRONGPLACE"), "{out}");
     refused("[upstreams.a\n", Some(1), "(syntax)");
 }
 

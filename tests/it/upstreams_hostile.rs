@@ -154,3 +154,21 @@ fn a_tool_that_changes_its_definition_after_it_was_pinned_is_refused_until_accep
     let events = w.finish();
     assert!(events.iter().any(|e| e["event"]["event"] == "tool-changed" && e["upstream"] == "one"), "{events:?}");
 }
+
+#[test]
+fn a_changed_tool_is_refused_in_a_session_that_never_listed_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut pulled = fixture();
+    pulled.push("--rug-pull".into());
+    let session = |command: Vec<String>| {
+        let file = config_with(dir.path(), None, &[("one", command, "pin = \"refuse\"")]);
+        let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+        w.initialize();
+        w
+    };
+    // Pinned by one session, seen changed by another, refused in a third that never lists.
+    names(&session(fixture()).request("tools/list", json!({})), "tools");
+    names(&session(pulled.clone()).request("tools/list", json!({})), "tools");
+    let (code, message) = failure(session(pulled).call_tool("one__echo", json!({"text": "x"})));
+    assert_eq!(code, -31055, "{message}");
+}

@@ -525,20 +525,27 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams })
 }
 
-/// A parser message with its quoted values blanked (`invalid type: string
-/// "…"`): a value may be a secret written in the wrong place.
+/// A parser message with its quoted values and names blanked (`invalid
+/// type: string "…"`, ``unknown variant `…` ``): a value may be a secret
+/// written in the wrong place. The key and line still say where.
 fn unquoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
+    let mut close = '"';
+    // Backticks name keys in these (keep them: they say what to fix), values elsewhere.
+    let names_keys = ["unknown field", "missing field", "duplicate"].iter().any(|k| message.contains(k));
     for c in message.chars() {
         match (c, quoted) {
-            ('"', false) => {
+            ('`', false) if names_keys => out.push(c),
+            ('"' | '`', false) => {
                 quoted = true;
-                out.push_str("\"…");
+                close = c;
+                out.push(c);
+                out.push('…');
             }
-            ('"', true) => {
+            (c, true) if c == close => {
                 quoted = false;
-                out.push('"');
+                out.push(c);
             }
             (_, true) => {}
             (c, false) => out.push(c),

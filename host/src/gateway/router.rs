@@ -54,6 +54,12 @@ pub struct Shared {
 /// session already under way (answered to no client).
 const INTRODUCE: &str = "warden/introduce";
 
+/// How long a restarted upstream must stay up for its backoff to start afresh.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Most server→client requests of one session waiting for the client's answer.
+const MAX_ASKS: usize = 1024;
+
 /// Longest an upstream may take to answer `initialize`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,6 +88,12 @@ struct Upstream {
     failed_calls: u32,
     /// While its breaker is open: until when calls are refused at once.
     open_until: Option<Instant>,
+    /// Past the cool-down, the one call trying it is in flight.
+    probing: bool,
+    /// Its `initialize` is in flight (calls to it wait for the answer).
+    intro_pending: bool,
+    /// When its lane last started.
+    started_at: Option<Instant>,
 }
 
 impl Upstream {
@@ -98,6 +110,9 @@ impl Upstream {
             failures: 0,
             failed_calls: 0,
             open_until: None,
+            probing: false,
+            intro_pending: false,
+            started_at: None,
         }
     }
 }
@@ -153,8 +168,6 @@ pub struct Router {
     by_client: HashMap<String, u64>,
     /// Server→client requests: router id → (lane, the upstream's id as written).
     asks: HashMap<u64, (usize, String)>,
-    /// Tools whose definition changed since pinned, under a policy that refuses them: (upstream, tool).
-    unpinned: std::collections::HashSet<(usize, String)>,
     /// Progress tokens of calls in flight → the upstream whose progress they take.
     progress: HashMap<String, usize>,
     /// Where each URI the client was given comes from.
@@ -201,7 +214,6 @@ impl Router {
             restarts: BinaryHeap::new(),
             by_client: HashMap::new(),
             asks: HashMap::new(),
-            unpinned: std::collections::HashSet::new(),
             progress: HashMap::new(),
             resources: HashMap::new(),
             templates: HashMap::new(),
@@ -315,7 +327,7 @@ impl Router {
                 };
                 let kind = if method == "tools/call" { "tool" } else { "prompt" };
                 match self.split(&name) {
-                    Some((lane, inner)) if kind == "tool" && self.unpinned.contains(&(lane, inner.clone())) => {
+                    Some((lane, inner)) if kind == "tool" && self.refused_by_pin(lane, &inner) => {
                         let text = format!("tool {name} changed its definition since it was pinned; `warden pins accept {name}` takes the new one");
                         self.refuse(&client_id, code::TOOL_CHANGED, &text).await;
                     }
@@ -386,6 +398,7 @@ impl Router {
         match Lane::start(index, &u.config, u.chain.clone(), &self.setup, &self.opening, self.events_tx.clone()) {
             Ok((lane, output)) => {
                 u.lane = Some(lane);
+                u.started_at = Some(Instant::now());
                 self.live += 1;
                 self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(output);
             }
@@ -394,6 +407,20 @@ impl Router {
                 self.schedule_restart(index);
             }
         }
+    }
+
+    /// An upstream that did not initialize: its lane closes (what waits for
+    /// it is answered when it ends) and it is started again after its backoff.
+    async fn restart_later(&mut self, lane: usize) {
+        self.upstreams[lane].lane = None;
+        self.upstreams[lane].introduced = None;
+        let waiting: Vec<u64> = self.upstreams[lane].waiting.drain(..).map(|(id, _)| id).collect();
+        for id in waiting {
+            if let Some(leg) = self.take_leg(id) {
+                Box::pin(self.settle(leg.slot, lane, Err("did not initialize".into()))).await;
+            }
+        }
+        self.schedule_restart(lane);
     }
 
     /// Starts upstream `index` again after its backoff: its restart delay,
@@ -513,8 +540,9 @@ impl Router {
         let Some(sent) = sent else {
             return self.refuse(&client_id, code::INVALID_PARAMS, "params could not be read").await;
         };
-        if self.upstreams[lane].lane.is_none() {
-            let text = format!("upstream \"{}\" is not running", self.upstreams[lane].name);
+        let u = &self.upstreams[lane];
+        if u.lane.is_none() || (u.introduced.is_none() && !u.intro_pending) {
+            let text = format!("upstream \"{}\" is not running", u.name);
             return self.refuse(&client_id, code::UPSTREAM_FAILED, &text).await;
         }
         let slot = self.owe(m, client_id, 1);
@@ -586,16 +614,23 @@ impl Router {
     /// Sends `raw` to `lane` under a new router id, as a leg of `slot`:
     /// at once, or when the upstream has room under its `max-concurrency`.
     async fn leg(&mut self, slot: u64, lane: usize, raw: &[u8]) {
-        if let Some(until) = self.upstreams[lane].open_until {
-            let now = Instant::now();
-            if now < until {
-                let wait = humantime::format_duration(Duration::from_secs((until - now).as_secs().max(1)));
-                let why =
-                    format!("is unavailable: its circuit breaker is open after failed calls (next try in {wait})");
-                return self.settle(slot, lane, Err(why)).await;
+        let method = self.owed.get(&slot).map(|o| o.method.clone()).unwrap_or_default();
+        let intro = method == INTRODUCE || method == jsonrpc::method::INITIALIZE;
+        if method == jsonrpc::method::TOOLS_CALL {
+            if let Some(until) = self.upstreams[lane].open_until {
+                let now = Instant::now();
+                let u = &mut self.upstreams[lane];
+                if now < until || u.probing {
+                    let wait = humantime::format_duration(Duration::from_secs(
+                        until.saturating_duration_since(now).as_secs().max(1),
+                    ));
+                    let why =
+                        format!("is unavailable: its circuit breaker is open after failed calls (next try in {wait})");
+                    return self.settle(slot, lane, Err(why)).await;
+                }
+                // Half open: this call tries; the others are refused until it is answered.
+                u.probing = true;
             }
-            // Half open: this call tries; until it is answered, the others wait their turn.
-            self.upstreams[lane].open_until = None;
         }
         let id = self.next();
         let Some(sent) = rewrite::with_id(raw, &id.to_string()) else {
@@ -606,17 +641,33 @@ impl Router {
             self.progress.insert(token.clone(), lane);
         }
         self.legs.insert(id, Leg { slot, lane, progress, sent: false });
+        if intro {
+            // Its `initialize` goes first, whatever waits: the rest waits for its answer.
+            self.upstreams[lane].intro_pending = true;
+            self.upstreams[lane].waiting.push_front((id, sent));
+            self.send_next(lane).await;
+            return;
+        }
         self.upstreams[lane].waiting.push_back((id, sent));
         self.dispatch(lane).await;
     }
 
-    /// Sends waiting legs to `lane` while it has room.
+    /// Sends waiting legs to `lane` while it has room, once it is introduced.
     async fn dispatch(&mut self, lane: usize) {
         let limit = self.upstreams[lane].config.max_concurrency.unwrap_or(usize::MAX);
-        while self.upstreams[lane].in_flight < limit {
-            let Some((id, sent)) = self.upstreams[lane].waiting.pop_front() else { return };
+        while self.upstreams[lane].in_flight < limit && self.upstreams[lane].introduced.is_some() {
+            if !self.send_next(lane).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends the first waiting leg of `lane`; `false` when none waits.
+    async fn send_next(&mut self, lane: usize) -> bool {
+        {
+            let Some((id, sent)) = self.upstreams[lane].waiting.pop_front() else { return false };
             // A leg cancelled or timed out while it waited is gone.
-            let Some(leg) = self.legs.get_mut(&id) else { continue };
+            let Some(leg) = self.legs.get_mut(&id) else { return true };
             leg.sent = true;
             // The upstream's `timeout` runs from when it has the call; an
             // `initialize` gets at most INIT_TIMEOUT, so that an upstream that
@@ -641,6 +692,7 @@ impl Router {
                 }
             }
         }
+        true
     }
 
     /// Forgets leg `id`, freeing its room at its upstream.
@@ -682,9 +734,15 @@ impl Router {
     /// Counts a call's outcome towards upstream `lane`'s circuit breaker.
     fn judge(&mut self, lane: usize, failed: bool) {
         let u = &mut self.upstreams[lane];
+        let probe = std::mem::take(&mut u.probing);
         if !failed {
             u.failed_calls = 0;
+            u.open_until = None;
             return;
+        }
+        if probe {
+            // The try after the cool-down failed: open again.
+            u.failed_calls = u.config.breaker.failures;
         }
         u.failed_calls = u.failed_calls.saturating_add(1);
         let breaker = u.config.breaker;
@@ -699,12 +757,17 @@ impl Router {
     /// A leg of `slot` is done: with the lane's answer, or why the upstream
     /// gave none.
     async fn settle(&mut self, slot: u64, lane: usize, answer: Result<Bytes, String>) {
-        let failed = match &answer {
-            Ok(raw) => jsonrpc::error_code(raw) == Some(i64::from(code::UPSTREAM_FAILED)),
-            // Refused by the open breaker itself: not one more failure.
-            Err(why) => !why.contains("circuit breaker is open"),
-        };
-        self.judge(lane, failed);
+        // Only tool calls count towards the breaker (a list or an initialize
+        // answered says nothing about whether calls work).
+        let is_call = self.owed.get(&slot).is_some_and(|o| o.method == jsonrpc::method::TOOLS_CALL);
+        let refused_by_breaker = matches!(&answer, Err(why) if why.contains("circuit breaker is open"));
+        if is_call && !refused_by_breaker {
+            let failed = match &answer {
+                Ok(raw) => jsonrpc::error_code(raw) == Some(i64::from(code::UPSTREAM_FAILED)),
+                Err(_) => true,
+            };
+            self.judge(lane, failed);
+        }
         let name = self.upstreams[lane].name.clone();
         let Some(owed) = self.owed.get_mut(&slot) else { return };
         let answer = answer.unwrap_or_else(|why| {
@@ -727,11 +790,12 @@ impl Router {
         match owed.method.as_str() {
             INTRODUCE => {
                 let Some((lane, answer)) = owed.answers.into_iter().next() else { return };
+                self.upstreams[lane].intro_pending = false;
                 let Some(result) = result_of(&answer) else {
-                    return tracing::warn!(upstream = %self.upstreams[lane].name, "upstream refused initialize");
+                    tracing::warn!(upstream = %self.upstreams[lane].name, "upstream did not initialize; starting it again later");
+                    return self.restart_later(lane).await;
                 };
                 let intro = Introduced::read(&result);
-                self.upstreams[lane].failures = 0;
                 if self.initialized {
                     let note = json!({"jsonrpc": "2.0", "method": jsonrpc::method::INITIALIZED});
                     if let Some(l) = &self.upstreams[lane].lane {
@@ -740,10 +804,13 @@ impl Router {
                 }
                 self.list_changed(&intro).await;
                 self.upstreams[lane].introduced = Some(intro);
+                self.dispatch(lane).await;
             }
             jsonrpc::method::INITIALIZE => {
                 let mut introduced = Vec::new();
+                let mut failed = Vec::new();
                 for (lane, answer) in &owed.answers {
+                    self.upstreams[*lane].intro_pending = false;
                     match result_of(answer) {
                         Some(result) => {
                             let intro = Introduced::read(&result);
@@ -751,9 +818,13 @@ impl Router {
                             introduced.push(*lane);
                         }
                         None => {
-                            tracing::warn!(upstream = %self.upstreams[*lane].name, "upstream refused initialize")
+                            tracing::warn!(upstream = %self.upstreams[*lane].name, "upstream did not initialize; starting it again later");
+                            failed.push(*lane);
                         }
                     }
+                }
+                for lane in failed {
+                    self.restart_later(lane).await;
                 }
                 introduced.sort_unstable();
                 if introduced.is_empty() {
@@ -885,8 +956,18 @@ impl Router {
                         }
                     }
                     Kind::Request => {
-                        let id = self.next();
                         let Some(upstream_id) = m.head.raw_id.clone() else { return };
+                        if self.asks.len() >= MAX_ASKS {
+                            // One upstream cannot pile requests up at the client without end.
+                            let text = "too many requests to the client are waiting for answers";
+                            let refusal =
+                                jsonrpc::error_response(Some(&upstream_id), code::INVALID_REQUEST, text, None);
+                            if let Some(l) = &self.upstreams[lane].lane {
+                                l.send(refusal);
+                            }
+                            return;
+                        }
+                        let id = self.next();
                         if let Some(sent) = rewrite::with_id(&m.raw, &id.to_string()) {
                             self.asks.insert(id, (lane, upstream_id));
                             self.send_client(sent).await;
@@ -972,6 +1053,12 @@ impl Router {
         if let (true, Some(intro)) = (had, &introduced) {
             self.list_changed(intro).await;
         }
+        self.upstreams[lane].intro_pending = false;
+        // A lane that stayed up a while starts its backoff afresh; one that
+        // keeps dying right after it starts waits longer each time.
+        if self.upstreams[lane].started_at.is_some_and(|at| at.elapsed() > STABLE_AFTER) {
+            self.upstreams[lane].failures = 0;
+        }
         if had && self.started {
             self.schedule_restart(lane);
         }
@@ -1017,39 +1104,49 @@ impl Router {
     }
 
     /// Holds each tool of a `tools/list` page against its pin: a changed one
-    /// is logged and audited and, as its upstream's `pin` says, kept, hidden
-    /// or kept but refused on call.
+    /// is logged and audited and, as its upstream's `pin` says, kept or
+    /// hidden (calls to it are refused by [`Router::refused_by_pin`], in
+    /// every session). A name listed twice is left out: which of two
+    /// definitions would the client trust?
     fn check_pins(&mut self, lane: usize, page: &mut Page) {
         let policy = self.upstreams[lane].config.pin;
         let upstream = self.upstreams[lane].name.clone();
         let pins = self.shared.borrow().pins.clone();
-        let mut kept = Vec::with_capacity(page.items.len());
-        for item in std::mem::take(&mut page.items) {
-            let Some(tool) = rewrite::string(&item, "name") else { continue };
-            match pins.check(&upstream, &tool, &item) {
-                Pinned::New | Pinned::Same => {
-                    self.unpinned.remove(&(lane, tool));
-                    kept.push(item);
-                }
-                Pinned::Changed { pinned, now } => {
-                    tracing::warn!(upstream = %upstream, tool = %tool, ?policy, "a tool changed its definition since it was pinned");
-                    let event = json!({"event": "tool-changed", "tool": tool, "pinned": pinned, "now": now, "policy": format!("{policy:?}").to_lowercase()});
-                    let at = At { session: self.opening.session.as_deref(), upstream: Some(&upstream) };
-                    self.setup.audit.record(Source::Host, at, &event);
-                    match policy {
-                        PinPolicy::Warn => kept.push(item),
-                        PinPolicy::Hide => {
-                            self.unpinned.insert((lane, tool));
-                        }
-                        PinPolicy::Refuse => {
-                            self.unpinned.insert((lane, tool));
-                            kept.push(item);
-                        }
-                    }
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let items = std::mem::take(&mut page.items);
+        let named: Vec<(String, rewrite::Fields)> =
+            items.into_iter().filter_map(|item| rewrite::string(&item, "name").map(|n| (n, item))).collect();
+        for (name, _) in &named {
+            *seen.entry(name.clone()).or_default() += 1;
+        }
+        let unique: Vec<(String, &rewrite::Fields)> =
+            named.iter().filter(|(n, _)| seen.get(n) == Some(&1)).map(|(n, f)| (n.clone(), f)).collect();
+        if unique.len() < named.len() {
+            tracing::warn!(upstream = %upstream, "tools listed twice under one name are left out");
+        }
+        let verdicts = pins.check(&upstream, &unique);
+        let mut kept = Vec::with_capacity(unique.len());
+        for ((tool, item), verdict) in unique.into_iter().zip(verdicts) {
+            if let Pinned::Changed { pinned, now } = verdict {
+                tracing::warn!(upstream = %upstream, tool = %tool, ?policy, "a tool changed its definition since it was pinned");
+                let event = json!({"event": "tool-changed", "tool": tool, "pinned": pinned, "now": now, "policy": format!("{policy:?}").to_lowercase()});
+                let at = At { session: self.opening.session.as_deref(), upstream: Some(&upstream) };
+                self.setup.audit.record(Source::Host, at, &event);
+                if policy == PinPolicy::Hide {
+                    continue;
                 }
             }
+            kept.push(item.clone());
         }
         page.items = kept;
+    }
+
+    /// Whether a call to `tool` of upstream `lane` is refused by its pin:
+    /// its definition changed (as any session last listed it) and its `pin`
+    /// is `hide` or `refuse`.
+    fn refused_by_pin(&self, lane: usize, tool: &str) -> bool {
+        let u = &self.upstreams[lane];
+        u.config.pin != PinPolicy::Warn && self.shared.borrow().pins.is_changed(&u.name, tool)
     }
 
     /// Routes `uri` to `lane`, unless another upstream gave it first: an
