@@ -470,20 +470,16 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             }
             None => None,
         };
-        let timeout = match &u.timeout {
+        // A duration a key gives (not zero), or its default.
+        let duration = |value: &Option<String>, name: &str, default: Duration| match value {
             Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                let fix = "write a duration such as \"30s\" or \"5m\"".to_owned();
-                at.error(line, &key("timeout"), "is not a duration".into(), Some(fix))
-            })?,
-            None => DEFAULT_TIMEOUT,
+                let fix = "write a duration such as \"30s\", \"5m\" or \"500ms\"".to_owned();
+                at.error(line, &key(name), "is not a duration".into(), Some(fix))
+            }),
+            None => Ok(default),
         };
-        let restart_delay = match &u.restart_delay {
-            Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                let fix = "write a duration such as \"1s\" or \"500ms\"".to_owned();
-                at.error(line, &key("restart-delay"), "is not a duration".into(), Some(fix))
-            })?,
-            None => DEFAULT_RESTART_DELAY,
-        };
+        let timeout = duration(&u.timeout, "timeout", DEFAULT_TIMEOUT)?;
+        let restart_delay = duration(&u.restart_delay, "restart-delay", DEFAULT_RESTART_DELAY)?;
         let breaker = match &u.circuit_breaker {
             None => Breaker::default(),
             Some(b) => {
@@ -492,13 +488,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     let fix = "give at least 1".to_owned();
                     return Err(at.error(line, &key("circuit-breaker.failures"), "is 0".into(), Some(fix)));
                 }
-                let cool_down = match &b.cool_down {
-                    Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                        let fix = "write a duration such as \"30s\"".to_owned();
-                        at.error(line, &key("circuit-breaker.cool-down"), "is not a duration".into(), Some(fix))
-                    })?,
-                    None => Breaker::default().cool_down,
-                };
+                let cool_down = duration(&b.cool_down, "circuit-breaker.cool-down", Breaker::default().cool_down)?;
                 Breaker { failures, cool_down }
             }
         };
