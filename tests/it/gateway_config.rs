@@ -135,6 +135,15 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     // A credential in the URL, a variable name that would set another.
     refused("[upstreams.a]\nurl = \"https://user:pass@h/mcp\"\n", Some(1), "upstreams.a.url");
     refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { \"A=B\" = \"v\" }\n", Some(1), "upstreams.a.env.A?B");
+    // Limits: only for a child, from 1 up, only the three known.
+    refused(
+        "[upstreams.a]\ncommand = [\"x\"]\nlimits = { open-files = 0 }\n",
+        Some(1),
+        "upstreams.a.limits.open-files",
+    );
+    refused("[upstreams.a]\nurl = \"https://h/mcp\"\nlimits = { cpu-secs = 5 }\n", Some(1), "upstreams.a.limits");
+    refused("[upstreams.a]\ncommand = [\"x\"]\nlimits = { memory = 5 }\n", Some(3), "memory");
+    refused("[upstreams.a]\ncommand = [\"x\"]\nlimits = { memory-mib = -1 }\n", Some(3), "(syntax)");
     // A value in the wrong place is never quoted back (it may be a secret).
     let out = refused("[upstreams.a]\ncommand = [\"x\"]\nenv = \"API_KEY=sk-live-leakme\"\n", Some(3), "(syntax)");
     assert!(!out.contains("leakme"), "{out}");

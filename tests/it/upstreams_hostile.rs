@@ -172,3 +172,26 @@ fn a_changed_tool_is_refused_in_a_session_that_never_listed_it() {
     let (code, message) = failure(session(pulled).call_tool("one__echo", json!({"text": "x"})));
     assert_eq!(code, -31055, "{message}");
 }
+
+#[test]
+fn a_child_runs_with_its_limits_and_cannot_gain_privileges() {
+    // The child reports what the kernel holds it to, then becomes the server.
+    let report = format!(
+        "grep -E '^(Max data size|Max cpu time|Max open files)' /proc/self/limits >&2; \
+         grep NoNewPrivs /proc/self/status >&2; exec {}",
+        fixture().join(" ")
+    );
+    let jailed = vec!["sh".to_owned(), "-c".to_owned(), report];
+    let limits = "limits = { memory-mib = 256, cpu-secs = 120, open-files = 64 }";
+    let (mut w, _dir) = start(&[("jail", jailed, limits)]);
+    w.initialize();
+    assert_eq!(text_of(&w.call_tool("jail__echo", json!({"text": "inside"}))), "inside");
+    let log = w.stderr();
+    // Soft and hard alike: the server cannot raise them again.
+    for (name, value) in [("Max data size", "268435456"), ("Max cpu time", "120"), ("Max open files", "64")] {
+        let line = log.lines().find(|l| l.starts_with(name)).unwrap_or_default();
+        let numbers: Vec<&str> = line.split_whitespace().filter(|w| w.bytes().all(|b| b.is_ascii_digit())).collect();
+        assert_eq!(numbers, [value, value], "{name}: {line}");
+    }
+    assert!(log.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NoNewPrivs:", "1"]), "{log}");
+}

@@ -32,6 +32,9 @@ pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// The longest wait between restarts of an upstream that keeps failing.
 pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 
+/// The largest limit a `limits` field takes (2^40: a TiB of MiB, 35k years of CPU).
+const MAX_LIMIT: u64 = 1 << 40;
+
 /// Environment variables every child gets from Warden's own environment
 /// (besides its `env`), unless `inherit-env` gives it all of it.
 pub const CHILD_BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
@@ -89,6 +92,8 @@ pub struct RawUpstream {
     pub inherit_env: bool,
     /// The child's working directory.
     pub cwd: Option<String>,
+    /// The child's resource limits.
+    pub limits: Option<Limits>,
     /// Headers sent to a remote server.
     #[serde(default)]
     pub headers: BTreeMap<String, RawSecret>,
@@ -122,6 +127,22 @@ pub enum PinPolicy {
     Hide,
     /// Listed; calls to it refused.
     Refuse,
+}
+
+/// `limits = { memory-mib = 512, cpu-secs = 600, open-files = 256 }`: a
+/// child's rlimits, set between fork and exec (every child of the gateway
+/// also runs with `no_new_privs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Its data memory in MiB (`RLIMIT_DATA`: heap and private writable
+    /// mappings; address-space limits break runtimes that reserve large
+    /// ranges, such as Node's and Go's).
+    pub memory_mib: Option<u64>,
+    /// CPU seconds it may use in all (`RLIMIT_CPU`).
+    pub cpu_secs: Option<u64>,
+    /// Files it may hold open at once (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
 }
 
 /// `circuit-breaker = { failures = 5, cool-down = "30s" }`.
@@ -246,6 +267,8 @@ pub enum Reach {
         inherit_env: bool,
         /// Its working directory.
         cwd: Option<PathBuf>,
+        /// Its rlimits.
+        limits: Limits,
     },
     /// A remote MCP endpoint.
     Remote {
@@ -395,7 +418,19 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     let message = format!("folder {} does not exist", dir.display());
                     return Err(at.error(line, &key("cwd"), message, Some("create it or correct the path".into())));
                 }
-                Reach::Command { command: command.clone(), env, inherit_env: u.inherit_env, cwd }
+                let limits = u.limits.unwrap_or_default();
+                let zero = [
+                    ("memory-mib", limits.memory_mib),
+                    ("cpu-secs", limits.cpu_secs),
+                    ("open-files", limits.open_files),
+                ]
+                .into_iter()
+                .find(|(_, v)| *v == Some(0) || v.is_some_and(|v| v > MAX_LIMIT));
+                if let Some((field, _)) = zero {
+                    let fix = "give a whole number from 1 up, or leave the limit out".to_owned();
+                    return Err(at.error(line, &key(&format!("limits.{field}")), "is out of range".into(), Some(fix)));
+                }
+                Reach::Command { command: command.clone(), env, inherit_env: u.inherit_env, cwd, limits }
             }
             (None, Some(url)) => {
                 let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
@@ -409,7 +444,13 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     let message = "carries user info (a credential) in the URL".to_owned();
                     return Err(at.error(line, &key("url"), message, Some(fix)));
                 }
-                for field in [("env", !u.env.is_empty()), ("cwd", u.cwd.is_some()), ("inherit-env", u.inherit_env)] {
+                let child_only = [
+                    ("env", !u.env.is_empty()),
+                    ("cwd", u.cwd.is_some()),
+                    ("inherit-env", u.inherit_env),
+                    ("limits", u.limits.is_some()),
+                ];
+                for field in child_only {
                     if field.1 {
                         let fix = "only a command's child has an environment; remove it".to_owned();
                         return Err(at.error(line, &key(field.0), "is set for a remote server".into(), Some(fix)));

@@ -138,12 +138,13 @@ fn connect(
     max_message_bytes: usize,
 ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
     match &config.reach {
-        Reach::Command { command, env, inherit_env, cwd } => {
+        Reach::Command { command, env, inherit_env, cwd, limits } => {
             let env = ChildEnv {
                 vars: env.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
                 pass: CHILD_BASE_ENV.iter().map(|s| s.to_string()).collect(),
                 inherit: *inherit_env,
                 cwd: cwd.clone(),
+                limits: *limits,
             };
             Upstream::start_with(name, command, Some(&env), max_message_bytes)
         }

@@ -86,8 +86,9 @@ impl Cache {
     }
 }
 
-/// One of Warden's two `unsafe` calls (the other skips a second UTF-8 check
-/// of a message, `Message::text`): loading native code from the cache.
+/// One of Warden's three `unsafe` uses (the others skip a second UTF-8 check
+/// of a message, `Message::text`, and confine a child between fork and exec,
+/// `child::confine`): loading native code from the cache.
 ///
 /// Safety: `Component::deserialize_file` trusts the file to be the output of
 /// `Component::serialize` from a compatible engine; wasmtime checks the header

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+pub use crate::config::gateway::Limits;
+
 /// How long a child may take to exit after its stdin is closed before it is
 /// killed, unless told otherwise (`--exit-grace-ms`).
 pub const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -47,6 +49,8 @@ pub struct ChildEnv {
     pub inherit: bool,
     /// Its working directory.
     pub cwd: Option<std::path::PathBuf>,
+    /// Its rlimits; with an environment, a child also runs with `no_new_privs`.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for ChildEnv {
@@ -57,6 +61,7 @@ impl std::fmt::Debug for ChildEnv {
             .field("vars", &names)
             .field("inherit", &self.inherit)
             .field("cwd", &self.cwd)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -83,6 +88,7 @@ pub fn spawn_with(command: &[String], env: Option<&ChildEnv>) -> Result<ChildSer
         if let Some(dir) = &env.cwd {
             builder.current_dir(dir);
         }
+        confine(&mut builder, env.limits);
     }
     let mut process = builder
         .args(args)
@@ -101,6 +107,39 @@ pub fn spawn_with(command: &[String], env: Option<&ChildEnv>) -> Result<ChildSer
     crate::transport::stdio::widen(&stdin);
     crate::transport::stdio::widen(&stdout);
     Ok(ChildServer { process, stdin, stdout })
+}
+
+/// Sets `limits` and `no_new_privs` in the child between fork and exec, so
+/// neither the server nor anything it runs can raise them or gain privileges
+/// (setuid programs run without them). A limit the kernel refuses fails the
+/// spawn: a child is never run with less confinement than configured.
+fn confine(builder: &mut Command, limits: Limits) {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let set: Vec<(Resource, u64)> = [
+        (Resource::Data, limits.memory_mib.map(|m| m.saturating_mul(1 << 20))),
+        (Resource::Cpu, limits.cpu_secs),
+        (Resource::Nofile, limits.open_files),
+    ]
+    .into_iter()
+    .filter_map(|(resource, value)| Some((resource, value?)))
+    .collect();
+    let in_child = move || -> std::io::Result<()> {
+        // Only raw system calls here: after fork, before exec, nothing may
+        // allocate or lock (the Vec above was built in the parent).
+        for (resource, value) in &set {
+            setrlimit(*resource, Rlimit { current: Some(*value), maximum: Some(*value) })?;
+        }
+        rustix::thread::set_no_new_privs(true)?;
+        Ok(())
+    };
+    // SAFETY: `in_child` runs in the forked child before exec and calls only
+    // setrlimit(2) and prctl(2) through rustix (direct system calls, async-
+    // signal-safe); it allocates nothing and touches no lock. The third of
+    // Warden's `unsafe` uses.
+    #[allow(unsafe_code)]
+    unsafe {
+        builder.pre_exec(in_child);
+    }
 }
 
 /// Waits for the child to exit, killing it if it outlives `grace`.
