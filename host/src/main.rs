@@ -200,6 +200,13 @@ struct ServeArgs {
     /// answering the rest with an error.
     #[arg(long, default_value_t = 10.0)]
     drain_secs: f64,
+    /// HTTPS on the listener: a PEM certificate chain, leaf first (with
+    /// `--tls-key`; or `[serve] tls-cert` of the config).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Clients must present `Authorization: Bearer TOKEN`: a file of `SUBJECT TOKEN`
     /// lines (at least 16 characters a token; keep it chmod 600). The subject is the
     /// caller plugins see; a session is its opener's alone.
@@ -320,6 +327,12 @@ fn main() -> ExitCode {
         }
         Command::Config(ConfigCommand::Check { file }) => match warden::config::gateway::load(&file) {
             Ok(config) => {
+                if let Some((cert, key)) = &config.tls {
+                    if let Err(e) = warden::serve::tls::Tls::load(cert, key) {
+                        println!("{}: serve: {e}", file.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
                 println!("{}: ok", file.display());
                 for upstream in &config.upstreams {
                     let reach = match &upstream.reach {
@@ -432,11 +445,16 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let upstream = target(args.command, args.upstream_url.as_deref(), &args.common)?;
     let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
-    // `[serve] listen` of the config applies unless the command line names an address.
-    let configured = match &upstream {
-        Target::Gateway(config) => config.listen,
-        _ => None,
+    // `[serve]` of the config applies unless the command line says otherwise.
+    let (configured, configured_tls) = match &upstream {
+        Target::Gateway(config) => (config.listen, config.tls.clone()),
+        _ => (None, None),
     };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        _ => configured_tls,
+    };
+    let tls = tls.map(|(cert, key)| serve::tls::Tls::load(&cert, &key)).transpose()?;
     let listen = args.listen.or(configured).unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     let options = ServeOptions {
         listen,
@@ -462,6 +480,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         audit,
         watch: !args.common.no_watch,
         clients,
+        tls,
     };
     let result = serve::run(options, shutdown_signal()).await;
     trail.close();

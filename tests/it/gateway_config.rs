@@ -130,8 +130,9 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused("[upstreams.a]\ncommand = [\"x\"]\ntimeout = \"soon\"\n", Some(1), "upstreams.a.timeout");
     refused(&format!("[serve]\nlisten = \"everywhere\"\n{up}"), Some(2), "serve.listen");
     refused("plugins = \"plugins\"\n", None, "upstreams");
-    // HTTPS on the listener is not there yet: refused, not served as plain HTTP.
+    // HTTPS on the listener: certificate and key must both be there.
     refused(&format!("[serve]\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n{up}"), Some(2), "serve.tls-cert");
+    refused(&format!("[serve]\ntls-key = \"k.pem\"\n{up}"), Some(2), "serve");
     // A credential in the URL, a variable name that would set another.
     refused("[upstreams.a]\nurl = \"https://user:pass@h/mcp\"\n", Some(1), "upstreams.a.url");
     refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { \"A=B\" = \"v\" }\n", Some(1), "upstreams.a.env.A?B");

@@ -179,6 +179,7 @@ async fn the_gateway_serves_a_listener_passed_in_and_stops_on_shutdown() {
         watch: false,
         clients: None,
         limits: warden::serve::listener::ConnectionLimits::default(),
+        tls: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(warden::serve::run_on(listener, options, async {

@@ -20,5 +20,6 @@ mod reload;
 mod remote;
 mod sandbox;
 mod server_everything;
+mod tls;
 mod upstreams;
 mod upstreams_hostile;

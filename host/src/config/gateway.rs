@@ -363,12 +363,22 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             };
             let tls = match (&serve.tls_cert, &serve.tls_key) {
                 (None, None) => None,
-                (Some(cert), Some(_)) => {
-                    // Accepting the keys and serving plain HTTP would be a lie: refuse them.
-                    let fix = "terminate TLS in front of Warden (a reverse proxy) and leave tls-cert and tls-key out"
-                        .to_owned();
-                    let message = "HTTPS on the listener is not supported yet".to_owned();
-                    return Err(at.error(Some(cert.span().start), "serve.tls-cert", message, Some(fix)));
+                (Some(cert), Some(key)) => {
+                    let file = |value: &Spanned<String>, name: &str| {
+                        let path = resolve(value.get_ref());
+                        if !path.is_file() {
+                            let message = format!("file {} does not exist", path.display());
+                            let fix = "give a PEM file, relative to this one or absolute".to_owned();
+                            return Err(at.error(
+                                Some(value.span().start),
+                                &format!("serve.{name}"),
+                                message,
+                                Some(fix),
+                            ));
+                        }
+                        Ok(path)
+                    };
+                    Some((file(cert, "tls-cert")?, file(key, "tls-key")?))
                 }
                 (Some(s), None) | (None, Some(s)) => {
                     let fix = "give both tls-cert and tls-key, or neither".to_owned();

@@ -15,7 +15,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpStream;
 
 use super::http_guard::{self, Refusal};
 use super::http_response::{empty, error, final_answer, json, plain, refused_call, sse, sse_stream, Body};
@@ -37,7 +36,7 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 /// too slow, or `stop` asks it to finish (then the call it carries completes
 /// first). `_held` counts it among the open connections while it lives.
 pub async fn serve_connection(
-    stream: TcpStream,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     mut stop: tokio::sync::watch::Receiver<bool>,

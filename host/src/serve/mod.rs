@@ -26,6 +26,7 @@ pub mod http_sse;
 pub mod listener;
 mod modern;
 pub mod streams;
+pub mod tls;
 
 use http_session::route;
 pub use http_session::HttpSession;
@@ -85,6 +86,8 @@ pub struct ServeOptions {
     pub clients: Option<Arc<auth::Clients>>,
     /// Connection cap, timeouts and the shutdown drain.
     pub limits: listener::ConnectionLimits,
+    /// HTTPS on the listener, when set.
+    pub tls: Option<tls::Tls>,
 }
 
 /// The shared state of the gateway.
@@ -153,15 +156,26 @@ pub async fn run_on(
         }
         None => {}
     }
-    tracing::info!("listening on http://{address}{}", options.path);
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{address}{}", options.path);
     let limits = options.limits.clone();
+    let tls = options.tls.clone();
     let gateway = Gateway::new(plugins, options);
     let reaper = tokio::spawn(reap_idle(gateway.clone()));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let connections = Arc::new(listener::Gauge::default());
     let accepting =
         listener::accept_until(listener, &limits, connections.clone(), stopping, |stream, peer, stop, held| {
-            http::serve_connection(stream, peer, gateway.clone(), stop, held)
+            let (gateway, tls, patience) = (gateway.clone(), tls.clone(), limits.header_timeout);
+            async move {
+                match tls {
+                    None => http::serve_connection(stream, peer, gateway, stop, held).await,
+                    Some(tls) => match tls.accept(stream, patience).await {
+                        Ok(stream) => http::serve_connection(stream, peer, gateway, stop, held).await,
+                        Err(why) => tracing::debug!(%peer, "connection closed: {why}"),
+                    },
+                }
+            }
         });
     tokio::select! {
         () = accepting => {}
@@ -417,6 +431,7 @@ pub(crate) mod tests {
             watch: false,
             clients: None,
             limits: listener::ConnectionLimits::default(),
+            tls: None,
         }
     }
 }
