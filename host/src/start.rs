@@ -19,6 +19,10 @@ pub enum StartError {
     /// Starting the upstream server.
     #[error(transparent)]
     Upstream(#[from] SpawnError),
+    /// A virtual endpoint of the config at the main endpoint's own path,
+    /// which would serve everything where the config means a subset.
+    #[error("the config's endpoint {0} is the main endpoint's path; give one of them another path (--path)")]
+    EndpointAtMain(String),
     /// Binding or reading the listening socket.
     #[error("the listener: {0}")]
     Listen(#[from] std::io::Error),

@@ -136,6 +136,13 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     // A credential in the URL, a variable name that would set another.
     refused("[upstreams.a]\nurl = \"https://user:pass@h/mcp\"\n", Some(1), "upstreams.a.url");
     refused("[upstreams.a]\ncommand = [\"x\"]\nenv = { \"A=B\" = \"v\" }\n", Some(1), "upstreams.a.env.A?B");
+    // Virtual endpoints: a clean path, not Warden's own, globs that compile, known keys only.
+    for path in ["mcp/x", "/", "/a//b", "/a/../b", "/a/", "/sse", "/messages", "/a b", "/a?x"] {
+        refused(&format!("{up}[endpoints.\"{path}\"]\ntools = [\"*\"]\n"), Some(3), "endpoints.");
+    }
+    refused(&format!("{up}[endpoints.\"/ro\"]\ntools = [\"fs__[\"]\n"), Some(3), "endpoints.\"/ro\".tools");
+    refused(&format!("{up}[endpoints.\"/ro\"]\ntool = [\"*\"]\n"), Some(4), "unknown field `tool`");
+    refused(&format!("{up}[endpoints.\"/ro\"]\nplugins = \"missing\"\n"), Some(3), "endpoints.\"/ro\".plugins");
     // Limits: only for a child, from 1 up, only the three known.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nlimits = { open-files = 0 }\n",

@@ -5,6 +5,7 @@ mod common;
 mod chain;
 mod conformance;
 mod contract;
+mod endpoints;
 mod gateway;
 mod gateway_config;
 mod in_process;

@@ -54,6 +54,23 @@ pub struct RawGateway {
     /// `[upstreams.NAME]`.
     #[serde(default)]
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    /// `[endpoints."/PATH"]`.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Spanned<RawEndpoint>>,
+}
+
+/// `[endpoints."/mcp/readonly"]`: a subset of the gateway at its own path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEndpoint {
+    /// Globs over prefixed tool names (`fs__read_*`); none listed, none shown.
+    pub tools: Option<Vec<String>>,
+    /// Globs over prefixed prompt names.
+    pub prompts: Option<Vec<String>>,
+    /// Globs over resource URIs (and templates' URI templates).
+    pub resources: Option<Vec<String>>,
+    /// This endpoint's own chain, between the shared one and each upstream's.
+    pub plugins: Option<String>,
 }
 
 /// `[audit]`.
@@ -229,7 +246,53 @@ pub struct Gateway {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The upstreams, by name (sorted).
     pub upstreams: Vec<UpstreamConfig>,
+    /// The virtual endpoints, by path (sorted).
+    pub endpoints: Vec<Endpoint>,
 }
+
+impl Gateway {
+    /// The virtual endpoint at `path`.
+    pub fn endpoint(&self, path: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.path == path)
+    }
+}
+
+/// A virtual endpoint: the items its globs match, at its own path. What it
+/// does not list it does not show or serve (deny by default).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Its path (`/mcp/readonly`).
+    pub path: String,
+    /// Prefixed tool names it serves.
+    pub tools: Globs,
+    /// Prefixed prompt names it serves.
+    pub prompts: Globs,
+    /// Resource URIs (and URI templates) it serves.
+    pub resources: Globs,
+    /// Its own chain's folder.
+    pub plugins: Option<PathBuf>,
+}
+
+/// Glob patterns (`*`, `?`, `[…]`, `{a,b}`), matched against whole names.
+#[derive(Debug, Clone)]
+pub struct Globs {
+    /// As written.
+    pub patterns: Vec<String>,
+    set: globset::GlobSet,
+}
+
+impl Globs {
+    /// Whether any pattern matches `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        self.set.is_match(name)
+    }
+}
+
+/// The longest virtual endpoint path.
+const MAX_ENDPOINT_PATH: usize = 256;
+
+/// Paths Warden itself serves (the HTTP+SSE transport's).
+const RESERVED_PATHS: [&str; 2] = ["/sse", "/messages"];
 
 /// One upstream, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -563,7 +626,59 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         let fix = "add an [upstreams.NAME] table with command or url".to_owned();
         return Err(at.error(None, "upstreams", "no upstream is configured".into(), Some(fix)));
     }
-    Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams })
+    let mut endpoints = Vec::new();
+    for (path, spanned) in &raw.endpoints {
+        let line = Some(spanned.span().start);
+        let key = |k: &str| format!("endpoints.\"{}\".{k}", path.escape_debug());
+        let path_ok = path.starts_with('/')
+            && path.len() > 1
+            && path.len() <= MAX_ENDPOINT_PATH
+            && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+            && !path.split('/').any(|s| s == "." || s == "..")
+            && !path.ends_with('/')
+            && !path.contains("//")
+            && !RESERVED_PATHS.contains(&path.as_str());
+        if !path_ok {
+            let fix = "write a path such as \"/mcp/readonly\": A-Z a-z 0-9 - _ . ~ between single slashes, not /sse or /messages";
+            let message = "is not a usable endpoint path".to_owned();
+            return Err(at.error(line, &format!("endpoints.\"{}\"", path.escape_debug()), message, Some(fix.into())));
+        }
+        let e = spanned.get_ref();
+        let globs = |field: &str, patterns: &Option<Vec<String>>| -> Result<Globs, GatewayError> {
+            let patterns = patterns.clone().unwrap_or_default();
+            let mut set = globset::GlobSetBuilder::new();
+            for pattern in &patterns {
+                let glob = globset::GlobBuilder::new(pattern).literal_separator(false).build().map_err(|_| {
+                    let fix = "write globs with * ? [..] {a,b}, such as \"fs__read_*\"".to_owned();
+                    at.error(line, &key(field), "holds a pattern that is not a glob".into(), Some(fix))
+                })?;
+                set.add(glob);
+            }
+            let set = set.build().map_err(|_| {
+                at.error(line, &key(field), "cannot be compiled".into(), Some("simplify the patterns".into()))
+            })?;
+            Ok(Globs { patterns, set })
+        };
+        let plugins = match &e.plugins {
+            Some(p) => {
+                let folder = resolve(p);
+                if !folder.is_dir() {
+                    let message = format!("plugins folder {} does not exist", folder.display());
+                    return Err(at.error(line, &key("plugins"), message, Some("create it or correct the path".into())));
+                }
+                Some(folder)
+            }
+            None => None,
+        };
+        endpoints.push(Endpoint {
+            path: path.clone(),
+            tools: globs("tools", &e.tools)?,
+            prompts: globs("prompts", &e.prompts)?,
+            resources: globs("resources", &e.resources)?,
+            plugins,
+        });
+    }
+    Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams, endpoints })
 }
 
 /// A parser message with its quoted values and names blanked (`invalid

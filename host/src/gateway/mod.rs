@@ -182,21 +182,29 @@ impl Drop for Following {
     }
 }
 
-/// The plugin folders a config names: the shared one, then each upstream's own.
+/// The plugin folders a config names: the shared one, each upstream's own
+/// and each endpoint's.
 fn folder_paths(config: &Gateway) -> Vec<Option<PathBuf>> {
     let mut paths = vec![config.plugins.clone()];
     paths.extend(config.upstreams.iter().filter_map(|u| u.plugins.clone()).map(Some));
+    paths.extend(config.endpoints.iter().filter_map(|e| e.plugins.clone()).map(Some));
     paths
 }
 
-/// Each upstream's chain (the shared one, then its own), loading the folders
-/// not loaded yet.
+/// Every upstream's chains, loading the folders not loaded yet.
+pub struct Chains {
+    /// At the main endpoint: the shared chain, then the upstream's own (config order).
+    pub main: Vec<watch::Receiver<Arc<Chain>>>,
+    /// At each virtual endpoint: the shared chain, the endpoint's, then the upstream's own.
+    pub endpoints: HashMap<String, Vec<watch::Receiver<Arc<Chain>>>>,
+}
+
 async fn chains(
     config: &Gateway,
     setup: &lane::LaneSetup,
     watch: bool,
     folders: &Folders,
-) -> Result<Vec<watch::Receiver<Arc<Chain>>>, LoadError> {
+) -> Result<Chains, LoadError> {
     let mut folders = folders.lock().await;
     let mut loaded: HashMap<Option<PathBuf>, Arc<Plugins>> = HashMap::new();
     for path in folder_paths(config) {
@@ -217,18 +225,26 @@ async fn chains(
         };
         loaded.insert(path, plugins);
     }
-    let mut chains = Vec::new();
+    let folder =
+        |path: &Option<PathBuf>| path.as_ref().and_then(|p| loaded.get(&Some(p.clone()))).map(|p| p.subscribe());
     let shared = loaded.get(&config.plugins).map(|p| p.subscribe());
-    for upstream in &config.upstreams {
-        let own = upstream.plugins.clone().and_then(|dir| loaded.get(&Some(dir))).map(|p| p.subscribe());
-        let chain = match (shared.clone(), own) {
-            (Some(shared), Some(own)) => joined(shared, own),
-            (Some(one), None) | (None, Some(one)) => one,
-            (None, None) => watch::channel(Arc::new(Chain::new(Vec::new()))).1,
-        };
-        chains.push(chain);
-    }
-    Ok(chains)
+    let per_upstream = |extra: Option<watch::Receiver<Arc<Chain>>>| -> Vec<watch::Receiver<Arc<Chain>>> {
+        config
+            .upstreams
+            .iter()
+            .map(|u| join_all([shared.clone(), extra.clone(), folder(&u.plugins)].into_iter().flatten().collect()))
+            .collect()
+    };
+    let main = per_upstream(None);
+    let endpoints = config.endpoints.iter().map(|e| (e.path.clone(), per_upstream(folder(&e.plugins)))).collect();
+    Ok(Chains { main, endpoints })
+}
+
+/// Chains run one after the other, as one chain that changes when any does.
+fn join_all(parts: Vec<watch::Receiver<Arc<Chain>>>) -> watch::Receiver<Arc<Chain>> {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else { return watch::channel(Arc::new(Chain::new(Vec::new()))).1 };
+    parts.fold(first, joined)
 }
 
 /// Loads a [`Target::Gateway`] into the [`Target::Virtual`] that serves it;
@@ -268,13 +284,49 @@ impl VirtualUpstream for GatewayUpstream {
         opening: &Opening,
         _max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
-        let (to_router, from_relay) = mpsc::channel::<Outgoing>(QUEUE);
-        let (to_relay, mut output) = mpsc::channel::<Frame>(QUEUE);
-        let router = router::Router::new(self.state.shared.subscribe(), opening.clone(), to_relay);
-        let pump = tokio::spawn(router.run(from_relay));
-        let output = futures::stream::poll_fn(move |cx| output.poll_recv(cx)).map(Ok).boxed();
-        Ok((Upstream::remote(self.name(), output, pump), to_router))
+        Ok(start_router(&self.state, opening, None))
     }
+
+    fn endpoint(&self, path: &str) -> Option<Arc<dyn VirtualUpstream>> {
+        self.state.shared.borrow().config.endpoint(path)?;
+        Some(Arc::new(EndpointUpstream { state: self.state.clone(), path: Arc::from(path) }))
+    }
+}
+
+/// A virtual endpoint of the gateway: its sessions' routers serve its subset.
+struct EndpointUpstream {
+    state: Arc<State>,
+    path: Arc<str>,
+}
+
+impl std::fmt::Debug for EndpointUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointUpstream").field("path", &self.path).finish()
+    }
+}
+
+impl VirtualUpstream for EndpointUpstream {
+    fn name(&self) -> Arc<str> {
+        Arc::from("gateway")
+    }
+
+    fn start(
+        &self,
+        opening: &Opening,
+        _max_message_bytes: usize,
+    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
+        Ok(start_router(&self.state, opening, Some(self.path.clone())))
+    }
+}
+
+/// A router for one session (at `endpoint`, or the main one), as the upstream its relay talks to.
+fn start_router(state: &State, opening: &Opening, endpoint: Option<Arc<str>>) -> (Upstream, mpsc::Sender<Outgoing>) {
+    let (to_router, from_relay) = mpsc::channel::<Outgoing>(QUEUE);
+    let (to_relay, mut output) = mpsc::channel::<Frame>(QUEUE);
+    let router = router::Router::new(state.shared.subscribe(), opening.clone(), endpoint, to_relay);
+    let pump = tokio::spawn(router.run(from_relay));
+    let output = futures::stream::poll_fn(move |cx| output.poll_recv(cx)).map(Ok).boxed();
+    (Upstream::remote(Arc::from("gateway"), output, pump), to_router)
 }
 
 /// The shared chain followed by an upstream's own, as one chain that

@@ -98,13 +98,14 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>, peer: Socket
         Some(subject) => subject.clone(),
         None => Arc::from(format!("peer {}", peer.ip())),
     };
-    if request.uri().path() != gateway.options().path {
+    let Some(endpoint) = gateway.for_path(request.uri().path()) else {
         return match (request.method(), request.uri().path()) {
             (&Method::GET, http_sse::SSE_PATH) => http_sse::open(gateway, request.headers(), caller, owner),
             (&Method::POST, http_sse::MESSAGES_PATH) => http_sse::message(gateway, request, caller.as_deref()).await,
             _ => plain(StatusCode::NOT_FOUND, "not found"),
         };
-    }
+    };
+    let gateway = &endpoint;
     match *request.method() {
         Method::POST => post(gateway, request, caller, owner).await,
         Method::GET => get(gateway, request.headers(), caller.as_deref()),

@@ -97,6 +97,9 @@ pub struct Gateway {
     upstream_name: Arc<str>,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     modern: Arc<Modern>,
+    /// The gateway's virtual endpoints served so far, by path: each its own
+    /// sessions and 2026-07-28 lane, so a session never crosses endpoints.
+    endpoints: Mutex<HashMap<String, Arc<Gateway>>>,
 }
 
 /// Why a message could not be handed to a session.
@@ -144,6 +147,11 @@ pub async fn run_on(
         options.watch,
     )
     .await?;
+    if let Target::Virtual(v) = &upstream {
+        if v.endpoint(&options.path).is_some() {
+            return Err(StartError::EndpointAtMain(options.path.clone()));
+        }
+    }
     let options = ServeOptions { upstream, ..options };
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
@@ -208,7 +216,40 @@ impl Gateway {
     pub fn new(plugins: Arc<Plugins>, options: ServeOptions) -> Arc<Gateway> {
         let upstream_name = options.upstream.name(options.upstream_name.as_deref());
         let sessions = Mutex::new(HashMap::new());
-        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default() })
+        let endpoints = Mutex::default();
+        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default(), endpoints })
+    }
+
+    /// What serves `path`: this gateway at its own path, a virtual endpoint
+    /// of the config at its path, or nothing. An endpoint a reload removed
+    /// is closed here, its sessions with it.
+    pub fn for_path(self: &Arc<Self>, path: &str) -> Option<Arc<Gateway>> {
+        if path == self.options.path {
+            return Some(self.clone());
+        }
+        let Target::Virtual(upstream) = &self.options.upstream else { return None };
+        let Some(view) = upstream.endpoint(path) else {
+            let gone = lock(&self.endpoints).remove(path);
+            if let Some(gone) = gone {
+                tracing::info!(path, "virtual endpoint removed by the config; its sessions are closed");
+                gone.close_all();
+            }
+            return None;
+        };
+        let mut endpoints = lock(&self.endpoints);
+        let endpoint = endpoints.entry(path.to_owned()).or_insert_with(|| {
+            let options =
+                ServeOptions { path: path.to_owned(), upstream: Target::Virtual(view), ..self.options.clone() };
+            Gateway::new(self.plugins.clone(), options)
+        });
+        Some(endpoint.clone())
+    }
+
+    /// This gateway and its virtual endpoints.
+    fn every(self: &Arc<Self>) -> Vec<Arc<Gateway>> {
+        let mut all = vec![self.clone()];
+        all.extend(lock(&self.endpoints).values().cloned());
+        all
     }
 
     /// The options it runs with.
@@ -357,22 +398,28 @@ impl Gateway {
         true
     }
 
-    fn answer_in_flight(&self, code: i32, why: &str) {
-        for session in lock(&self.sessions).values() {
-            lock(&session.streams).answer_waiting(code, why);
+    fn answer_in_flight(self: &Arc<Self>, code: i32, why: &str) {
+        for gateway in self.every() {
+            for session in lock(&gateway.sessions).values() {
+                lock(&session.streams).answer_waiting(code, why);
+            }
         }
     }
 
-    fn close_listeners(&self) {
-        for session in lock(&self.sessions).values() {
-            lock(&session.streams).close_listener();
+    fn close_listeners(self: &Arc<Self>) {
+        for gateway in self.every() {
+            for session in lock(&gateway.sessions).values() {
+                lock(&session.streams).close_listener();
+            }
         }
     }
 
-    fn close_all(&self) {
-        let sessions: Vec<_> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
-        for session in sessions {
-            session.close();
+    fn close_all(self: &Arc<Self>) {
+        for gateway in self.every() {
+            let sessions: Vec<_> = lock(&gateway.sessions).drain().map(|(_, s)| s).collect();
+            for session in sessions {
+                session.close();
+            }
         }
     }
 }
@@ -383,14 +430,16 @@ async fn reap_idle(gateway: Arc<Gateway>) {
     let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
     loop {
         tick.tick().await;
-        let expired: Vec<String> = lock(&gateway.sessions)
-            .values()
-            .filter(|s| s.idle_for() > idle && !s.has_open_streams())
-            .map(|s| s.id.clone())
-            .collect();
-        for id in expired {
-            tracing::info!(session = %id, "session expired after {idle:?} idle");
-            gateway.end_session(&id);
+        for gateway in gateway.every() {
+            let expired: Vec<String> = lock(&gateway.sessions)
+                .values()
+                .filter(|s| s.idle_for() > idle && !s.has_open_streams())
+                .map(|s| s.id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(session = %id, "session expired after {idle:?} idle");
+                gateway.end_session(&id);
+            }
         }
     }
 }

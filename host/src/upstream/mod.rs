@@ -49,6 +49,10 @@ pub trait VirtualUpstream: Send + Sync + std::fmt::Debug {
         opening: &Opening,
         max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), child::SpawnError>;
+    /// The virtual endpoint at `path` (a gateway's subset), if it has one.
+    fn endpoint(&self, _path: &str) -> Option<Arc<dyn VirtualUpstream>> {
+        None
+    }
 }
 
 /// What a session tells the upstream it opens: what a virtual upstream hands

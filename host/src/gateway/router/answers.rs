@@ -151,6 +151,7 @@ impl Router {
                     }
                 }
                 for (lane, page) in &mut pages {
+                    self.keep_served(*lane, method, page);
                     self.learn_resources(*lane, method, &page.items);
                     if method == "tools/list" {
                         self.check_pins(*lane, page);

@@ -117,7 +117,7 @@ impl Router {
                 self.list_changed(&intro).await;
             }
         }
-        for (config, chain) in now.config.upstreams.iter().zip(&now.chains) {
+        for (config, chain) in now.config.upstreams.iter().zip(now.chains_at(self.endpoint.as_deref())) {
             if self.by_name.contains_key(&config.name) {
                 continue;
             }
@@ -128,6 +128,15 @@ impl Router {
             if self.started {
                 self.start_lane(index);
                 self.introduce(index).await;
+            }
+        }
+        let shape = Router::endpoint_print(&now.config, self.endpoint.as_deref());
+        let reshaped = self.endpoint_seen != shape;
+        self.endpoint_seen = shape;
+        if reshaped && self.initialized {
+            for list in ["tools", "prompts", "resources"] {
+                let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{list}/list_changed")});
+                self.send_client(Bytes::from(note.to_string())).await;
             }
         }
         if renamed && self.initialized {

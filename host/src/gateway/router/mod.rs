@@ -37,8 +37,10 @@ use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::Opening;
+use endpoint::Item;
 
 mod answers;
+mod endpoint;
 mod lanes;
 mod legs;
 mod resources;
@@ -49,8 +51,8 @@ pub struct Shared {
     pub pins: Arc<Pins>,
     /// The checked config.
     pub config: Arc<Gateway>,
-    /// Each upstream's chain (shared, then its own), in config order.
-    pub chains: Vec<watch::Receiver<Arc<Chain>>>,
+    /// Each upstream's chains, at the main endpoint and at each virtual one.
+    pub chains: super::Chains,
     /// What lanes are started with.
     pub setup: LaneSetup,
 }
@@ -150,6 +152,12 @@ pub struct Router {
     shared: watch::Receiver<Arc<Shared>>,
     /// The session this router serves, as its lanes' plugins see it.
     opening: Opening,
+    /// The virtual endpoint it serves (its path), if not the main one.
+    endpoint: Option<Arc<str>>,
+    /// That endpoint's shape as the session last took it (see [`Router::endpoint_print`]).
+    endpoint_seen: Option<String>,
+    /// That endpoint's chain folder when the session opened.
+    endpoint_chain: Option<std::path::PathBuf>,
     separator: String,
     setup: LaneSetup,
     to_client: mpsc::Sender<Frame>,
@@ -193,17 +201,44 @@ pub struct Router {
     held: Vec<Bytes>,
 }
 
+impl Shared {
+    /// Each upstream's chain at `endpoint` (the main one: `None`), in config
+    /// order; at an endpoint the config no longer has, none (its router serves nothing).
+    pub fn chains_at(&self, endpoint: Option<&str>) -> &[watch::Receiver<Arc<Chain>>] {
+        match endpoint {
+            None => &self.chains.main,
+            Some(path) => self.chains.endpoints.get(path).map(Vec::as_slice).unwrap_or_default(),
+        }
+    }
+}
+
 impl Router {
-    /// A router that answers the client through `to_client`.
-    pub fn new(shared: watch::Receiver<Arc<Shared>>, opening: Opening, to_client: mpsc::Sender<Frame>) -> Router {
+    /// A router that answers the client through `to_client`; at a virtual
+    /// endpoint (`endpoint`, its path) it serves that endpoint's items only.
+    pub fn new(
+        shared: watch::Receiver<Arc<Shared>>,
+        opening: Opening,
+        endpoint: Option<Arc<str>>,
+        to_client: mpsc::Sender<Frame>,
+    ) -> Router {
         let (events_tx, events) = mpsc::channel(QUEUE);
         let now = shared.borrow().clone();
-        let upstreams: Vec<Upstream> =
-            now.config.upstreams.iter().zip(&now.chains).map(|(u, chain)| Upstream::new(u, chain.clone())).collect();
+        let upstreams: Vec<Upstream> = now
+            .config
+            .upstreams
+            .iter()
+            .zip(now.chains_at(endpoint.as_deref()))
+            .map(|(u, chain)| Upstream::new(u, chain.clone()))
+            .collect();
         let by_name = upstreams.iter().enumerate().map(|(i, u)| (u.name.clone(), i)).collect();
+        let endpoint_seen = Router::endpoint_print(&now.config, endpoint.as_deref());
+        let endpoint_chain = endpoint.as_deref().and_then(|p| now.config.endpoint(p)).and_then(|e| e.plugins.clone());
         Router {
             shared,
             opening,
+            endpoint,
+            endpoint_seen,
+            endpoint_chain,
             separator: now.config.separator.clone(),
             setup: now.setup.clone(),
             to_client,
@@ -322,7 +357,10 @@ impl Router {
                     return self.refuse(&client_id, code::INVALID_PARAMS, "params.name must be a string").await;
                 };
                 let kind = if method == "tools/call" { "tool" } else { "prompt" };
-                match self.split(&name) {
+                let item = if kind == "tool" { Item::Tool } else { Item::Prompt };
+                // What this endpoint does not serve is as unknown as what no upstream has.
+                let served = self.serves(item, &name);
+                match self.split(&name).filter(|_| served) {
                     Some((lane, inner)) if kind == "tool" && self.refused_by_pin(lane, &inner) => {
                         let text = format!("tool {name} changed its definition since it was pinned; `warden pins accept {name}` takes the new one");
                         self.refuse(&client_id, code::TOOL_CHANGED, &text).await;
@@ -338,7 +376,7 @@ impl Router {
                 let Some(uri) = params_string(&m.raw, &["uri"]) else {
                     return self.refuse(&client_id, code::INVALID_PARAMS, "params.uri must be a string").await;
                 };
-                match self.lane_for_uri(&uri) {
+                match self.lane_for_uri(&uri).filter(|_| self.serves(Item::Resource, &uri)) {
                     Some(lane) => self.one(lane, &m, client_id, Some(m.raw.clone())).await,
                     None => self.refuse(&client_id, code::INVALID_PARAMS, "unknown resource").await,
                 }
@@ -347,9 +385,11 @@ impl Router {
                 let kind = params_string(&m.raw, &["ref", "type"]);
                 let routed = match kind.as_deref() {
                     Some("ref/prompt") => params_string(&m.raw, &["ref", "name"])
+                        .filter(|n| self.serves(Item::Prompt, n))
                         .and_then(|n| self.split(&n))
                         .map(|(lane, inner)| (lane, rewrite::with_param(&m.raw, None, &["ref", "name"], &inner))),
                     Some("ref/resource") => params_string(&m.raw, &["ref", "uri"])
+                        .filter(|uri| self.serves(Item::Resource, uri))
                         .and_then(|uri| self.lane_for_uri(&uri))
                         .map(|lane| (lane, Some(m.raw.clone()))),
                     _ => None,
