@@ -2,8 +2,9 @@
 //! mode) against Warden. Its upstream, tests/conformance/server.mjs, implements
 //! every tool, resource and prompt the scenarios call. The suite runs against
 //! that upstream directly first; every check it passes there must pass through
-//! `warden serve` in front of the same server as a stdio child and as a remote
-//! Streamable HTTP server, and nothing may fail through Warden.
+//! `warden serve` in front of the same server as a stdio child, as a remote
+//! Streamable HTTP server and as the one upstream of a gateway config, and
+//! nothing may fail through Warden.
 //!
 //! Installed by scripts/test.sh into tests/conformance/node_modules. Node 20
 //! runs the suite through a small `fs.globSync` shim (tests/conformance/node20-shim.mjs).
@@ -42,8 +43,19 @@ fn every_check_that_passes_directly_passes_through_warden() {
     let through_stdio = run_suite(&dir, &stdio.url, &out.path().join("stdio"));
     let http = Gateway::start_with(None, &["--upstream-url", &upstream_url], &[]);
     let through_http = run_suite(&dir, &http.url, &out.path().join("http"));
+    // A gateway config of one upstream, its names unprefixed (the suite calls them by name).
+    let config = out.path().join("warden.toml");
+    let text = format!("[upstreams.conformance]\ncommand = [\"node\", {server:?}]\nprefix = false\n");
+    std::fs::write(&config, text).expect("write config");
+    let gateway = Gateway::start_with(None, &["--config", &config.display().to_string()], &[]);
+    let through_gateway = run_suite(&dir, &gateway.url, &out.path().join("gateway"));
 
-    for (path, through, gateway) in [("http→stdio", &through_stdio, &stdio), ("http→http", &through_http, &http)] {
+    let paths = [
+        ("http→stdio", &through_stdio, &stdio),
+        ("http→http", &through_http, &http),
+        ("gateway", &through_gateway, &gateway),
+    ];
+    for (path, through, gateway) in paths {
         // A check that succeeds directly must not warn or fail through Warden. It may
         // become INFO, the suite's "not applicable" (e.g. a JSON answer where the
         // upstream streamed SSE: both are the transport's to choose).

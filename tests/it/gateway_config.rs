@@ -143,6 +143,12 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused(&format!("{up}[endpoints.\"/ro\"]\ntools = [\"fs__[\"]\n"), Some(3), "endpoints.\"/ro\".tools");
     refused(&format!("{up}[endpoints.\"/ro\"]\ntool = [\"*\"]\n"), Some(4), "unknown field `tool`");
     refused(&format!("{up}[endpoints.\"/ro\"]\nplugins = \"missing\"\n"), Some(3), "endpoints.\"/ro\".plugins");
+    // One unprefixed upstream at most.
+    refused(
+        "[upstreams.a]\ncommand = [\"x\"]\nprefix = false\n[upstreams.b]\ncommand = [\"x\"]\nprefix = false\n",
+        Some(4),
+        "upstreams.b.prefix",
+    );
     // Limits: only for a child, from 1 up, only the three known.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nlimits = { open-files = 0 }\n",

@@ -346,3 +346,28 @@ fn after_failed_calls_in_a_row_the_circuit_breaker_refuses_at_once_then_lets_one
     assert_eq!(text_of(&w.call_tool("s__echo", json!({"text": "tried"}))), "tried");
     assert_eq!(text_of(&w.call_tool("s__echo", json!({"text": "closed"}))), "closed");
 }
+
+#[test]
+fn an_unprefixed_upstream_keeps_its_names_and_never_shadows_a_prefixed_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fx = serde_json::to_string(&fixture()).expect("JSON");
+    // With "_" between, the bare upstream's `get_config` reads as `get`'s tool `config`.
+    let text = format!(
+        "separator = \"_\"\n[upstreams.bare]\ncommand = {fx}\nprefix = false\n[upstreams.get]\ncommand = {fx}\n"
+    );
+    let file = dir.path().join("warden.toml");
+    std::fs::write(&file, text).expect("write config");
+    let mut w = Warden::start_with(None, &["--config", &file.display().to_string()], &[]);
+    w.initialize();
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    for name in ["echo", "add", "get_echo", "get_get_config"] {
+        assert!(tools.contains(&name.to_owned()), "{name} missing from {tools:?}");
+    }
+    assert!(!tools.contains(&"get_config".to_owned()), "a bare name that reads as get's was listed: {tools:?}");
+    assert!(w.log_contains("their names read as another upstream's prefixed names"), "{}", w.stderr());
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": "bare"}))), "bare");
+    assert_eq!(text_of(&w.call_tool("get_echo", json!({"text": "prefixed"}))), "prefixed");
+    // The shadowed name goes where it reads: to `get`, as its tool `config`, which it has not.
+    let (code, _) = failure(w.call_tool("get_config", json!({})));
+    assert_ne!(code, 0);
+}

@@ -130,6 +130,8 @@ pub struct RawUpstream {
     pub circuit_breaker: Option<RawBreaker>,
     /// What happens when one of its tools changes its definition after it was pinned.
     pub pin: Option<PinPolicy>,
+    /// `false`: its tools and prompts keep the names it gives (one upstream at most).
+    pub prefix: Option<bool>,
 }
 
 /// What happens when an upstream's tool changes its definition after it was
@@ -315,6 +317,9 @@ pub struct UpstreamConfig {
     pub breaker: Breaker,
     /// See [`PinPolicy`].
     pub pin: PinPolicy,
+    /// Whether its tools and prompts appear as `<name><separator><tool>`
+    /// (`prefix = false`: as the upstream names them; one upstream at most).
+    pub prefix: bool,
 }
 
 /// How an upstream is reached.
@@ -620,7 +625,13 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             restart_delay,
             breaker,
             pin: u.pin.unwrap_or_default(),
+            prefix: u.prefix.unwrap_or(true),
         });
+        if !u.prefix.unwrap_or(true) && upstreams.iter().filter(|u| !u.prefix).count() > 1 {
+            let fix = "leave prefix = false on one upstream only: two unprefixed upstreams could give the same name"
+                .to_owned();
+            return Err(at.error(line, &key("prefix"), "is false on a second upstream".into(), Some(fix)));
+        }
     }
     if upstreams.is_empty() {
         let fix = "add an [upstreams.NAME] table with command or url".to_owned();

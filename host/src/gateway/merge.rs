@@ -141,6 +141,8 @@ pub struct Page {
     pub items: Vec<Fields>,
     /// Its cursor for the next page.
     pub next: Option<String>,
+    /// Its names are shown as it gives them (`prefix = false`).
+    pub bare: bool,
 }
 
 impl Page {
@@ -148,7 +150,7 @@ impl Page {
     pub fn read(upstream: &str, key: &str, result: &[u8]) -> Option<Page> {
         let f = rewrite::fields(result)?;
         let items: Vec<Fields> = f.get(key).and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
-        Some(Page { upstream: upstream.to_owned(), items, next: rewrite::string(&f, "nextCursor") })
+        Some(Page { upstream: upstream.to_owned(), items, next: rewrite::string(&f, "nextCursor"), bare: false })
     }
 }
 
@@ -160,7 +162,7 @@ pub fn merge_pages(method: &str, key: &str, separator: &str, pages: Vec<Page>) -
     let mut more = BTreeMap::new();
     for page in pages {
         for mut item in page.items {
-            if named(method) {
+            if named(method) && !page.bare {
                 let Some(name) = rewrite::string(&item, "name") else { continue };
                 match prefixed(&page.upstream, separator, &name) {
                     Some(full) => rewrite::set(&mut item, "name", &full),
@@ -205,6 +207,7 @@ mod tests {
             upstream: upstream.into(),
             items: names.iter().map(|n| rewrite::fields(json!({"name": n}).to_string().as_bytes()).unwrap()).collect(),
             next: next.map(str::to_owned),
+            bare: false,
         };
         let long = "x".repeat(130);
         let merged = merge_pages(

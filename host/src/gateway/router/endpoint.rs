@@ -34,8 +34,17 @@ impl Router {
         globs.matches(name)
     }
 
-    /// Leaves out of an upstream's list page what this endpoint does not serve.
+    /// Leaves out of an upstream's list page what this endpoint does not
+    /// serve, and an unprefixed upstream's names that read as another's.
     pub(super) fn keep_served(&self, lane: usize, method: &str, page: &mut Page) {
+        page.bare = !self.upstreams[lane].config.prefix;
+        if page.bare && matches!(method, "tools/list" | "prompts/list") {
+            let before = page.items.len();
+            page.items.retain(|entry| rewrite::string(entry, "name").is_some_and(|n| !self.shadowed(&n)));
+            if page.items.len() < before {
+                tracing::warn!(upstream = %page.upstream, "items are left out: their names read as another upstream's prefixed names");
+            }
+        }
         if self.endpoint.is_none() {
             return;
         }
@@ -46,12 +55,11 @@ impl Router {
             "resources/templates/list" => (Item::Resource, "uriTemplate"),
             _ => return,
         };
-        let upstream = &self.upstreams[lane].name;
         page.items.retain(|entry| {
             let Some(value) = rewrite::string(entry, field) else { return false };
             let name = match item {
                 Item::Resource => value,
-                Item::Tool | Item::Prompt => format!("{upstream}{}{value}", self.separator),
+                Item::Tool | Item::Prompt => self.listed(lane, &value),
             };
             self.serves(item, &name)
         });

@@ -362,7 +362,8 @@ impl Router {
                 let served = self.serves(item, &name);
                 match self.split(&name).filter(|_| served) {
                     Some((lane, inner)) if kind == "tool" && self.refused_by_pin(lane, &inner) => {
-                        let text = format!("tool {name} changed its definition since it was pinned; `warden pins accept {name}` takes the new one");
+                        let key = format!("{}{}{inner}", self.upstreams[lane].name, self.separator);
+                        let text = format!("tool {name} changed its definition since it was pinned; `warden pins accept {key}` takes the new one");
                         self.refuse(&client_id, code::TOOL_CHANGED, &text).await;
                     }
                     Some((lane, inner)) => {
@@ -482,11 +483,33 @@ impl Router {
         }
     }
 
-    /// The upstream a prefixed name is for, and the name it knows.
+    /// The upstream a listed name is for, and the name it knows: by its
+    /// prefix, else the unprefixed upstream's (`prefix = false`), if any.
     fn split(&self, name: &str) -> Option<(usize, String)> {
-        let (prefix, inner) = name.split_once(self.separator.as_str())?;
-        let lane = *self.by_name.get(prefix)?;
-        Some((lane, inner.to_owned()))
+        if let Some((prefix, inner)) = name.split_once(self.separator.as_str()) {
+            if let Some(&lane) = self.by_name.get(prefix).filter(|&&l| self.upstreams[l].config.prefix) {
+                return Some((lane, inner.to_owned()));
+            }
+        }
+        let bare = self.upstreams.iter().position(|u| !u.removed && !u.config.prefix)?;
+        Some((bare, name.to_owned()))
+    }
+
+    /// The name the client sees for an upstream's tool or prompt `inner`.
+    fn listed(&self, lane: usize, inner: &str) -> String {
+        let u = &self.upstreams[lane];
+        if u.config.prefix {
+            format!("{}{}{inner}", u.name, self.separator)
+        } else {
+            inner.to_owned()
+        }
+    }
+
+    /// Whether an unprefixed upstream's `name` would read as another
+    /// upstream's prefixed name (it is left out: the call would go there).
+    fn shadowed(&self, name: &str) -> bool {
+        let prefix = name.split_once(self.separator.as_str()).map(|(p, _)| p);
+        prefix.and_then(|p| self.by_name.get(p)).is_some_and(|&l| self.upstreams[l].config.prefix)
     }
 
     fn next(&mut self) -> u64 {
