@@ -371,3 +371,23 @@ fn an_unprefixed_upstream_keeps_its_names_and_never_shadows_a_prefixed_one() {
     let (code, _) = failure(w.call_tool("get_config", json!({})));
     assert_ne!(code, 0);
 }
+
+#[test]
+fn a_session_starts_an_upstream_only_when_a_message_needs_it() {
+    let (mut w, _dir) = gateway(None, &[("one", fixture()), ("two", fixture()), ("three", fixture())]);
+    // Each upstream is probed once when the gateway starts, then closed.
+    assert_eq!(w.settled_log_count("upstream probed", 3), 3, "{}", w.stderr());
+    let init = w.initialize();
+    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+    // `initialize` was answered from the probes: no upstream started for the session.
+    let started = |w: &Warden, at_least| w.settled_log_count("upstream started", at_least);
+    assert_eq!(started(&w, 3), 3, "{}", w.stderr());
+    assert_eq!(text_of(&w.call_tool("two__echo", json!({"text": "only two"}))), "only two");
+    assert_eq!(started(&w, 4), 4, "a call to two started only two\n{}", w.stderr());
+    // A list asks every upstream with tools: the other two start now.
+    let tools = names(&w.request("tools/list", json!({})), "tools");
+    assert!(["one__echo", "two__echo", "three__echo"].iter().all(|t| tools.contains(&t.to_string())), "{tools:?}");
+    assert_eq!(started(&w, 6), 6, "{}", w.stderr());
+    assert_eq!(text_of(&w.call_tool("one__echo", json!({"text": "one"}))), "one");
+    assert_eq!(started(&w, 6), 6);
+}

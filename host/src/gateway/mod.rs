@@ -14,6 +14,7 @@
 pub mod lane;
 pub mod merge;
 pub mod pins;
+pub mod probe;
 pub mod rewrite;
 pub mod router;
 
@@ -76,7 +77,9 @@ impl GatewayUpstream {
         let folders = tokio::sync::Mutex::new(HashMap::new());
         let chains = chains(&config, &setup, watch, &folders).await?;
         let pins = Arc::new(pins::Pins::beside(&config.file));
-        let shared = Arc::new(router::Shared { pins, config: Arc::new(config), chains, setup: setup.clone() });
+        let probes = Arc::new(probe::Probes::default());
+        probes.learn(&config, &chains.main, &setup);
+        let shared = Arc::new(router::Shared { pins, probes, config: Arc::new(config), chains, setup: setup.clone() });
         let (shared, _) = watch::channel(shared);
         Ok(GatewayUpstream { state: Arc::new(State { shared, setup, watch, folders }) })
     }
@@ -103,8 +106,13 @@ impl GatewayUpstream {
                     At::WARDEN,
                     &json!({"event": "gateway-reload", "why": why, "result": "ok", "upstreams": names}),
                 );
-                let pins = state.shared.borrow().pins.clone();
-                let shared = router::Shared { pins, config: Arc::new(config), chains, setup: state.setup.clone() };
+                let (pins, probes) = {
+                    let now = state.shared.borrow();
+                    (now.pins.clone(), now.probes.clone())
+                };
+                probes.learn(&config, &chains.main, &state.setup);
+                let shared =
+                    router::Shared { pins, probes, config: Arc::new(config), chains, setup: state.setup.clone() };
                 state.shared.send_replace(Arc::new(shared));
                 // Folders no config names any more are let go.
                 let wanted: Vec<Option<PathBuf>> = folder_paths(&state.shared.borrow().config);

@@ -11,6 +11,7 @@ impl Router {
         let Some(sent) = sent else {
             return self.refuse(&client_id, code::INVALID_PARAMS, "params could not be read").await;
         };
+        self.wake(lane).await;
         let u = &self.upstreams[lane];
         if u.lane.is_none() || (u.introduced.is_none() && !u.intro_pending) {
             let text = format!("upstream \"{}\" is not running", u.name);
@@ -25,6 +26,9 @@ impl Router {
         let lanes = self.lanes_with(capability);
         if lanes.is_empty() {
             return self.reply(&client_id, &json!({})).await;
+        }
+        for &lane in &lanes {
+            self.wake(lane).await;
         }
         let slot = self.owe(m, client_id, lanes.len());
         for lane in lanes {
@@ -62,6 +66,9 @@ impl Router {
             let key = merge::list_key(&method).unwrap_or("tools");
             return self.reply(&client_id, &json!({ key: [] })).await;
         }
+        for (lane, _) in &legs {
+            self.wake(*lane).await;
+        }
         let slot = self.owe(&m, client_id, legs.len());
         for (lane, sent) in legs {
             match sent {
@@ -89,7 +96,10 @@ impl Router {
                         l.send(Bytes::from(note.to_string()));
                     }
                 }
-                self.list_changed(&intro).await;
+                // Woken by a message, its items were in no list: nothing changed for the client.
+                if !std::mem::take(&mut self.upstreams[lane].waking) {
+                    self.list_changed(&intro).await;
+                }
                 self.upstreams[lane].introduced = Some(intro);
                 self.dispatch(lane).await;
             }

@@ -37,6 +37,7 @@ impl Router {
     /// An upstream that did not initialize: its lane closes (what waits for
     /// it is answered when it ends) and it is started again after its backoff.
     pub(super) async fn restart_later(&mut self, lane: usize) {
+        self.upstreams[lane].waking = false;
         self.upstreams[lane].lane = None;
         self.upstreams[lane].introduced = None;
         let waiting: Vec<u64> = self.upstreams[lane].waiting.drain(..).map(|(id, _)| id).collect();
@@ -289,8 +290,24 @@ impl Router {
         (0..self.upstreams.len())
             .filter(|&i| {
                 let u = &self.upstreams[i];
-                u.lane.is_some() && u.introduced.as_ref().is_some_and(|intro| intro.has(capability))
+                let running = u.lane.is_some() && u.introduced.as_ref().is_some_and(|intro| intro.has(capability));
+                let sleeping = u.dormant && !u.removed && u.probed.as_ref().is_some_and(|intro| intro.has(capability));
+                running || sleeping
             })
             .collect()
+    }
+
+    /// Starts upstream `index` if it has not run in this session yet (a
+    /// message needs it), introduced with the client's `initialize`; what is
+    /// sent to it meanwhile waits for that answer.
+    pub(super) async fn wake(&mut self, index: usize) {
+        let u = &mut self.upstreams[index];
+        if !u.dormant || u.removed {
+            return;
+        }
+        u.dormant = false;
+        u.waking = true;
+        self.start_lane(index);
+        self.introduce(index).await;
     }
 }

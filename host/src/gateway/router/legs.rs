@@ -20,6 +20,10 @@ impl Router {
     /// at once, or when the upstream has room under its `max-concurrency`.
     pub(super) async fn leg(&mut self, slot: u64, lane: usize, raw: &[u8]) {
         let method = self.owed.get(&slot).map(|o| o.method.clone()).unwrap_or_default();
+        if self.upstreams[lane].lane.is_none() {
+            // Woken, it could not be started (it is started again after its backoff).
+            return self.settle(slot, lane, Err("is not running".into())).await;
+        }
         let intro = method == INTRODUCE || method == jsonrpc::method::INITIALIZE;
         if method == jsonrpc::method::TOOLS_CALL {
             if let Some(until) = self.upstreams[lane].open_until {

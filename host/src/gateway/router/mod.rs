@@ -49,6 +49,8 @@ mod resources;
 pub struct Shared {
     /// The pinned tool definitions.
     pub pins: Arc<Pins>,
+    /// What each upstream answered the gateway's probe.
+    pub probes: Arc<super::probe::Probes>,
     /// The checked config.
     pub config: Arc<Gateway>,
     /// Each upstream's chains, at the main endpoint and at each virtual one.
@@ -101,6 +103,14 @@ struct Upstream {
     intro_pending: bool,
     /// When its lane last started.
     started_at: Option<Instant>,
+    /// What it answered the gateway's probe: the session answered its
+    /// client's `initialize` from it and starts it when a message needs it.
+    probed: Option<Introduced>,
+    /// Not started yet in this session (see `probed`).
+    dormant: bool,
+    /// Started because a message needed it: its items are in no list yet,
+    /// so its introduction is no `list_changed`.
+    waking: bool,
 }
 
 impl Upstream {
@@ -120,6 +130,9 @@ impl Upstream {
             probing: false,
             intro_pending: false,
             started_at: None,
+            probed: None,
+            dormant: false,
+            waking: false,
         }
     }
 }
@@ -406,11 +419,44 @@ impl Router {
         }
     }
 
-    /// Starts every upstream and asks each `initialize` with the client's params.
+    /// Answers from the gateway's probes where it has them (those upstreams
+    /// start when a message needs them; the others start now and join with
+    /// `list_changed` once they answer); without any, starts every upstream
+    /// and asks each `initialize` with the client's params.
     async fn initialize(&mut self, m: Message, client_id: String) {
         if !self.started {
             self.started = true;
             self.init = Some(m.raw.clone());
+            let probes = self.shared.borrow().probes.clone();
+            probes.settled().await;
+            let mut unprobed = Vec::new();
+            for (index, u) in self.upstreams.iter_mut().enumerate() {
+                u.probed = probes.get(&u.config);
+                u.dormant = u.probed.is_some();
+                if u.probed.is_none() {
+                    unprobed.push(index);
+                }
+            }
+            if unprobed.len() < self.upstreams.len() {
+                let requested = params_string(&m.raw, &["protocolVersion"]);
+                let parts: Vec<(&str, &Introduced)> =
+                    self.upstreams.iter().filter_map(|u| Some((u.name.as_str(), u.probed.as_ref()?))).collect();
+                let mut result = merge::initialize_result(&parts, requested.as_deref());
+                // The probes asked for the newest version; this client may want an older one,
+                // which its upstream sessions are asked for when they start.
+                let known = |v: &&String| crate::era::LEGACY_VERSIONS.contains(&v.as_str());
+                if let Some(asked) = requested.as_ref().filter(known) {
+                    if result["protocolVersion"].as_str().is_some_and(|chosen| asked.as_str() < chosen) {
+                        result["protocolVersion"] = Value::String(asked.clone());
+                    }
+                }
+                self.reply(&client_id, &result).await;
+                for index in unprobed {
+                    self.start_lane(index);
+                    self.introduce(index).await;
+                }
+                return;
+            }
             for index in 0..self.upstreams.len() {
                 self.start_lane(index);
             }
