@@ -391,3 +391,45 @@ fn a_session_starts_an_upstream_only_when_a_message_needs_it() {
     assert_eq!(text_of(&w.call_tool("one__echo", json!({"text": "one"}))), "one");
     assert_eq!(started(&w, 6), 6);
 }
+
+#[test]
+fn tasks_go_back_to_the_upstream_that_made_them_under_ids_that_cannot_collide() {
+    let mut tasks = fixture();
+    tasks.push("--tasks".to_owned());
+    let (mut w, _dir) = gateway(None, &[("one", tasks.clone()), ("two", tasks)]);
+    let init = w.initialize();
+    assert!(init["result"]["capabilities"]["tasks"]["list"].is_object(), "{init}");
+    w.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    // Both upstreams call their first task `task-1`: the client gets two ids.
+    let call = |w: &mut Warden, tool: &str, text: &str| {
+        let params = json!({"name": tool, "arguments": {"text": text}, "task": {"ttl": 60000}});
+        w.request("tools/call", params)["result"]["task"]["taskId"].as_str().unwrap_or_default().to_owned()
+    };
+    let first = call(&mut w, "one__echo", "from one");
+    let second = call(&mut w, "two__echo", "from two");
+    assert_eq!((first.as_str(), second.as_str()), ("one:task-1", "two:task-1"));
+    let status = w.wait_for(|m| m["method"] == "notifications/tasks/status");
+    assert!(status["params"]["taskId"] == "one:task-1" || status["params"]["taskId"] == "two:task-1", "{status}");
+    let result = w.request("tasks/result", json!({"taskId": second}));
+    assert_eq!(text_of(&result), "from two", "{result}");
+    assert_eq!(result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"], "two:task-1");
+    let state = w.request("tasks/get", json!({"taskId": first}));
+    assert_eq!(
+        (state["result"]["taskId"].as_str(), state["result"]["status"].as_str()),
+        (Some("one:task-1"), Some("completed"))
+    );
+    let cancelled = w.request("tasks/cancel", json!({"taskId": first}));
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    let listed = w.request("tasks/list", json!({}));
+    let mut ids: Vec<&str> =
+        listed["result"]["tasks"].as_array().into_iter().flatten().filter_map(|t| t["taskId"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["one:task-1", "two:task-1"], "{listed}");
+    // Ids the gateway did not give go nowhere.
+    for forged in ["task-1", "three:task-1", ":task-1", "one", ""] {
+        let (code, _) = failure(w.request("tasks/get", json!({"taskId": forged})));
+        assert_eq!(code, -32602, "{forged}");
+    }
+    let (code, _) = failure(w.request("tasks/get", json!({"taskId": 7})));
+    assert_eq!(code, -32602);
+}

@@ -20,6 +20,7 @@ pub fn list_key(method: &str) -> Option<&'static str> {
         "prompts/list" => "prompts",
         "resources/list" => "resources",
         "resources/templates/list" => "resourceTemplates",
+        "tasks/list" => "tasks",
         _ => return None,
     })
 }
@@ -32,6 +33,7 @@ pub fn capability_of(method: &str) -> Option<&'static str> {
         "resources/list" | "resources/templates/list" => "resources",
         "logging/setLevel" => "logging",
         "completion/complete" => "completions",
+        "tasks/list" => "tasks",
         _ => return None,
     })
 }

@@ -161,6 +161,9 @@ impl Router {
                     }
                 }
                 for (lane, page) in &mut pages {
+                    if method == "tasks/list" {
+                        self.tasks_listed(*lane, &mut page.items);
+                    }
                     self.keep_served(*lane, method, page);
                     self.learn_resources(*lane, method, &page.items);
                     if method == "tools/list" {
@@ -184,7 +187,10 @@ impl Router {
                 if owed.method == jsonrpc::method::TOOLS_CALL {
                     self.learn_links(lane, &answer);
                 }
-                self.forward_answer(id, &answer).await;
+                let tasks =
+                    matches!(owed.method.as_str(), "tools/call" | "tasks/get" | "tasks/result" | "tasks/cancel");
+                let renamed = if tasks { self.tasks_out(lane, &answer) } else { None };
+                self.forward_answer(id, renamed.as_deref().unwrap_or(&answer)).await;
             }
         }
     }

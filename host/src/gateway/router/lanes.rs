@@ -248,6 +248,8 @@ impl Router {
                 }
                 ours.then(|| m.raw.clone())
             }
+            // A task's state under the id the client knows it by.
+            "notifications/tasks/status" => self.task_status_out(lane, &m.raw),
             _ => Some(m.raw.clone()),
         };
         if let Some(sent) = sent {

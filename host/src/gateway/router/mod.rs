@@ -44,6 +44,7 @@ mod endpoint;
 mod lanes;
 mod legs;
 mod resources;
+mod tasks;
 
 /// What every session of one gateway shares.
 pub struct Shared {
@@ -411,6 +412,18 @@ impl Router {
                 match routed {
                     Some((lane, sent)) => self.one(lane, &m, client_id, sent).await,
                     None => self.refuse(&client_id, code::INVALID_PARAMS, "unknown completion reference").await,
+                }
+            }
+            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+                let Some(task) = params_string(&m.raw, &["taskId"]) else {
+                    return self.refuse(&client_id, code::INVALID_PARAMS, "params.taskId must be a string").await;
+                };
+                match self.task_lane(&task) {
+                    Some((lane, inner)) => {
+                        let sent = rewrite::with_param(&m.raw, None, &["taskId"], &inner);
+                        self.one(lane, &m, client_id, sent).await;
+                    }
+                    None => self.refuse(&client_id, code::INVALID_PARAMS, "unknown task").await,
                 }
             }
             "logging/setLevel" => self.fan(&m, client_id, "logging").await,
