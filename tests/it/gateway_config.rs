@@ -124,6 +124,11 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
         let text = format!("[upstreams.a]\nurl = \"https://h/mcp\"\nforward-headers = [\"{header}\"]\n");
         refused(&text, Some(1), "upstreams.a.forward-headers");
     }
+    // Nor headers the transport sets itself.
+    for header in ["Host", "Content-Length", "Mcp-Session-Id", "MCP-Protocol-Version", "mcp-param-x", "Origin"] {
+        let text = format!("[upstreams.a]\nurl = \"https://h/mcp\"\nforward-headers = [\"{header}\"]\n");
+        refused(&text, Some(1), "upstreams.a.forward-headers");
+    }
     // Values that are not what they say.
     refused("[upstreams.a]\nurl = \"ftp://h/mcp\"\n", Some(1), "upstreams.a.url");
     refused("[upstreams.a]\ncommand = []\n", Some(1), "upstreams.a.command");

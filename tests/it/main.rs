@@ -8,6 +8,7 @@ mod contract;
 mod endpoints;
 mod gateway;
 mod gateway_config;
+mod gateway_remote;
 mod in_process;
 mod languages;
 mod lifecycle;

@@ -25,6 +25,23 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// are never passed on (no token passthrough).
 const NEVER_FORWARDED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
+/// Headers the transport itself sets (framing, the MCP session and era):
+/// passing the client's on would break or hijack the upstream's exchange.
+const TRANSPORT_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "accept",
+    "last-event-id",
+    "origin",
+];
+
 /// How long after failing an upstream is first started again, unless its
 /// `restart-delay` says otherwise.
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -570,6 +587,11 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             if NEVER_FORWARDED.contains(&lower.as_str()) {
                 let message = format!("lists {header}: a client's credentials are never passed on");
                 let fix = "remove it; give the upstream its own credential in headers or env".to_owned();
+                return Err(at.error(line, &key("forward-headers"), message, Some(fix)));
+            }
+            if TRANSPORT_HEADERS.contains(&lower.as_str()) || lower.starts_with("mcp-") {
+                let message = format!("lists {header}, which the transport to the upstream sets itself");
+                let fix = "remove it; forward only headers of your own, such as X-Request-Id".to_owned();
                 return Err(at.error(line, &key("forward-headers"), message, Some(fix)));
             }
             if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {

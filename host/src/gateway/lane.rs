@@ -21,7 +21,7 @@ use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::child::{ChildEnv, SpawnError, EXIT_GRACE};
 use crate::upstream::http::RemoteOptions;
-use crate::upstream::{Opening, Target, Upstream};
+use crate::upstream::{Forwarded, Opening, Target, Upstream};
 
 /// What a lane tells the router.
 #[derive(Debug)]
@@ -74,7 +74,7 @@ impl Lane {
         events: mpsc::Sender<(usize, LaneEvent)>,
     ) -> Result<(Lane, Output), SpawnError> {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let (upstream, to_upstream) = connect(name.clone(), config, setup.max_message_bytes)?;
+        let (upstream, to_upstream) = connect(name.clone(), config, &opening.forwarded, setup.max_message_bytes)?;
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let facts = SessionFacts {
             id: opening.session.clone(),
@@ -135,6 +135,7 @@ impl Lane {
 fn connect(
     name: Arc<str>,
     config: &UpstreamConfig,
+    forwarded: &Forwarded,
     max_message_bytes: usize,
 ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
     match &config.reach {
@@ -149,7 +150,14 @@ fn connect(
             Upstream::start_with(name, command, Some(&env), max_message_bytes)
         }
         Reach::Remote { url, headers } => {
-            let lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {}", v.expose())).collect();
+            let mut lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {}", v.expose())).collect();
+            // The client's headers this upstream's `forward-headers` names, unless its own config sets them.
+            let configured = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            for (name, value) in &forwarded.0 {
+                if config.forward_headers.contains(name) && !configured(name) {
+                    lines.push(format!("{name}: {value}"));
+                }
+            }
             // Errors name the upstream, never the URL (its query may carry a token) or a header.
             let remote = RemoteOptions::new(url, &lines).map_err(|_| SpawnError::Spawn {
                 program: config.name.clone(),

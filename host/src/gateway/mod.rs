@@ -299,6 +299,19 @@ impl VirtualUpstream for GatewayUpstream {
         self.state.shared.borrow().config.endpoint(path)?;
         Some(Arc::new(EndpointUpstream { state: self.state.clone(), path: Arc::from(path) }))
     }
+
+    fn forwards(&self) -> Vec<String> {
+        forwards(&self.state)
+    }
+}
+
+/// Every header some upstream's `forward-headers` names.
+fn forwards(state: &State) -> Vec<String> {
+    let shared = state.shared.borrow();
+    let mut names: Vec<String> = shared.config.upstreams.iter().flat_map(|u| u.forward_headers.clone()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// A virtual endpoint of the gateway: its sessions' routers serve its subset.
@@ -324,6 +337,10 @@ impl VirtualUpstream for EndpointUpstream {
         _max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
         Ok(start_router(&self.state, opening, Some(self.path.clone())))
+    }
+
+    fn forwards(&self) -> Vec<String> {
+        forwards(&self.state)
     }
 }
 

@@ -209,13 +209,15 @@ async fn post(
             Some(session) => session,
             None => return error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "unknown or expired session"),
         },
-        None if is_initialize => match gateway.open_session(Transport::StreamableHttp, caller, owner) {
-            Ok(session) => session,
-            Err(e @ (SessionError::Full(_) | SessionError::CallerFull(_))) => {
-                return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
+        None if is_initialize => {
+            match gateway.open_session(Transport::StreamableHttp, caller, owner, gateway.forwarded(headers)) {
+                Ok(session) => session,
+                Err(e @ (SessionError::Full(_) | SessionError::CallerFull(_))) => {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())
+                }
+                Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
             }
-            Err(e) => return error(StatusCode::BAD_GATEWAY, code::UPSTREAM_FAILED, &e.to_string()),
-        },
+        }
         None if era::facts(&message.raw).and_then(|f| f.version).is_some_and(|v| era::is_modern(&v)) => {
             let why = "a 2026-07-28 request needs the MCP-Protocol-Version header";
             return error(StatusCode::BAD_REQUEST, era::code::HEADER_MISMATCH, why);
@@ -321,7 +323,8 @@ async fn modern(
             return refuse(code::INVALID_PARAMS, "missing _meta io.modelcontextprotocol/clientCapabilities");
         }
     }
-    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts, caller, owner).await {
+    let forwarded = gateway.forwarded(headers);
+    let mut events = match gateway.serve_modern(&message.head, &message.raw, facts, caller, owner, forwarded).await {
         ModernReply::Refused(status, body) => return json(status, body),
         ModernReply::Accepted => return empty(StatusCode::ACCEPTED),
         ModernReply::Events(events) => events,

@@ -41,7 +41,7 @@ pub fn open(
     if !asked {
         return error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "GET /sse needs Accept: text/event-stream");
     }
-    let session = match gateway.open_session(Transport::HttpSse, caller, owner) {
+    let session = match gateway.open_session(Transport::HttpSse, caller, owner, gateway.forwarded(headers)) {
         Ok(session) => session,
         Err(e @ (SessionError::Full(_) | SessionError::CallerFull(_))) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_FAILED, &e.to_string())

@@ -45,7 +45,7 @@ use crate::session;
 use crate::start::StartError;
 use crate::transport::framing::Frame;
 use crate::transport::QUEUE;
-use crate::upstream::{Opening, Target};
+use crate::upstream::{Forwarded, Opening, Target};
 
 /// Everything `warden serve` needs.
 #[derive(Debug, Clone)]
@@ -245,6 +245,20 @@ impl Gateway {
         Some(endpoint.clone())
     }
 
+    /// The headers of a client's request that the gateway's upstreams may be
+    /// given (`forward-headers`); none for a single upstream.
+    pub fn forwarded(&self, headers: &hyper::HeaderMap) -> Forwarded {
+        let Target::Virtual(upstream) = &self.options.upstream else { return Forwarded::default() };
+        let mut taken = Vec::new();
+        for name in upstream.forwards() {
+            let values: Vec<&str> = headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).collect();
+            if !values.is_empty() {
+                taken.push((name, values.join(", ")));
+            }
+        }
+        Forwarded(taken)
+    }
+
     /// This gateway and its virtual endpoints.
     fn every(self: &Arc<Self>) -> Vec<Arc<Gateway>> {
         let mut all = vec![self.clone()];
@@ -265,8 +279,9 @@ impl Gateway {
         facts: era::Facts,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
+        forwarded: Forwarded,
     ) -> ModernReply {
-        self.modern.clone().serve(self, head, raw, facts, caller, owner).await
+        self.modern.clone().serve(self, head, raw, facts, caller, owner, forwarded).await
     }
 
     /// The live session with this id, if `caller` opened it (to anyone else it does not exist).
@@ -290,10 +305,11 @@ impl Gateway {
         transport: Transport,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
+        forwarded: Forwarded,
     ) -> Result<Arc<HttpSession>, SessionError> {
         self.make_room(&owner)?;
         let id = new_session_id()?;
-        let session = self.start_session(id.clone(), true, transport, caller, owner)?;
+        let session = self.start_session(id.clone(), true, transport, caller, owner, forwarded)?;
         lock(&self.sessions).insert(id, session.clone());
         tracing::info!(session = %session.id, "session opened");
         Ok(session)
@@ -309,10 +325,11 @@ impl Gateway {
         transport: Transport,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
+        forwarded: Forwarded,
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
-        let opening = Opening { session: legacy.then(|| Arc::from(id.as_str())), caller: caller.clone() };
+        let opening = Opening { session: legacy.then(|| Arc::from(id.as_str())), caller: caller.clone(), forwarded };
         let (upstream, to_upstream) = if legacy {
             target.start(self.upstream_name.clone(), &opening, self.options.max_message_bytes)?
         } else {

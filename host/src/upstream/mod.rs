@@ -53,6 +53,10 @@ pub trait VirtualUpstream: Send + Sync + std::fmt::Debug {
     fn endpoint(&self, _path: &str) -> Option<Arc<dyn VirtualUpstream>> {
         None
     }
+    /// The client headers (lowercase names) some upstream may be given.
+    fn forwards(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a session tells the upstream it opens: what a virtual upstream hands
@@ -63,6 +67,21 @@ pub struct Opening {
     pub session: Option<Arc<str>>,
     /// The authenticated caller's subject.
     pub caller: Option<Arc<str>>,
+    /// Client headers a gateway may pass on (see [`Forwarded`]).
+    pub forwarded: Forwarded,
+}
+
+/// Headers of the client's request that opened a session, by lowercase
+/// name, that some gateway upstream's `forward-headers` names; each upstream
+/// gets those its own list names. Never credentials: the config refuses them.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Forwarded(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for Forwarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values are the client's.
+        f.debug_list().entries(self.0.iter().map(|(name, _)| name)).finish()
+    }
 }
 
 /// A command line that names no server, or two.

@@ -18,8 +18,14 @@ use crate::{era, jsonrpc};
 /// Asks the upstream `server/discover` on a session of its own: a discover
 /// result means a modern upstream; anything else (an error, silence) a legacy one.
 pub(super) async fn probe(gateway: &Gateway) -> Result<UpstreamEra, LaneError> {
-    let session =
-        gateway.start_session("probe".to_owned(), false, Transport::StreamableHttp, None, Arc::from("warden"))?;
+    let session = gateway.start_session(
+        "probe".to_owned(),
+        false,
+        Transport::StreamableHttp,
+        None,
+        Arc::from("warden"),
+        Default::default(),
+    )?;
     let discover = json!({
         "jsonrpc": "2.0", "id": "warden-probe", "method": "server/discover",
         "params": {"_meta": {era::meta::PROTOCOL_VERSION: era::MODERN, era::meta::CLIENT_CAPABILITIES: {}}}
@@ -42,8 +48,10 @@ impl Backing {
         facts: &Facts,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
+        forwarded: crate::upstream::Forwarded,
     ) -> Result<Arc<Backing>, LaneError> {
-        let session = gateway.start_session("modern".to_owned(), false, Transport::StreamableHttp, caller, owner)?;
+        let session =
+            gateway.start_session("modern".to_owned(), false, Transport::StreamableHttp, caller, owner, forwarded)?;
         let init = match era {
             UpstreamEra::Modern => Value::Null,
             UpstreamEra::Legacy => {

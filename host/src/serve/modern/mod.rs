@@ -40,6 +40,7 @@ use crate::era::Facts;
 use crate::jsonrpc::{self, code, Head, Kind};
 use crate::serve::streams::{Event, Receiver};
 use crate::serve::{lock, Gateway, HttpSession};
+use crate::upstream::Forwarded;
 
 mod backing;
 mod call;
@@ -103,6 +104,9 @@ struct Key {
     /// Whose quota it counts against: the caller, or without tokens its address.
     owner: Arc<str>,
     capabilities: String,
+    /// The client headers its upstreams may be given: requests that differ
+    /// in them never share an upstream session.
+    forwarded: Forwarded,
 }
 
 /// An upstream session shared by modern requests.
@@ -182,6 +186,7 @@ impl Modern {
         facts: Facts,
         caller: Option<Arc<str>>,
         owner: Arc<str>,
+        forwarded: Forwarded,
     ) -> ModernReply {
         // Answered under the id exactly as the client wrote it.
         let Some(client_id) = head.raw_id.clone().filter(|_| head.kind == Kind::Request) else {
@@ -206,7 +211,7 @@ impl Modern {
             UpstreamEra::Modern => "",
             UpstreamEra::Legacy => facts.capabilities.as_deref().unwrap_or("{}"),
         };
-        let key = Key { caller: caller.clone(), owner, capabilities: capabilities.to_owned() };
+        let key = Key { caller: caller.clone(), owner, capabilities: capabilities.to_owned(), forwarded };
         // Discover and listen start no call: the shared backing serves them.
         let shared = era == UpstreamEra::Modern
             || matches!(facts.method.as_str(), "server/discover" | "subscriptions/listen")

@@ -19,6 +19,7 @@ impl Modern {
     pub(super) async fn lease(&self, gateway: &Gateway, key: Key, facts: &Facts) -> Result<Lease, LaneError> {
         let caller = key.caller.clone();
         let owner = key.owner.clone();
+        let forwarded = key.forwarded.clone();
         if !lock(&self.pools).contains_key(&key) {
             self.make_room(&key.owner, gateway.options().max_backings_per_caller)?;
         }
@@ -53,7 +54,7 @@ impl Modern {
                 if all > gateway.options().max_sessions {
                     return Err(LaneError::LaneFull(gateway.options().max_sessions));
                 }
-                Backing::open(gateway, UpstreamEra::Legacy, facts, caller, owner).await?
+                Backing::open(gateway, UpstreamEra::Legacy, facts, caller, owner, forwarded).await?
             }
         };
         Ok(Lease { pool, backing, spoiled: AtomicBool::new(false), _permit: permit })
@@ -69,6 +70,7 @@ impl Modern {
     ) -> Result<Arc<Backing>, LaneError> {
         let caller = key.caller.clone();
         let owner = key.owner.clone();
+        let forwarded = key.forwarded.clone();
         let known = {
             let mut backings = lock(&self.backings);
             // A backing whose upstream ended is replaced.
@@ -79,7 +81,7 @@ impl Modern {
             self.make_room(&key.owner, gateway.options().max_backings_per_caller)?;
         }
         let cell = lock(&self.backings).entry(key).or_default().clone();
-        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts, caller, owner)).await?;
+        let backing = cell.get_or_try_init(|| Backing::open(gateway, era, facts, caller, owner, forwarded)).await?;
         backing.session.touch();
         Ok(backing.clone())
     }
