@@ -478,5 +478,50 @@ fn main() {
             "| gateway of 10 upstreams of 100 tools each (1010 tools listed) | {through:.1} ({:.2}× the one) |",
             through / one
         );
+        // The same upstreams announcing `listChanged`: a session keeps its merged list until one changes.
+        let mut announcing = slow.to_vec();
+        announcing.push("--list-changed");
+        let cached = serve(&["--config", &gateway_config(10, &announcing)]);
+        let session = HttpSession::open(&cached.url);
+        let first = session.round_trip(list).as_secs_f64() * 1e3;
+        let mut samples: Vec<Duration> = (0..21).map(|_| session.round_trip(list)).collect();
+        session.close();
+        samples.sort();
+        let kept = samples[samples.len() / 2].as_secs_f64() * 1e3;
+        println!("| the same, upstreams announcing listChanged: the session's kept list | {kept:.2} (its first: {first:.1}) |");
     }
+
+    // Memory with 10 configured upstreams: each session starts only the upstream it calls.
+    if only.as_deref().is_none_or(|o| "memory".contains(o)) {
+        let gateway = serve(&["--config", &ten_config]);
+        let (_, idle) = gateway.memory();
+        let sessions: Vec<HttpSession> = (0..16).map(|_| HttpSession::open(&gateway.url)).collect();
+        let call =
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"u3__echo","arguments":{"text":"hi"}}}"#;
+        for session in &sessions {
+            session.round_trip(call);
+        }
+        let (peak, _) = gateway.memory();
+        let children = children_of(gateway.child.id());
+        for session in sessions {
+            session.close();
+        }
+        println!();
+        println!("| gateway of 10 upstreams, 16 sessions each calling one of them | Warden peak RSS | per session | upstream processes |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| lazy start | {:.1} MiB | {:.2} MiB | {children} (1 per session) |",
+            peak as f64 / 1024.0,
+            peak.saturating_sub(idle) as f64 / 1024.0 / 16.0
+        );
+    }
+}
+
+/// How many child processes `pid` has (over all its threads).
+fn children_of(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default().split_whitespace().count())
+        .sum()
 }

@@ -433,3 +433,29 @@ fn tasks_go_back_to_the_upstream_that_made_them_under_ids_that_cannot_collide() 
     let (code, _) = failure(w.request("tasks/get", json!({"taskId": 7})));
     assert_eq!(code, -32602);
 }
+
+#[test]
+fn a_list_is_served_from_the_session_until_an_upstream_says_it_changed() {
+    let mut announcing = fixture();
+    announcing.push("--list-changed".to_owned());
+    let (mut w, _dir) = gateway(None, &[("one", announcing.clone()), ("two", announcing)]);
+    w.initialize();
+    let heard = |w: &Warden, at_least| w.settled_log_count("mcp-fixture heard tools/list", at_least);
+    let first = w.request("tools/list", json!({}));
+    assert_eq!(heard(&w, 2), 2);
+    // Asked again: the same list, from the session, no upstream asked.
+    assert_eq!(w.request("tools/list", json!({}))["result"], first["result"]);
+    assert_eq!(text_of(&w.call_tool("one__echo", json!({"text": "x"}))), "x");
+    assert_eq!(heard(&w, 2), 2, "{}", w.stderr());
+    // One upstream says its list changed: the next list asks again.
+    assert_eq!(text_of(&w.call_tool("two__change_list", json!({}))), "changed");
+    w.wait_for(|m| m["method"] == "notifications/tools/list_changed");
+    w.request("tools/list", json!({}));
+    assert_eq!(heard(&w, 4), 4, "{}", w.stderr());
+    // An upstream that promised nothing is always asked.
+    let (mut plain, _dir) = gateway(None, &[("one", fixture())]);
+    plain.initialize();
+    plain.request("tools/list", json!({}));
+    plain.request("tools/list", json!({}));
+    assert_eq!(plain.settled_log_count("mcp-fixture heard tools/list", 2), 2);
+}

@@ -66,10 +66,17 @@ impl Router {
             let key = merge::list_key(&method).unwrap_or("tools");
             return self.reply(&client_id, &json!({ key: [] })).await;
         }
+        let cursor = params_value(&m.raw, "cursor").and_then(|c| c.as_str().map(str::to_owned));
+        if let Some(page) = self.lists.get(&method, cursor.as_deref()) {
+            return self.reply(&client_id, &page).await;
+        }
         for (lane, _) in &legs {
             self.wake(*lane).await;
         }
         let slot = self.owe(&m, client_id, legs.len());
+        if let Some(owed) = self.owed.get_mut(&slot) {
+            owed.cursor = cursor;
+        }
         for (lane, sent) in legs {
             match sent {
                 Some(sent) => self.leg(slot, lane, &sent).await,
@@ -171,7 +178,12 @@ impl Router {
                     }
                 }
                 let separator = self.separator.clone();
+                let lanes: Vec<usize> = pages.iter().map(|(lane, _)| *lane).collect();
+                let whole = first_error.is_none() && self.keepable(method, &lanes);
                 let result = merge::merge_pages(method, key, &separator, pages.into_iter().map(|(_, p)| p).collect());
+                if whole {
+                    self.lists.keep(method, owed.cursor.clone(), &result);
+                }
                 self.reply(id, &result).await;
             }
             "logging/setLevel" => {

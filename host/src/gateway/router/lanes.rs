@@ -86,7 +86,8 @@ impl Router {
             return;
         }
         let slot = self.next();
-        let owed = Owed { client_id: String::new(), method: INTRODUCE.into(), open: 1, answers: Vec::new() };
+        let owed =
+            Owed { client_id: String::new(), method: INTRODUCE.into(), open: 1, answers: Vec::new(), cursor: None };
         self.owed.insert(slot, owed);
         self.leg(slot, index, &init).await;
     }
@@ -97,6 +98,7 @@ impl Router {
     /// `list_changed` either way.
     pub(super) async fn reconfigure(&mut self, now: &Shared) {
         self.setup = now.setup.clone();
+        self.lists.forget(None);
         let renamed = self.separator != now.config.separator;
         self.separator = now.config.separator.clone();
         for index in 0..self.upstreams.len() {
@@ -150,6 +152,11 @@ impl Router {
 
     /// Tells the client the lists an upstream with these capabilities is in have changed.
     pub(super) async fn list_changed(&self, intro: &Introduced) {
+        for list in ["tools", "prompts", "resources"] {
+            if intro.has(list) {
+                self.lists.forget(Some(list));
+            }
+        }
         if !self.initialized {
             return;
         }
@@ -250,6 +257,10 @@ impl Router {
             }
             // A task's state under the id the client knows it by.
             "notifications/tasks/status" => self.task_status_out(lane, &m.raw),
+            changed if changed.ends_with("/list_changed") => {
+                self.heard_list_changed(changed);
+                Some(m.raw.clone())
+            }
             _ => Some(m.raw.clone()),
         };
         if let Some(sent) = sent {

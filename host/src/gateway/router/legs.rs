@@ -12,7 +12,7 @@ impl Router {
             self.by_client.insert(key.clone(), slot);
         }
         let method = m.head.method.clone().unwrap_or_default();
-        self.owed.insert(slot, Owed { client_id, method, open: legs, answers: Vec::new() });
+        self.owed.insert(slot, Owed { client_id, method, open: legs, answers: Vec::new(), cursor: None });
         slot
     }
 

@@ -40,6 +40,7 @@ use crate::upstream::Opening;
 use endpoint::Item;
 
 mod answers;
+mod cache;
 mod endpoint;
 mod lanes;
 mod legs;
@@ -158,6 +159,8 @@ struct Owed {
     open: usize,
     /// Answers in, by lane: the whole message each lane sent.
     answers: Vec<(usize, Bytes)>,
+    /// A list's cursor as the client sent it (where its merged page is kept).
+    cursor: Option<String>,
 }
 
 /// One session of the gateway.
@@ -213,6 +216,8 @@ pub struct Router {
     init: Option<Bytes>,
     /// What the client sent meanwhile: handled once they have answered.
     held: Vec<Bytes>,
+    /// Merged lists kept between `list_changed`s.
+    lists: cache::Lists,
 }
 
 impl Shared {
@@ -277,6 +282,7 @@ impl Router {
             live: 0,
             init: None,
             held: Vec::new(),
+            lists: cache::Lists::default(),
         }
     }
 
