@@ -224,3 +224,48 @@ fn a_batch_after_2025_03_26_is_refused() {
     assert!(message.contains("2025-06-18") && message.contains("2025-03-26"), "{message}");
     assert_eq!(w.request("ping", json!({}))["result"], json!({}));
 }
+
+/// A plugin that refuses an answer: the plugins it has yet to pass (those in
+/// front of it) see the refusal the client gets, not the answer it replaced.
+#[test]
+fn an_answer_a_plugin_refuses_goes_on_through_the_plugins_in_front_of_it() {
+    let plugins = PluginDir::new()
+        .add("10-record", "misbehave", "[config]\naction = \"record\"\nmethods = [\"tools/call\"]\n")
+        .add("20-withhold", "misbehave", "[config]\naction = \"deny-answers\"\ntool = \"echo\"\n");
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    let answer = w.call_tool("echo", json!({"text": "hi"}));
+    let (code, message) = error_of(&answer);
+    assert_eq!((code, message), (-32001, "misbehave: answer withheld"), "{answer}");
+    let audit = w.finish();
+    let seen: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|e| e["plugin"] == "10-record" && e["event"]["hook"] == "response")
+        .map(|e| &e["event"]["outcome"])
+        .collect();
+    assert_eq!(seen, [&json!({"code": -32001, "message": "misbehave: answer withheld"})], "{audit:?}");
+    assert!(
+        audit.iter().any(|e| e["event"]["verdict"] == "reject" && e["event"]["plugin"] == "20-withhold"),
+        "{audit:?}"
+    );
+}
+
+/// A cancellation the chain stops never reaches the server, so the call it
+/// names is still in flight: its id stays taken, and the server never hears it.
+#[test]
+fn a_cancellation_the_chain_stops_leaves_the_call_in_flight() {
+    let plugins = PluginDir::new().add(
+        "10-keep",
+        "misbehave",
+        "[config]\naction = \"deny\"\nmethods = [\"notifications/cancelled\"]\n",
+    );
+    let mut w = Warden::start(&plugins);
+    w.initialize();
+    w.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {}}}));
+    w.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}}));
+    w.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}));
+    let again = w.answer_to(&json!(5));
+    assert_eq!(error_of(&again).0, -32600, "id 5 is still in flight: {again}");
+    let heard = w.call_tool("client_notifications", json!({}));
+    assert!(!text_of(&heard).contains("cancelled"), "the server heard it: {heard}");
+}

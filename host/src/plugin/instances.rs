@@ -181,14 +181,16 @@ impl Instances {
         self.walk(Hook::Request, cx, message, 0..self.slots.len(), false).await
     }
 
-    /// Runs a response or error back to front through the interested plugins.
-    pub async fn on_response(&mut self, cx: MessageContext<'_>, message: &Message) -> ChainOutcome {
-        self.walk(Hook::Response, cx, message, 0..self.slots.len(), true).await.0
+    /// Runs a response or error back to front through the interested
+    /// plugins; also says where it stopped, for [`Instances::on_response_before`].
+    pub async fn on_response(&mut self, cx: MessageContext<'_>, message: &Message) -> (ChainOutcome, usize) {
+        self.walk(Hook::Response, cx, message, 0..self.slots.len(), true).await
     }
 
     /// Runs an answer the chain made itself (a plugin at position `stop` rejected
-    /// or answered a request) back through the plugins before `stop`, which saw
-    /// the request: an audit plugin in front sees every decision.
+    /// or answered a request, or replaced an answer) back through the plugins
+    /// before `stop`, which saw the request: an audit plugin in front sees
+    /// every decision.
     pub async fn on_response_before(&mut self, stop: usize, cx: MessageContext<'_>, message: &Message) -> ChainOutcome {
         let wanted = self.chain.plugins()[..stop.min(self.slots.len())]
             .iter()

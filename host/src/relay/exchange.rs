@@ -36,11 +36,6 @@ impl Relay {
                 return self.send_back(from, reply).await;
             }
         }
-        if method == jsonrpc::method::CANCELLED {
-            if let Some(answers) = self.forget_cancelled(from, &message) {
-                self.send_back(from, answers).await;
-            }
-        }
         self.refresh();
         let (outcome, stopped_at) = if self.instances.chain().wants_request(method, from) {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
@@ -53,6 +48,13 @@ impl Relay {
             Onward::Pass(replacement) => {
                 let raw_id = message.head.raw_id.clone();
                 let message = replacement.unwrap_or(message);
+                // A cancellation the chain let through: the request is no longer
+                // waited for. One it stopped never reached the peer: it still is.
+                if message.head.method.as_deref() == Some(jsonrpc::method::CANCELLED) {
+                    if let Some(answers) = self.forget_cancelled(from, &message) {
+                        self.send_back(from, answers).await;
+                    }
+                }
                 if let (Some(id), Some(raw_id)) = (&message.head.id, raw_id) {
                     let pending = Pending {
                         raw_id,
@@ -87,6 +89,25 @@ impl Relay {
         }
     }
 
+    /// An answer a plugin at `stop` replaced (`answer`), through the plugins in
+    /// front of it, with what they make of it.
+    async fn unwind_answer(
+        &mut self,
+        generation: u64,
+        stop: usize,
+        cx: MessageContext<'_>,
+        original: &Message,
+        answer: Bytes,
+    ) -> Bytes {
+        let Ok(replaced) = Message::parse(answer.clone()) else { return answer };
+        let outcome = self.instances_of(generation).on_response_before(stop, cx, &replaced).await;
+        match self.onward(outcome, original, original.head.raw_id.as_deref(), Some(cx.method)) {
+            Onward::Pass(None) | Onward::Answer(None) => answer,
+            Onward::Pass(Some(replacement)) => replacement.raw,
+            Onward::Answer(Some(again)) => again,
+        }
+    }
+
     /// A response or error travelling `from` one side, answering a request that went the other way.
     pub(super) async fn answer(&mut self, from: Direction, message: Message) {
         let pending = message.head.id.as_ref().and_then(|id| self.answered(from).remove(id));
@@ -112,7 +133,7 @@ impl Relay {
         }
         // Only an answer through an earlier chain can be the last one it owed.
         let retiring = generation != self.instances.chain().generation();
-        let outcome = {
+        let (outcome, stopped_at) = {
             let instances = self.instances_of(generation);
             if !instances.chain().wants_response(&method, from) {
                 if retiring {
@@ -123,14 +144,21 @@ impl Relay {
             let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
             instances.on_response(cx, &message).await
         };
-        if retiring {
-            self.release_retired();
-        }
         let id = message.head.raw_id.as_deref();
         let onward = match self.onward(outcome, &message, id, Some(&method)) {
             Onward::Pass(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
-            Onward::Answer(answer) => answer.unwrap_or_else(|| message.raw.clone()),
+            Onward::Answer(answer) => {
+                // What a plugin made of the answer goes on through the plugins it
+                // has yet to pass (those in front of it): an audit plugin in front
+                // sees the answer the peer gets.
+                let answer = answer.unwrap_or_else(|| message.raw.clone());
+                let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
+                self.unwind_answer(generation, stopped_at, cx, &message, answer).await
+            }
         };
+        if retiring {
+            self.release_retired();
+        }
         self.send_on(from, onward).await;
     }
 }

@@ -31,6 +31,10 @@ enum Action {
     Nothing,
     Record,
     Swell,
+    /// Denies every request it registered for, whatever the tool.
+    Deny,
+    /// Denies the answers to calls of `tool`.
+    DenyAnswers,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +123,9 @@ impl Plugin for Misbehave {
         if self.action == Action::Record {
             record("response", ctx, message);
         }
+        if self.action == Action::DenyAnswers && ctx.tool.as_deref() == Some(self.tool.as_str()) {
+            return mcp::deny("misbehave: answer withheld");
+        }
         Verdict::Forward
     }
 
@@ -126,6 +133,9 @@ impl Plugin for Misbehave {
         if self.action == Action::Record {
             record("request", ctx, message);
             return Verdict::Forward;
+        }
+        if self.action == Action::Deny {
+            return mcp::deny(format!("misbehave: {} refused", ctx.method));
         }
         if ctx.tool.as_deref() != Some(self.tool.as_str()) {
             return Verdict::Forward;
@@ -182,7 +192,7 @@ impl Plugin for Misbehave {
                 self.hoard.push(vec![1u8; 13 << 20]);
                 Verdict::Forward
             }
-            Action::Nothing | Action::Record => Verdict::Forward,
+            Action::Nothing | Action::Record | Action::Deny | Action::DenyAnswers => Verdict::Forward,
         }
     }
 }
