@@ -17,7 +17,13 @@ resources = ["mem://config"]
 
 fn config(dir: &std::path::Path, endpoints: &str) -> std::path::PathBuf {
     let fx = serde_json::to_string(&fixture()).expect("JSON");
-    let text = format!("[upstreams.one]\ncommand = {fx}\n[upstreams.two]\ncommand = {fx}\n{endpoints}");
+    let mut evil = fixture();
+    evil.push("--evil".to_owned());
+    let evil = serde_json::to_string(&evil).expect("JSON");
+    // `ops` is in no glob of the endpoint: it is not part of it at all.
+    let text = format!(
+        "[upstreams.one]\ncommand = {fx}\n[upstreams.two]\ncommand = {fx}\n[upstreams.ops]\ncommand = {evil}\n{endpoints}"
+    );
     let file = dir.join("warden.toml");
     std::fs::write(&file, text).expect("write config");
     file
@@ -56,6 +62,13 @@ fn an_endpoint_lists_and_serves_only_its_subset_and_a_session_stays_at_its_endpo
     assert!(everything.contains(&"two__write_file".to_owned()), "{everything:?}");
 
     gw.url = readonly.clone();
+    // Its `initialize` names only what it serves: no `ops` instructions, no prompts.
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let shown = gw.post(None, &init.to_string(), &[]).answer();
+    let text = shown.to_string();
+    assert!(!text.contains("ops") && !text.contains("evil"), "{shown}");
+    assert!(shown["result"]["capabilities"]["prompts"].is_null(), "{shown}");
+    assert!(shown["result"]["capabilities"]["tools"].is_object(), "{shown}");
     let session = gw.open();
     let tools = names(&request(&gw, &session, 2, "tools/list", json!({})), "tools");
     assert_eq!(tools, ["one__echo", "two__get_config"], "only the endpoint's tools");

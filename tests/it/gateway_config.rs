@@ -98,6 +98,8 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused("[upstreams.\"a_b c\"]\ncommand = [\"x\"]\n", Some(1), "upstreams.a_b c");
     refused("separator = \"-\"\n[upstreams.a-b]\ncommand = [\"x\"]\n", Some(2), "upstreams.a-b");
     refused(&format!("separator = \"/\"\n{up}"), Some(1), "separator");
+    // A name whose prefix would split early: `files-` + `--` reads as `files` + `--` + `-…`.
+    refused("separator = \"--\"\n[upstreams.files-]\ncommand = [\"x\"]\n", Some(2), "upstreams.files-");
     // A missing environment variable or secret file: named, never its value.
     let out = refused(
         "[upstreams.a]\ncommand = [\"x\"]\nenv = { T = { from-env = \"FS_TOKEN\" } }\n",

@@ -41,6 +41,8 @@ fn fixture_http(log: &Path) -> (Server, String) {
             break url.to_owned();
         }
     };
+    // The rest is read too: a fixture writing to a closed pipe would fail.
+    std::thread::spawn(move || lines.for_each(drop));
     (Server(child), url)
 }
 
@@ -112,7 +114,7 @@ fn remote_servers_get_their_own_credentials_and_never_the_clients() {
     let names: Vec<&str> =
         tools["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     for (id, (tool, arguments, said)) in expected.iter().enumerate() {
-        assert!(names.contains(tool), "{tool} missing from {names:?}");
+        assert!(names.contains(tool), "{tool} missing from {names:?}\n{}", gw.stderr());
         let call = json!({"jsonrpc": "2.0", "id": id + 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}});
         let answer = gw.post(Some(&session), &call.to_string(), &with_session).answer();
         assert_eq!(text_of(&answer), *said, "{tool}: {answer}\n{}", gw.stderr());

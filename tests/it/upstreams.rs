@@ -426,9 +426,11 @@ fn tasks_go_back_to_the_upstream_that_made_them_under_ids_that_cannot_collide() 
     ids.sort_unstable();
     assert_eq!(ids, ["one:task-1", "two:task-1"], "{listed}");
     // Ids the gateway did not give go nowhere.
-    for forged in ["task-1", "three:task-1", ":task-1", "one", ""] {
-        let (code, _) = failure(w.request("tasks/get", json!({"taskId": forged})));
+    // Ids the gateway did not give never reach an upstream, well-formed ones included.
+    for forged in ["task-1", "three:task-1", ":task-1", "one", "", "one:task-2", "two:task-1 "] {
+        let (code, message) = failure(w.request("tasks/get", json!({"taskId": forged})));
         assert_eq!(code, -32602, "{forged}");
+        assert!(message.contains("the gateway gave no such id"), "{forged}: {message}");
     }
     let (code, _) = failure(w.request("tasks/get", json!({"taskId": 7})));
     assert_eq!(code, -32602);

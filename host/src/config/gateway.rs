@@ -479,7 +479,10 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         let line = Some(spanned.span().start);
         let key = |k: &str| format!("upstreams.{name}.{k}");
         let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !valid_name || name.contains(separator.as_str()) {
+        // `<name><separator>` must split at its end, not earlier (a name ending in
+        // `-` with `--` between would read as another name).
+        let splits_right = format!("{name}{separator}").find(separator.as_str()) == Some(name.len());
+        if !valid_name || name.contains(separator.as_str()) || !splits_right {
             let message = format!("upstream name {name:?} is not usable");
             let fix = format!("name it with A-Z a-z 0-9 and -, without the separator {separator:?}");
             return Err(at.error(line, &format!("upstreams.{name}"), message, Some(fix)));
@@ -680,8 +683,10 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         let globs = |field: &str, patterns: &Option<Vec<String>>| -> Result<Globs, GatewayError> {
             let patterns = patterns.clone().unwrap_or_default();
             let mut set = globset::GlobSetBuilder::new();
+            // In URIs `*` stays within a path segment (`**` crosses them); names have no `/`.
+            let in_uris = field == "resources";
             for pattern in &patterns {
-                let glob = globset::GlobBuilder::new(pattern).literal_separator(false).build().map_err(|_| {
+                let glob = globset::GlobBuilder::new(pattern).literal_separator(in_uris).build().map_err(|_| {
                     let fix = "write globs with * ? [..] {a,b}, such as \"fs__read_*\"".to_owned();
                     at.error(line, &key(field), "holds a pattern that is not a glob".into(), Some(fix))
                 })?;

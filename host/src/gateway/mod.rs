@@ -78,7 +78,7 @@ impl GatewayUpstream {
         let chains = chains(&config, &setup, watch, &folders).await?;
         let pins = Arc::new(pins::Pins::beside(&config.file));
         let probes = Arc::new(probe::Probes::default());
-        probes.learn(&config, &chains.main, &setup);
+        probes.learn(&config, &chains.main, &setup, true);
         let shared = Arc::new(router::Shared { pins, probes, config: Arc::new(config), chains, setup: setup.clone() });
         let (shared, _) = watch::channel(shared);
         Ok(GatewayUpstream { state: Arc::new(State { shared, setup, watch, folders }) })
@@ -110,7 +110,7 @@ impl GatewayUpstream {
                     let now = state.shared.borrow();
                     (now.pins.clone(), now.probes.clone())
                 };
-                probes.learn(&config, &chains.main, &state.setup);
+                probes.learn(&config, &chains.main, &state.setup, false);
                 let shared =
                     router::Shared { pins, probes, config: Arc::new(config), chains, setup: state.setup.clone() };
                 state.shared.send_replace(Arc::new(shared));

@@ -65,7 +65,15 @@ impl Probes {
 
     /// Probes, in the background, every upstream of `config` not probed under
     /// its current config; forgets the upstreams it no longer has.
-    pub fn learn(self: &Arc<Self>, config: &Gateway, chains: &[watch::Receiver<Arc<Chain>>], setup: &LaneSetup) {
+    /// `first`: the gateway is starting, and its first sessions wait for these
+    /// (see [`Probes::settled`]); a reload's probes are waited for by nobody.
+    pub fn learn(
+        self: &Arc<Self>,
+        config: &Gateway,
+        chains: &[watch::Receiver<Arc<Chain>>],
+        setup: &LaneSetup,
+        first: bool,
+    ) {
         {
             let mut probes = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             probes.retain(|name, (seen, _)| config.upstreams.iter().any(|u| &u.name == name && u == seen));
@@ -75,8 +83,10 @@ impl Probes {
                 continue;
             }
             let (me, upstream, chain, setup) = (self.clone(), upstream.clone(), chain.clone(), setup.clone());
-            self.pending.send_modify(|n| *n += 1);
-            let in_flight = InFlight(self.clone());
+            let in_flight = first.then(|| {
+                self.pending.send_modify(|n| *n += 1);
+                InFlight(self.clone())
+            });
             tokio::spawn(async move {
                 let _in_flight = in_flight;
                 match probe(&upstream, chain, &setup).await {
@@ -95,7 +105,9 @@ impl Probes {
 }
 
 impl Probes {
-    /// Resolves once no probe is in flight (they end within [`PROBE_TIMEOUT`]).
+    /// Resolves once no probe of the gateway's start is in flight (they end
+    /// within [`PROBE_TIMEOUT`]); an upstream a reload brings is probed while
+    /// sessions go on, and joins those that start before it is with `list_changed`.
     pub async fn settled(&self) {
         let mut pending = self.pending.subscribe();
         let _ = tokio::time::timeout(PROBE_TIMEOUT * 2, pending.wait_for(|n| *n == 0)).await;

@@ -136,13 +136,10 @@ impl Router {
                     return self.release_held().await;
                 }
                 let requested = self.init.as_deref().and_then(|raw| params_string(raw, &["protocolVersion"]));
-                let parts: Vec<(&str, &Introduced)> = introduced
-                    .iter()
-                    .filter_map(|&l| {
-                        self.upstreams[l].introduced.as_ref().map(|i| (self.upstreams[l].name.as_str(), i))
-                    })
-                    .collect();
-                let result = merge::initialize_result(&parts, requested.as_deref());
+                let shown = self.shown_intros(introduced.iter().map(|&l| (l, self.upstreams[l].introduced.as_ref())));
+                let parts: Vec<(&str, &Introduced)> = shown.iter().map(|(n, i)| (n.as_str(), i)).collect();
+                let mut result = merge::initialize_result(&parts, requested.as_deref());
+                self.endpoint_capabilities(&mut result);
                 self.reply(id, &result).await;
                 self.release_held().await;
             }

@@ -26,12 +26,112 @@ impl Router {
         if endpoint.plugins != self.endpoint_chain {
             return false;
         }
-        let globs = match item {
-            Item::Tool => &endpoint.tools,
-            Item::Prompt => &endpoint.prompts,
-            Item::Resource => &endpoint.resources,
+        match item {
+            Item::Tool => endpoint.tools.matches(name),
+            Item::Prompt => endpoint.prompts.matches(name),
+            // A URI that could name something else once its server resolves it is never served.
+            Item::Resource => plain_uri(name) && endpoint.resources.matches(name),
+        }
+    }
+
+    /// Whether this endpoint serves anything of `capability` from upstream
+    /// `lane`, judged by its globs: a tool or prompt glob that could match the
+    /// upstream's prefix, any resource glob for resources. Lists, fan-outs,
+    /// tasks and the `initialize` answer leave the others out (they are not
+    /// started, and their capabilities and instructions are not shown).
+    pub(super) fn serves_upstream(&self, lane: usize, capability: &str) -> bool {
+        let Some(path) = &self.endpoint else { return true };
+        let shared = self.shared.borrow();
+        let Some(endpoint) = shared.config.endpoint(path) else { return false };
+        if endpoint.plugins != self.endpoint_chain {
+            return false;
+        }
+        let u = &self.upstreams[lane];
+        let own = format!("{}{}", u.name, self.separator);
+        let named = |patterns: &[String]| {
+            patterns.iter().any(|p| {
+                let literal = p.split(['*', '?', '[', '{', '\\']).next().unwrap_or_default();
+                !u.config.prefix || own.starts_with(literal) || literal.starts_with(&own)
+            })
         };
-        globs.matches(name)
+        let resources = !endpoint.resources.patterns.is_empty();
+        match capability {
+            "tools" | "tasks" => named(&endpoint.tools.patterns),
+            "prompts" => named(&endpoint.prompts.patterns),
+            "resources" => resources,
+            "completions" => named(&endpoint.prompts.patterns) || resources,
+            _ => named(&endpoint.tools.patterns) || named(&endpoint.prompts.patterns) || resources,
+        }
+    }
+
+    /// Whether upstream `lane` is part of this endpoint at all.
+    pub(super) fn shows(&self, lane: usize) -> bool {
+        ["tools", "prompts", "resources"].iter().any(|c| {
+            self.serves_upstream(lane, c)
+                && self.upstreams[lane]
+                    .introduced
+                    .as_ref()
+                    .or(self.upstreams[lane].probed.as_ref())
+                    .is_none_or(|intro| intro.has(c))
+        })
+    }
+
+    /// What the `initialize` answer is made of: the upstreams this endpoint
+    /// shows, with the instructions only of those it introduces.
+    pub(super) fn shown_intros<'a>(
+        &self,
+        intros: impl Iterator<Item = (usize, Option<&'a Introduced>)>,
+    ) -> Vec<(String, Introduced)> {
+        intros
+            .filter(|(lane, _)| self.shows(*lane))
+            .filter_map(|(lane, intro)| {
+                let mut intro = intro?.clone();
+                if !self.introduces(lane) {
+                    intro.instructions = None;
+                }
+                Some((self.upstreams[lane].name.clone(), intro))
+            })
+            .collect()
+    }
+
+    /// Whether upstream `lane`'s instructions are shown: it serves a tool or
+    /// prompt here (resource globs name no upstream).
+    pub(super) fn introduces(&self, lane: usize) -> bool {
+        self.serves_upstream(lane, "tools") || self.serves_upstream(lane, "prompts")
+    }
+
+    /// Takes out of an `initialize` result what this endpoint does not serve.
+    pub(super) fn endpoint_capabilities(&self, result: &mut Value) {
+        let Some(path) = &self.endpoint else { return };
+        let (tools, prompts, resources) = {
+            let shared = self.shared.borrow();
+            match shared.config.endpoint(path) {
+                Some(e) => {
+                    (!e.tools.patterns.is_empty(), !e.prompts.patterns.is_empty(), !e.resources.patterns.is_empty())
+                }
+                None => (false, false, false),
+            }
+        };
+        let Some(capabilities) = result.get_mut("capabilities").and_then(Value::as_object_mut) else { return };
+        for (key, kept) in [
+            ("tools", tools),
+            ("tasks", tools),
+            ("prompts", prompts),
+            ("resources", resources),
+            ("completions", prompts || resources),
+        ] {
+            if !kept {
+                capabilities.remove(key);
+            }
+        }
+    }
+
+    /// Whether the config took this session's endpoint away or gave it
+    /// another chain: its sessions end (a client opens a new one).
+    pub(super) fn endpoint_retired(&self) -> bool {
+        let Some(path) = &self.endpoint else { return false };
+        let shared = self.shared.borrow();
+        shared.config.endpoint(path).is_none_or(|e| e.plugins != self.endpoint_chain)
     }
 
     /// Leaves out of an upstream's list page what this endpoint does not
@@ -78,4 +178,48 @@ fn print(endpoint: &Endpoint) -> String {
         "{:?}",
         (&endpoint.tools.patterns, &endpoint.prompts.patterns, &endpoint.resources.patterns, &endpoint.plugins)
     )
+}
+
+/// A URI without what a server could resolve into another one: no `.` or
+/// `..` segment, no empty segment after the authority, no escaped `/`, `\\`,
+/// `.` or `%`, no backslash.
+fn plain_uri(uri: &str) -> bool {
+    let lower = uri.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e", "%25", "\\"].iter().any(|bad| lower.contains(bad)) {
+        return false;
+    }
+    let path = match uri.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => uri.split_once(':').map_or(uri, |(_, rest)| rest),
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    segments.iter().enumerate().all(|(i, s)| *s != "." && *s != ".." && (!s.is_empty() || i == last || i == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_uri;
+
+    #[test]
+    fn uris_that_resolve_elsewhere_are_not_plain() {
+        for ok in
+            ["file:///srv/public/a.txt", "mem://config", "https://h/a/b?x=../y", "urn:isbn:123", "file:///srv/public/"]
+        {
+            assert!(plain_uri(ok), "{ok}");
+        }
+        for bad in [
+            "file:///srv/public/../secret",
+            "file:///srv/public/%2e%2e/secret",
+            "file:///srv/public/..%2fsecret",
+            "file:///srv/public//etc/passwd",
+            "file:///srv/public/./x",
+            "file:///srv/public/..",
+            "file:///srv/public\\..\\x",
+            "file:///srv/public/%252e%252e/x",
+        ] {
+            assert!(!plain_uri(bad), "{bad}");
+        }
+    }
 }

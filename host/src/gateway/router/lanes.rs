@@ -305,7 +305,7 @@ impl Router {
                 let u = &self.upstreams[i];
                 let running = u.lane.is_some() && u.introduced.as_ref().is_some_and(|intro| intro.has(capability));
                 let sleeping = u.dormant && !u.removed && u.probed.as_ref().is_some_and(|intro| intro.has(capability));
-                running || sleeping
+                (running || sleeping) && self.serves_upstream(i, capability)
             })
             .collect()
     }

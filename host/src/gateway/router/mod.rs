@@ -218,6 +218,8 @@ pub struct Router {
     held: Vec<Bytes>,
     /// Merged lists kept between `list_changed`s.
     lists: cache::Lists,
+    /// Task ids given to the client (`<upstream>:<id>`).
+    tasks_given: std::collections::HashSet<String>,
 }
 
 impl Shared {
@@ -283,6 +285,7 @@ impl Router {
             init: None,
             held: Vec::new(),
             lists: cache::Lists::default(),
+            tasks_given: std::collections::HashSet::new(),
         }
     }
 
@@ -303,6 +306,10 @@ impl Router {
                     Ok(()) => {
                         let now = self.shared.borrow_and_update().clone();
                         self.reconfigure(&now).await;
+                        if self.endpoint_retired() {
+                            tracing::info!(endpoint = ?self.endpoint, "virtual endpoint removed or given another chain; its session ends");
+                            break;
+                        }
                     }
                     // The gateway is gone: keep the config in force.
                     Err(_) => {
@@ -429,7 +436,9 @@ impl Router {
                         let sent = rewrite::with_param(&m.raw, None, &["taskId"], &inner);
                         self.one(lane, &m, client_id, sent).await;
                     }
-                    None => self.refuse(&client_id, code::INVALID_PARAMS, "unknown task").await,
+                    None => {
+                        self.refuse(&client_id, code::INVALID_PARAMS, "unknown task: the gateway gave no such id").await
+                    }
                 }
             }
             "logging/setLevel" => self.fan(&m, client_id, "logging").await,
@@ -458,9 +467,11 @@ impl Router {
             }
             if unprobed.len() < self.upstreams.len() {
                 let requested = params_string(&m.raw, &["protocolVersion"]);
-                let parts: Vec<(&str, &Introduced)> =
-                    self.upstreams.iter().filter_map(|u| Some((u.name.as_str(), u.probed.as_ref()?))).collect();
+                let shown =
+                    self.shown_intros((0..self.upstreams.len()).map(|l| (l, self.upstreams[l].probed.as_ref())));
+                let parts: Vec<(&str, &Introduced)> = shown.iter().map(|(n, i)| (n.as_str(), i)).collect();
                 let mut result = merge::initialize_result(&parts, requested.as_deref());
+                self.endpoint_capabilities(&mut result);
                 // The probes asked for the newest version; this client may want an older one,
                 // which its upstream sessions are asked for when they start.
                 let known = |v: &&String| crate::era::LEGACY_VERSIONS.contains(&v.as_str());

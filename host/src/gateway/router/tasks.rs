@@ -2,6 +2,8 @@
 //! client knows it as `<upstream>:<its id>` (upstream names have no `:`),
 //! so two upstreams' ids cannot collide and `tasks/get`, `tasks/result` and
 //! `tasks/cancel` go back to the upstream that made it under the id it gave.
+//! Only ids the session was given are taken: a forged one never reaches an
+//! upstream (nor one this endpoint does not serve).
 
 use super::*;
 
@@ -10,9 +12,15 @@ use super::*;
 /// of `tasks/result`.
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
+/// Most task ids one session remembers having given.
+const MAX_TASKS: usize = 10_000;
+
 impl Router {
     /// The upstream a client's task id is for, and the id it gave.
     pub(super) fn task_lane(&self, task: &str) -> Option<(usize, String)> {
+        if !self.tasks_given.contains(task) {
+            return None;
+        }
         let (name, inner) = task.split_once(':')?;
         let lane = *self.by_name.get(name)?;
         (!self.upstreams[lane].removed).then(|| (lane, inner.to_owned()))
@@ -25,7 +33,7 @@ impl Router {
 
     /// An answer of `lane`'s with every task id it carries renamed for the
     /// client; the answer as it is when it carries none.
-    pub(super) fn tasks_out(&self, lane: usize, answer: &[u8]) -> Option<Bytes> {
+    pub(super) fn tasks_out(&mut self, lane: usize, answer: &[u8]) -> Option<Bytes> {
         if memchr::memmem::find(answer, b"taskId").is_none() {
             return None;
         }
@@ -54,7 +62,7 @@ impl Router {
     }
 
     /// `notifications/tasks/status` of `lane`'s, its task id renamed.
-    pub(super) fn task_status_out(&self, lane: usize, raw: &[u8]) -> Option<Bytes> {
+    pub(super) fn task_status_out(&mut self, lane: usize, raw: &[u8]) -> Option<Bytes> {
         let mut f = rewrite::fields(raw)?;
         let mut params = rewrite::nested(&f, "params")?;
         if !self.rename(lane, &mut params) {
@@ -65,16 +73,22 @@ impl Router {
     }
 
     /// The items of a `tasks/list` page of `lane`'s, renamed.
-    pub(super) fn tasks_listed(&self, lane: usize, items: &mut [rewrite::Fields]) {
+    pub(super) fn tasks_listed(&mut self, lane: usize, items: &mut [rewrite::Fields]) {
         for item in items {
             self.rename(lane, item);
         }
     }
 
     /// Renames `taskId` in `f`, if it has a string one.
-    fn rename(&self, lane: usize, f: &mut rewrite::Fields) -> bool {
+    fn rename(&mut self, lane: usize, f: &mut rewrite::Fields) -> bool {
         let Some(inner) = rewrite::string(f, "taskId") else { return false };
-        rewrite::set(f, "taskId", &self.task_id(lane, &inner));
+        let id = self.task_id(lane, &inner);
+        if self.tasks_given.len() < MAX_TASKS {
+            self.tasks_given.insert(id.clone());
+        } else if !self.tasks_given.contains(&id) {
+            tracing::warn!("the session's task ids are full; a task cannot be asked about");
+        }
+        rewrite::set(f, "taskId", &id);
         true
     }
 }
