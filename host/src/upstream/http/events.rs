@@ -114,6 +114,8 @@ impl Shared {
         if initialize {
             self.note_version(&message);
         }
+        // A tools/list answer: its x-mcp-header annotations learned, invalid tools left out.
+        let message = self.params.learn(&message).unwrap_or(message);
         let _ = self.output.send(Ok(Frame::Line(message))).await;
     }
 

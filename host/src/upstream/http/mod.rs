@@ -41,6 +41,7 @@ use crate::transport::QUEUE;
 mod error;
 mod events;
 mod old_sse;
+mod params;
 mod streamable;
 
 pub use error::UpstreamError;
@@ -206,6 +207,8 @@ struct Shared {
     old_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     output: mpsc::Sender<std::io::Result<Frame>>,
     max_message_bytes: usize,
+    /// What `tools/call` mirrors into `Mcp-Param-*` headers, per tool.
+    params: params::ParamHeaders,
 }
 
 /// Connects the relay to a remote server. Returns the upstream (for
@@ -227,6 +230,7 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
         old_reader: Mutex::new(None),
         output: output_tx,
         max_message_bytes,
+        params: params::ParamHeaders::default(),
     });
     let pump = tokio::spawn(pump(shared, input));
     let output = futures::stream::poll_fn(move |cx| output_rx.poll_recv(cx));
@@ -264,7 +268,7 @@ async fn pump(shared: Arc<Shared>, mut input: mpsc::Receiver<Outgoing>) {
             }
         }
         let request_id = head.filter(|h| h.kind == Kind::Request).and_then(|h| h.id);
-        let modern = request_id.as_ref().and_then(|_| mirrored(&message));
+        let modern = request_id.as_ref().and_then(|_| mirrored(&message, &shared.params));
         if initialize {
             // Everything after it needs the session id it brings.
             post(shared.clone(), message, request_id, true, None).await;

@@ -200,6 +200,8 @@ pub(super) struct Mirrored {
     pub(super) version: HeaderValue,
     pub(super) method: HeaderValue,
     pub(super) name: Option<HeaderValue>,
+    /// `Mcp-Param-*` for a tool whose schema annotates its arguments.
+    pub(super) params: Vec<(http::header::HeaderName, HeaderValue)>,
 }
 
 impl Mirrored {
@@ -211,11 +213,14 @@ impl Mirrored {
         if let Some(name) = &self.name {
             headers.insert(MCP_NAME, name.clone());
         }
+        for (name, value) in &self.params {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 }
 
 /// The mirrored headers of a request, if its `_meta` names a modern version.
-pub(super) fn mirrored(message: &[u8]) -> Option<Mirrored> {
+pub(super) fn mirrored(message: &[u8], params: &super::params::ParamHeaders) -> Option<Mirrored> {
     memchr::memmem::find(message, era::meta::PROTOCOL_VERSION.as_bytes())?;
     let facts = era::facts(message)?;
     let version = facts.version.filter(|v| era::is_modern(v))?;
@@ -224,6 +229,7 @@ pub(super) fn mirrored(message: &[u8]) -> Option<Mirrored> {
         version: HeaderValue::from_str(&version).ok()?,
         method: header(&facts.method)?,
         name: facts.name.as_deref().and_then(header),
+        params: if facts.method == "tools/call" { params.headers_for(message) } else { Vec::new() },
     })
 }
 
