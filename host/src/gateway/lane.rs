@@ -49,6 +49,11 @@ pub struct Lane {
 /// router polls these itself (no task between it and the relay).
 pub type Output = futures::stream::BoxStream<'static, (usize, LaneEvent)>;
 
+/// A lane's relay at work, tagged with the lane's index: its end when its
+/// upstream session ends. The router polls it in its own task, so that a
+/// message between the two wakes no other task.
+pub type Running = futures::future::BoxFuture<'static, (usize, SessionEnd)>;
+
 /// What every lane of a gateway shares.
 #[derive(Clone)]
 pub struct LaneSetup {
@@ -63,8 +68,9 @@ pub struct LaneSetup {
 }
 
 impl Lane {
-    /// Starts upstream `config` behind `chain`: its messages come out of the
-    /// returned [`Output`], its end reaches `events`, both tagged with `index`.
+    /// Starts upstream `config` behind `chain` in a task of its own: its
+    /// messages come out of the returned [`Output`], its end reaches
+    /// `events`, both tagged with `index`.
     pub fn start(
         index: usize,
         config: &UpstreamConfig,
@@ -73,6 +79,22 @@ impl Lane {
         opening: &Opening,
         events: mpsc::Sender<(usize, LaneEvent)>,
     ) -> Result<(Lane, Output), SpawnError> {
+        let (lane, output, running) = Lane::start_here(index, config, chain, setup, opening)?;
+        tokio::spawn(async move {
+            let (index, end) = running.await;
+            let _ = events.send((index, LaneEvent::Ended(end))).await;
+        });
+        Ok((lane, output))
+    }
+
+    /// The same, its relay to be polled by the caller ([`Running`]).
+    pub fn start_here(
+        index: usize,
+        config: &UpstreamConfig,
+        chain: watch::Receiver<Arc<Chain>>,
+        setup: &LaneSetup,
+        opening: &Opening,
+    ) -> Result<(Lane, Output, Running), SpawnError> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (upstream, to_upstream) = connect(name.clone(), config, &opening.forwarded, setup.max_message_bytes)?;
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
@@ -103,17 +125,17 @@ impl Lane {
                 f.map(Ok)
             })
         });
-        tokio::spawn(async move {
+        let running = async move {
             let end = session::drive(relay, upstream, client, std::future::pending(), EXIT_GRACE).await;
             tracing::info!(upstream = %name, "upstream session ended: {end:?}");
-            let _ = events.send((index, LaneEvent::Ended(end))).await;
-        });
+            (index, end)
+        };
         let output = futures::stream::poll_fn(move |cx| from_relay.poll_recv(cx)).map(move |out| {
             // The relay sends whole messages to a client that is no byte stream.
             let (Outgoing::Message(bytes) | Outgoing::Part(bytes)) = out;
             (index, LaneEvent::Message(bytes))
         });
-        Ok((Lane { input, queued }, output.boxed()))
+        Ok((Lane { input, queued }, output.boxed(), futures::FutureExt::boxed(running)))
     }
 
     /// Sends a message to the upstream, through the chain, without waiting.

@@ -56,6 +56,20 @@ pub fn to_bytes(f: &Fields) -> Bytes {
 
 /// The message with its `id` replaced by `id` (JSON text).
 pub fn with_id(raw: &[u8], id: &str) -> Option<Bytes> {
+    with_id_rebuilt(raw, id)
+}
+
+/// [`with_id`] for a whole message: the new id spliced in where the old one
+/// is, every other byte as it was (no second parse into members and back,
+/// which a large answer would pay for); rebuilt when it has no id.
+pub fn with_id_spliced(raw: &Bytes, id: &str) -> Option<Bytes> {
+    match crate::jsonrpc::Message::parse(raw.clone()) {
+        Ok(message) if message.head.raw_id.is_some() => Some(message.with_raw_id(id)),
+        _ => with_id_rebuilt(raw, id),
+    }
+}
+
+fn with_id_rebuilt(raw: &[u8], id: &str) -> Option<Bytes> {
     let mut f = fields(raw)?;
     set_raw(&mut f, "id", id);
     Some(to_bytes(&f))

@@ -199,7 +199,7 @@ impl Router {
                 let tasks =
                     matches!(owed.method.as_str(), "tools/call" | "tasks/get" | "tasks/result" | "tasks/cancel");
                 let renamed = if tasks { self.tasks_out(lane, &answer) } else { None };
-                self.forward_answer(id, renamed.as_deref().unwrap_or(&answer)).await;
+                self.forward_answer(id, renamed.as_ref().unwrap_or(&answer)).await;
             }
         }
     }

@@ -20,12 +20,13 @@ impl Router {
         if u.removed || u.lane.is_some() {
             return;
         }
-        match Lane::start(index, &u.config, u.chain.clone(), &self.setup, &self.opening, self.events_tx.clone()) {
-            Ok((lane, output)) => {
+        match Lane::start_here(index, &u.config, u.chain.clone(), &self.setup, &self.opening) {
+            Ok((lane, output, running)) => {
                 u.lane = Some(lane);
                 u.started_at = Some(Instant::now());
                 self.live += 1;
                 self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(output);
+                self.running.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(running);
             }
             Err(e) => {
                 tracing::error!(upstream = %u.name, "upstream could not be started: {e}");
@@ -196,7 +197,7 @@ impl Router {
                             return;
                         }
                         let id = self.next();
-                        if let Some(sent) = rewrite::with_id(&m.raw, &id.to_string()) {
+                        if let Some(sent) = rewrite::with_id_spliced(&m.raw, &id.to_string()) {
                             self.asks.insert(id, (lane, upstream_id));
                             self.send_client(sent).await;
                         }

@@ -18,7 +18,7 @@ impl Router {
 
     /// Sends `raw` to `lane` under a new router id, as a leg of `slot`:
     /// at once, or when the upstream has room under its `max-concurrency`.
-    pub(super) async fn leg(&mut self, slot: u64, lane: usize, raw: &[u8]) {
+    pub(super) async fn leg(&mut self, slot: u64, lane: usize, raw: &Bytes) {
         let method = self.owed.get(&slot).map(|o| o.method.clone()).unwrap_or_default();
         if self.upstreams[lane].lane.is_none() {
             // Woken, it could not be started (it is started again after its backoff).
@@ -42,7 +42,7 @@ impl Router {
             }
         }
         let id = self.next();
-        let Some(sent) = rewrite::with_id(raw, &id.to_string()) else {
+        let Some(sent) = rewrite::with_id_spliced(raw, &id.to_string()) else {
             return self.settle(slot, lane, Err("the request could not be passed on".into())).await;
         };
         let progress = jsonrpc::progress_token(raw);

@@ -35,7 +35,6 @@ use crate::config::gateway::{Gateway, PinPolicy, UpstreamConfig, MAX_RESTART_DEL
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
-use crate::transport::QUEUE;
 use crate::upstream::Opening;
 use endpoint::Item;
 
@@ -178,11 +177,11 @@ pub struct Router {
     separator: String,
     setup: LaneSetup,
     to_client: mpsc::Sender<Frame>,
-    events_tx: mpsc::Sender<(usize, LaneEvent)>,
-    events: mpsc::Receiver<(usize, LaneEvent)>,
     /// Every lane's messages (in a mutex only so that the router is `Sync`:
     /// it is only ever taken with `get_mut`).
     outputs: std::sync::Mutex<futures::stream::SelectAll<lane::Output>>,
+    /// Every lane's relay, polled here (in a mutex for the same reason).
+    running: std::sync::Mutex<futures::stream::FuturesUnordered<lane::Running>>,
     upstreams: Vec<Upstream>,
     by_name: HashMap<String, usize>,
     next_id: u64,
@@ -242,7 +241,6 @@ impl Router {
         endpoint: Option<Arc<str>>,
         to_client: mpsc::Sender<Frame>,
     ) -> Router {
-        let (events_tx, events) = mpsc::channel(QUEUE);
         let now = shared.borrow().clone();
         let upstreams: Vec<Upstream> = now
             .config
@@ -263,9 +261,8 @@ impl Router {
             separator: now.config.separator.clone(),
             setup: now.setup.clone(),
             to_client,
-            events_tx,
-            events,
             outputs: std::sync::Mutex::new(futures::stream::SelectAll::new()),
+            running: std::sync::Mutex::new(futures::stream::FuturesUnordered::new()),
             upstreams,
             by_name,
             next_id: 1,
@@ -298,7 +295,12 @@ impl Router {
             let next_restart = self.restarts.peek().map(|Reverse((at, _))| *at);
             let outputs = self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
             let any_output = !outputs.is_empty();
+            let running = self.running.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let any_running = !running.is_empty();
             tokio::select! {
+                Some((index, end)) = running.next(), if any_running => {
+                    self.lane_event(index, LaneEvent::Ended(end)).await;
+                }
                 () = tokio::time::sleep_until(next_restart.unwrap_or_else(Instant::now)), if next_restart.is_some() => {
                     self.restart_due().await;
                 }
@@ -332,10 +334,6 @@ impl Router {
                 Some((index, event)) = outputs.next(), if any_output => {
                     self.lane_event(index, event).await;
                 }
-                event = self.events.recv() => match event {
-                    Some((index, event)) => self.lane_event(index, event).await,
-                    None => break,
-                },
             }
         }
         // Closing each lane's input lets its upstream finish; wait for them (bounded).
@@ -345,14 +343,13 @@ impl Router {
             while self.live > 0 {
                 let outputs = self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let any_output = !outputs.is_empty();
+                let running = self.running.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let any_running = !running.is_empty();
                 tokio::select! {
+                    Some(_) = running.next(), if any_running => self.live = self.live.saturating_sub(1),
                     // What they still send is read (and dropped), so that none waits on the router.
                     Some(_) = outputs.next(), if any_output => {}
-                    event = self.events.recv() => match event {
-                        Some((_, LaneEvent::Ended(_))) => self.live = self.live.saturating_sub(1),
-                        Some(_) => {}
-                        None => break,
-                    },
+                    else => break,
                 }
             }
         })
@@ -554,7 +551,7 @@ impl Router {
             tracing::warn!("client answered a request no upstream is waiting on; dropped");
             return;
         };
-        if let (Some(sent), Some(l)) = (rewrite::with_id(&m.raw, &upstream_id), &self.upstreams[lane].lane) {
+        if let (Some(sent), Some(l)) = (rewrite::with_id_spliced(&m.raw, &upstream_id), &self.upstreams[lane].lane) {
             l.send(sent);
         }
     }
@@ -608,8 +605,8 @@ impl Router {
     }
 
     /// A lane's answer under the client's id, the rest as the lane sent it.
-    async fn forward_answer(&self, id: &str, answer: &[u8]) {
-        if let Some(sent) = rewrite::with_id(answer, id) {
+    async fn forward_answer(&self, id: &str, answer: &Bytes) {
+        if let Some(sent) = rewrite::with_id_spliced(answer, id) {
             self.send_client(sent).await;
         }
     }
