@@ -150,6 +150,8 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused(&format!("{up}[endpoints.\"/ro\"]\ntools = [\"fs__[\"]\n"), Some(3), "endpoints.\"/ro\".tools");
     refused(&format!("{up}[endpoints.\"/ro\"]\ntool = [\"*\"]\n"), Some(4), "unknown field `tool`");
     refused(&format!("{up}[endpoints.\"/ro\"]\nplugins = \"missing\"\n"), Some(3), "endpoints.\"/ro\".plugins");
+    // A shared child is a command's.
+    refused("[upstreams.a]\nurl = \"https://h/mcp\"\nshare = true\n", Some(1), "upstreams.a.share");
     // One unprefixed upstream at most.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nprefix = false\n[upstreams.b]\ncommand = [\"x\"]\nprefix = false\n",

@@ -9,6 +9,7 @@ mod endpoints;
 mod gateway;
 mod gateway_config;
 mod gateway_remote;
+mod gateway_share;
 mod in_process;
 mod languages;
 mod lifecycle;

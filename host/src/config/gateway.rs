@@ -149,6 +149,9 @@ pub struct RawUpstream {
     pub pin: Option<PinPolicy>,
     /// `false`: its tools and prompts keep the names it gives (one upstream at most).
     pub prefix: Option<bool>,
+    /// One child for every session (a stateless server).
+    #[serde(default)]
+    pub share: bool,
 }
 
 /// What happens when an upstream's tool changes its definition after it was
@@ -337,6 +340,8 @@ pub struct UpstreamConfig {
     /// Whether its tools and prompts appear as `<name><separator><tool>`
     /// (`prefix = false`: as the upstream names them; one upstream at most).
     pub prefix: bool,
+    /// Whether every session uses one child of it (`share = true`, see `gateway::shared`).
+    pub share: bool,
 }
 
 /// How an upstream is reached.
@@ -547,6 +552,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     ("cwd", u.cwd.is_some()),
                     ("inherit-env", u.inherit_env),
                     ("limits", u.limits.is_some()),
+                    ("share", u.share),
                 ];
                 for field in child_only {
                     if field.1 {
@@ -651,6 +657,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             breaker,
             pin: u.pin.unwrap_or_default(),
             prefix: u.prefix.unwrap_or(true),
+            share: u.share,
         });
         if !u.prefix.unwrap_or(true) && upstreams.iter().filter(|u| !u.prefix).count() > 1 {
             let fix = "leave prefix = false on one upstream only: two unprefixed upstreams could give the same name"

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
+use super::shared::Shared;
 use crate::audit::AuditSink;
 use crate::config::gateway::{Reach, UpstreamConfig, CHILD_BASE_ENV};
 use crate::plugin::instances::{Caller, SessionFacts, Transport};
@@ -65,6 +66,8 @@ pub struct LaneSetup {
     pub transport: Transport,
     /// Largest message either way.
     pub max_message_bytes: usize,
+    /// The shared children of `share = true` upstreams, by name, with the config each runs.
+    pub shares: Arc<std::sync::Mutex<std::collections::HashMap<String, (UpstreamConfig, Arc<Shared>)>>>,
 }
 
 impl Lane {
@@ -96,7 +99,11 @@ impl Lane {
         opening: &Opening,
     ) -> Result<(Lane, Output, Running), SpawnError> {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let (upstream, to_upstream) = connect(name.clone(), config, &opening.forwarded, setup.max_message_bytes)?;
+        let (upstream, to_upstream) = if config.share {
+            share(name.clone(), config, setup).attach(name.clone())
+        } else {
+            connect(name.clone(), config, &opening.forwarded, setup.max_message_bytes)?
+        };
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let facts = SessionFacts {
             id: opening.session.clone(),
@@ -151,6 +158,22 @@ impl Lane {
         }
         true
     }
+}
+
+/// The share of a `share = true` upstream: the one running under this very
+/// config, or a new one (a changed config gets a new child).
+fn share(name: Arc<str>, config: &UpstreamConfig, setup: &LaneSetup) -> Arc<Shared> {
+    let mut shares = setup.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((seen, share)) = shares.get(&config.name) {
+        if seen == config {
+            return share.clone();
+        }
+    }
+    let (start_name, start_config, max) = (name.clone(), config.clone(), setup.max_message_bytes);
+    let start = Box::new(move || connect(start_name.clone(), &start_config, &Forwarded::default(), max));
+    let share = Shared::new(name, start);
+    shares.insert(config.name.clone(), (config.clone(), share.clone()));
+    share
 }
 
 /// Starts the upstream session itself.

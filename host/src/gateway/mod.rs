@@ -17,6 +17,7 @@ pub mod pins;
 pub mod probe;
 pub mod rewrite;
 pub mod router;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,7 @@ impl GatewayUpstream {
         max_message_bytes: usize,
         watch: bool,
     ) -> Result<GatewayUpstream, LoadError> {
-        let setup = lane::LaneSetup { runtime, audit, transport, max_message_bytes };
+        let setup = lane::LaneSetup { runtime, audit, transport, max_message_bytes, shares: Arc::default() };
         let folders = tokio::sync::Mutex::new(HashMap::new());
         let chains = chains(&config, &setup, watch, &folders).await?;
         let pins = Arc::new(pins::Pins::beside(&config.file));
@@ -111,6 +112,13 @@ impl GatewayUpstream {
                     (now.pins.clone(), now.probes.clone())
                 };
                 probes.learn(&config, &chains.main, &state.setup, false);
+                // A shared child the config no longer runs as it was ends with its last lane.
+                state
+                    .setup
+                    .shares
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|_, (seen, _)| config.upstreams.contains(seen));
                 let shared =
                     router::Shared { pins, probes, config: Arc::new(config), chains, setup: state.setup.clone() };
                 state.shared.send_replace(Arc::new(shared));

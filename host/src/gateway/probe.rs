@@ -117,7 +117,9 @@ impl Probes {
 /// Starts the upstream behind its chain, asks `initialize`, and closes it.
 async fn probe(config: &UpstreamConfig, chain: watch::Receiver<Arc<Chain>>, setup: &LaneSetup) -> Option<Introduced> {
     let (events, _ended) = mpsc::channel(4);
-    let (lane, mut output) = Lane::start(0, config, chain, setup, &Opening::default(), events).ok()?;
+    // A child of its own, even for a shared upstream: the share's is initialized by a session.
+    let config = UpstreamConfig { share: false, ..config.clone() };
+    let (lane, mut output) = Lane::start(0, &config, chain, setup, &Opening::default(), events).ok()?;
     let init = json!({
         "jsonrpc": "2.0",
         "id": "warden-probe",
