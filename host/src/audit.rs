@@ -136,11 +136,13 @@ pub struct At<'a> {
     pub session: Option<&'a str>,
     /// The upstream's name.
     pub upstream: Option<&'a str>,
+    /// The caller's subject, when one is known.
+    pub caller: Option<&'a str>,
 }
 
 impl At<'static> {
     /// Neither a session nor an upstream: Warden's own events.
-    pub const WARDEN: At<'static> = At { session: None, upstream: None };
+    pub const WARDEN: At<'static> = At { session: None, upstream: None, caller: None };
 }
 
 fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str) {
@@ -151,8 +153,9 @@ fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str
     let time = humantime::format_rfc3339_millis(SystemTime::now());
     let session = at.session.map_or(Value::Null, Value::from);
     let upstream = at.upstream.map_or(Value::Null, Value::from);
+    let caller = at.caller.map_or(Value::Null, Value::from);
     let line = format!(
-        "{{\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"event\":{event}}}\n"
+        "{{\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"caller\":{caller},\"event\":{event}}}\n"
     );
     let mut trail = file.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = trail.out.write_all(line.as_bytes()) {
@@ -210,7 +213,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (sink, writer) = AuditSink::open(&path).unwrap();
-        sink.record(Source::Plugin("p"), At { session: Some("s1"), upstream: Some("u") }, &json!({"type": "x"}));
+        sink.record(
+            Source::Plugin("p"),
+            At { session: Some("s1"), upstream: Some("u"), caller: Some("ada") },
+            &json!({"type": "x"}),
+        );
         sink.record(Source::Host, At::WARDEN, &json!({"type": "y"}));
         sink.record_text(Source::Plugin("p"), At::WARDEN, "not json");
         drop(sink);

@@ -231,9 +231,36 @@ struct WrapArgs {
     /// signal came) before it is killed.
     #[arg(long, default_value_t = 5_000)]
     exit_grace_ms: u64,
+    /// Who the client is, as plugins see it (`caller.subject`); default: the OS user.
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
+    /// The caller's claims (`caller.claims`): one JSON object, or `@FILE` holding one.
+    #[arg(long, value_name = "JSON|@FILE")]
+    caller_claims: Option<String>,
     /// The upstream server command and its arguments.
     #[arg(last = true, required_unless_present_any = ["url", "config"])]
     command: Vec<String>,
+}
+
+/// The caller of `warden wrap`: `--caller` (or the OS user) with `--caller-claims`.
+fn wrap_caller(args: &WrapArgs) -> anyhow::Result<warden::plugin::instances::Caller> {
+    let subject = match &args.caller {
+        Some(name) => name.clone(),
+        None => std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "local".into()),
+    };
+    let claims = match args.caller_claims.as_deref() {
+        None => "{}".to_owned(),
+        Some(text) => {
+            let text = match text.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("--caller-claims: {path}"))?,
+                None => text.to_owned(),
+            };
+            warden::jsonrpc::strict_object(&text).ok_or_else(|| {
+                anyhow::anyhow!("--caller-claims: not one JSON object (duplicate keys and invalid text are refused)")
+            })?
+        }
+    };
+    Ok(warden::plugin::instances::Caller { subject, claims })
 }
 
 /// `warden plugin check`: prints what the component is and whether it loads; exit 1 if not.
@@ -409,6 +436,7 @@ fn open_audit(common: &Common, upstream: &Target) -> anyhow::Result<AuditTrail> 
 }
 
 async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
+    let caller = wrap_caller(&args)?;
     let upstream = target(args.command, args.url.as_deref(), &args.common)?;
     let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
@@ -421,6 +449,7 @@ async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
         audit,
         watch: !args.common.no_watch,
         exit_grace: std::time::Duration::from_millis(args.exit_grace_ms),
+        caller: Some(caller),
     };
     let exit = wrap::run(options, shutdown_signal()).await;
     trail.close();

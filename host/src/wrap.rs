@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
 use crate::audit::AuditSink;
-use crate::plugin::instances::{SessionFacts, Transport};
+use crate::plugin::instances::{Caller, SessionFacts, Transport};
 use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session::{self, SessionEnd};
@@ -42,6 +42,8 @@ pub struct WrapOptions {
     /// How long the server has to exit once the client is gone (or a signal
     /// came) before it is killed.
     pub exit_grace: std::time::Duration,
+    /// Who the client is, as plugins see it (`--caller`, `--caller-claims`).
+    pub caller: Option<Caller>,
 }
 
 /// Runs `warden wrap` on this process's stdin/stdout until the client leaves,
@@ -77,15 +79,19 @@ where
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let upstream_name = options.upstream.name(options.upstream_name.as_deref());
-    let (upstream, to_upstream) =
-        options.upstream.start(upstream_name.clone(), &Opening::default(), options.max_message_bytes)?;
+    let opening = Opening {
+        caller: options.caller.as_ref().map(|c| Arc::from(c.subject.as_str())),
+        claims: options.caller.as_ref().map(|c| Arc::from(c.claims.as_str())),
+        ..Opening::default()
+    };
+    let (upstream, to_upstream) = options.upstream.start(upstream_name.clone(), &opening, options.max_message_bytes)?;
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let client_writer = tokio::spawn(framing::write_lines(client_rx, client_out));
 
     let session = SessionFacts {
         id: None,
         upstream: upstream_name,
-        caller: None,
+        caller: options.caller.clone(),
         protocol_version: None,
         transport: Transport::Stdio,
     };

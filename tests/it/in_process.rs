@@ -41,6 +41,7 @@ impl Client {
             audit: AuditSink::disabled(),
             watch: false,
             exit_grace: Duration::from_secs(5),
+            caller: None,
         };
         let run = tokio::spawn(wrap::run_with(loaded, options, warden_in, warden_out, std::future::pending()));
         let (output, input) = tokio::io::split(client);

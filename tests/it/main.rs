@@ -10,6 +10,7 @@ mod gateway;
 mod gateway_config;
 mod gateway_remote;
 mod gateway_share;
+mod identity;
 mod in_process;
 mod languages;
 mod lifecycle;

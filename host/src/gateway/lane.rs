@@ -108,11 +108,10 @@ impl Lane {
         let facts = SessionFacts {
             id: opening.session.clone(),
             upstream: name.clone(),
-            // The claims are the session's own to give; today's callers have none.
-            caller: opening
-                .caller
-                .as_deref()
-                .map(|subject| Caller { subject: subject.to_owned(), claims: "{}".to_owned() }),
+            caller: opening.caller.as_deref().map(|subject| Caller {
+                subject: subject.to_owned(),
+                claims: opening.claims.as_deref().unwrap_or("{}").to_owned(),
+            }),
             protocol_version: None,
             transport: setup.transport,
         };

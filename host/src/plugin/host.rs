@@ -31,6 +31,7 @@ pub struct HostState {
     plugin: Arc<str>,
     session: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
+    caller: Option<Arc<str>>,
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
@@ -47,6 +48,7 @@ impl HostState {
         manifest: &Manifest,
         session: Option<Arc<str>>,
         upstream: Option<Arc<str>>,
+        caller: Option<Arc<str>>,
         kv: Arc<KvStore>,
         audit: AuditSink,
     ) -> HostState {
@@ -68,6 +70,7 @@ impl HostState {
             plugin,
             session,
             upstream,
+            caller,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: Limiter::new(manifest.memory_bytes),
@@ -137,7 +140,8 @@ impl log::Host for HostState {
 
 impl audit::Host for HostState {
     fn emit(&mut self, event: String) {
-        let at = At { session: self.session.as_deref(), upstream: self.upstream.as_deref() };
+        let at =
+            At { session: self.session.as_deref(), upstream: self.upstream.as_deref(), caller: self.caller.as_deref() };
         self.audit.record_text(Source::Plugin(&self.plugin), at, &event);
     }
 }

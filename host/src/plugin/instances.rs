@@ -345,6 +345,7 @@ impl Instances {
             &plugin.manifest,
             self.session.id.clone(),
             Some(self.session.upstream.clone()),
+            self.session.caller.as_ref().map(|c| Arc::from(c.subject.as_str())),
             plugin.kv.clone(),
             self.runtime.audit().clone(),
         );

@@ -207,7 +207,7 @@ impl Runtime {
 
         let kv = Arc::new(KvStore::default());
         let registration = {
-            let state = HostState::new(name.clone(), &manifest, None, None, kv.clone(), self.audit.clone());
+            let state = HostState::new(name.clone(), &manifest, None, None, None, kv.clone(), self.audit.clone());
             let mut store = Store::new(&self.engine, state);
             store.limiter(|s| s.limiter());
             store.set_epoch_deadline(ticks(manifest.deadline));

@@ -83,7 +83,8 @@ impl Relay {
             "id": head.id,
         });
         let facts = self.instances.session();
-        let at = At { session: facts.id.as_deref(), upstream: Some(&facts.upstream) };
+        let caller = facts.caller.as_ref().map(|c| c.subject.as_str());
+        let at = At { session: facts.id.as_deref(), upstream: Some(&facts.upstream), caller };
         self.audit.record(Source::Host, at, &event);
     }
 }

@@ -1,6 +1,8 @@
 //! Who may use the gateway: bearer tokens, each naming a caller.
 //!
-//! `--client-tokens FILE` lists one caller a line, `SUBJECT TOKEN`. A request
+//! `--client-tokens FILE` lists one caller a line, `SUBJECT TOKEN`, optionally
+//! followed by the caller's claims as one JSON object (`{"groups": ["infra"]}`,
+//! what plugins read as `caller.claims`). A request
 //! must then carry `Authorization: Bearer TOKEN`; the subject it names is the
 //! caller plugins see in their context (`caller.subject`), and a session stays
 //! its opener's: another caller presenting its id is told it does not exist.
@@ -26,6 +28,8 @@ pub struct Clients {
 struct Known {
     subject: Arc<str>,
     digest: [u8; 32],
+    /// Its claims, as JSON object text.
+    claims: Arc<str>,
 }
 
 /// Why a tokens file was refused. Never holds a token.
@@ -39,8 +43,8 @@ pub enum TokensError {
         /// Why.
         error: std::io::Error,
     },
-    /// A line is not `SUBJECT TOKEN`.
-    #[error("{path}:{line}: expected `SUBJECT TOKEN`")]
+    /// A line is not `SUBJECT TOKEN [CLAIMS]`.
+    #[error("{path}:{line}: expected `SUBJECT TOKEN` and, optionally, the caller's claims as one JSON object")]
     Malformed {
         /// The file.
         path: String,
@@ -92,9 +96,21 @@ impl Clients {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut fields = line.split_whitespace();
-            let (Some(subject), Some(token), None) = (fields.next(), fields.next(), fields.next()) else {
-                return Err(TokensError::Malformed { path: path.to_owned(), line: line_number });
+            let malformed = || TokensError::Malformed { path: path.to_owned(), line: line_number };
+            let (subject, rest) = line.split_once(char::is_whitespace).ok_or_else(malformed)?;
+            let rest = rest.trim_start();
+            let (token, claims) = match rest.split_once(char::is_whitespace) {
+                Some((token, claims)) => (token, claims.trim()),
+                None => (rest, ""),
+            };
+            let claims: Arc<str> = if claims.is_empty() {
+                Arc::from("{}")
+            } else {
+                // One object, read strictly (no duplicate keys): what every plugin will read.
+                match crate::jsonrpc::strict_object(claims) {
+                    Some(text) => Arc::from(text),
+                    None => return Err(malformed()),
+                }
             };
             if token.chars().count() < MIN_TOKEN_CHARS {
                 let subject = subject.to_owned();
@@ -105,7 +121,7 @@ impl Clients {
                 let subject = subject.to_owned();
                 return Err(TokensError::Shared { path: path.to_owned(), line: line_number, subject });
             }
-            callers.push(Known { subject: Arc::from(subject), digest });
+            callers.push(Known { subject: Arc::from(subject), digest, claims });
         }
         if callers.is_empty() {
             return Err(TokensError::Empty { path: path.to_owned() });
@@ -129,6 +145,11 @@ impl Clients {
             }
         }
         found
+    }
+
+    /// The claims of the caller `subject` (`{}` when the file gives none).
+    pub fn claims(&self, subject: &str) -> Arc<str> {
+        self.callers.iter().find(|c| &*c.subject == subject).map_or_else(|| Arc::from("{}"), |c| c.claims.clone())
     }
 
     /// How many callers are listed.

@@ -329,7 +329,13 @@ impl Gateway {
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
-        let opening = Opening { session: legacy.then(|| Arc::from(id.as_str())), caller: caller.clone(), forwarded };
+        let claims = caller.as_deref().and_then(|subject| Some(self.options.clients.as_ref()?.claims(subject)));
+        let opening = Opening {
+            session: legacy.then(|| Arc::from(id.as_str())),
+            caller: caller.clone(),
+            claims: claims.clone(),
+            forwarded,
+        };
         let (upstream, to_upstream) = if legacy {
             target.start(self.upstream_name.clone(), &opening, self.options.max_message_bytes)?
         } else {
@@ -340,7 +346,10 @@ impl Gateway {
         let facts = SessionFacts {
             id: legacy.then(|| Arc::from(id.as_str())),
             upstream: self.upstream_name.clone(),
-            caller: caller.as_deref().map(|subject| Caller { subject: subject.to_owned(), claims: "{}".to_owned() }),
+            caller: caller.as_deref().map(|subject| Caller {
+                subject: subject.to_owned(),
+                claims: claims.as_deref().unwrap_or("{}").to_owned(),
+            }),
             protocol_version: (!legacy).then(|| era::MODERN.to_owned()),
             transport,
         };

@@ -67,6 +67,8 @@ pub struct Opening {
     pub session: Option<Arc<str>>,
     /// The authenticated caller's subject.
     pub caller: Option<Arc<str>>,
+    /// Its claims, as JSON object text (`None`: `{}`).
+    pub claims: Option<Arc<str>>,
     /// Client headers a gateway may pass on (see [`Forwarded`]).
     pub forwarded: Forwarded,
 }

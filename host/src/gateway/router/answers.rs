@@ -231,7 +231,11 @@ impl Router {
             if let Pinned::Changed { pinned, now } = verdict {
                 tracing::warn!(upstream = %upstream, tool = %tool, ?policy, "a tool changed its definition since it was pinned");
                 let event = json!({"event": "tool-changed", "tool": tool, "pinned": pinned, "now": now, "policy": format!("{policy:?}").to_lowercase()});
-                let at = At { session: self.opening.session.as_deref(), upstream: Some(&upstream) };
+                let at = At {
+                    session: self.opening.session.as_deref(),
+                    upstream: Some(&upstream),
+                    caller: self.opening.caller.as_deref(),
+                };
                 self.setup.audit.record(Source::Host, at, &event);
                 if policy == PinPolicy::Hide {
                     continue;

@@ -84,12 +84,17 @@ fn record(hook: &str, ctx: &Context, message: &str) {
         Some(Outcome::ToolError) => json!("tool-error"),
         Some(Outcome::Error(e)) => json!({ "code": e.code, "message": e.message }),
     };
+    let caller = ctx
+        .caller
+        .as_ref()
+        .map(|c| json!({"subject": c.subject, "claims": serde_json::from_str::<serde_json::Value>(&c.claims).ok()}));
     audit::emit(&json!({
         "hook": hook,
         "method": ctx.method,
         "direction": direction,
         "bytes": message.len(),
         "outcome": outcome,
+        "caller": caller,
     }));
 }
 
