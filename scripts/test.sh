@@ -23,6 +23,10 @@ if command -v npm >/dev/null 2>&1; then
     if [ ! -d tests/conformance/node_modules/@modelcontextprotocol/conformance ]; then
         npm ci --prefix tests/conformance --no-audit --no-fund --silent >&2
     fi
+    # A real OpenID provider for the OAuth resource server's tests (package-lock.json).
+    if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+        npm ci --prefix tests/oidc --no-audit --no-fund --silent >&2
+    fi
 else
     echo "npm not found: the tests against @modelcontextprotocol/server-everything and the conformance suite are skipped" >&2
 fi

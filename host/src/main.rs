@@ -200,6 +200,22 @@ struct ServeArgs {
     /// answering the rest with an error.
     #[arg(long, default_value_t = 10.0)]
     drain_secs: f64,
+    /// Admit callers by JWT access tokens from this identity provider (OpenID
+    /// discovery finds its keys); or `[auth] issuer` of the config.
+    #[arg(long, value_name = "URL")]
+    oauth_issuer: Option<String>,
+    /// The resource URI tokens must name in `aud` (default: the endpoint's URL).
+    #[arg(long, value_name = "URL", requires = "oauth_issuer")]
+    oauth_audience: Option<String>,
+    /// The provider's JWKS URL, instead of discovery.
+    #[arg(long, value_name = "URL", requires = "oauth_issuer", conflicts_with = "oauth_jwks_file")]
+    oauth_jwks_url: Option<String>,
+    /// The provider's JWKS as a file, instead of discovery.
+    #[arg(long, value_name = "FILE", requires = "oauth_issuer")]
+    oauth_jwks_file: Option<PathBuf>,
+    /// A scope every token must carry (repeatable).
+    #[arg(long = "oauth-scope", value_name = "SCOPE", requires = "oauth_issuer")]
+    oauth_scopes: Vec<String>,
     /// HTTPS on the listener: a PEM certificate chain, leaf first (with
     /// `--tls-key`; or `[serve] tls-cert` of the config).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -475,9 +491,35 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
     // `[serve]` of the config applies unless the command line says otherwise.
-    let (configured, configured_tls) = match &upstream {
-        Target::Gateway(config) => (config.listen, config.tls.clone()),
-        _ => (None, None),
+    let (configured, configured_tls, configured_auth) = match &upstream {
+        Target::Gateway(config) => (config.listen, config.tls.clone(), config.auth.clone()),
+        _ => (None, None, None),
+    };
+    let auth = match args.oauth_issuer.clone() {
+        Some(issuer) => Some(warden::serve::oauth::OAuthConfig {
+            issuer,
+            audience: args.oauth_audience.clone(),
+            jwks: match (&args.oauth_jwks_url, &args.oauth_jwks_file) {
+                (Some(url), _) => Some(warden::serve::oauth::JwksSource::Url(url.clone())),
+                (None, Some(file)) => Some(warden::serve::oauth::JwksSource::File(file.clone())),
+                (None, None) => None,
+            },
+            required_scopes: args.oauth_scopes.clone(),
+        }),
+        None => configured_auth,
+    };
+    let oauth = match auth {
+        Some(config) => {
+            let server = Arc::new(warden::serve::oauth::ResourceServer::new(config));
+            match server.warm().await {
+                Ok(()) => tracing::info!("access tokens are checked against the identity provider's keys"),
+                Err(why) => {
+                    tracing::error!("the identity provider's keys cannot be had yet (token calls get 503): {why}")
+                }
+            }
+            Some(server)
+        }
+        None => None,
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some((cert, key)),
@@ -510,6 +552,8 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         watch: !args.common.no_watch,
         clients,
         tls,
+        oauth,
+        main_path: None,
     };
     let result = serve::run(options, shutdown_signal()).await;
     trail.close();

@@ -152,6 +152,24 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
     refused(&format!("{up}[endpoints.\"/ro\"]\nplugins = \"missing\"\n"), Some(3), "endpoints.\"/ro\".plugins");
     // A shared child is a command's.
     refused("[upstreams.a]\nurl = \"https://h/mcp\"\nshare = true\n", Some(1), "upstreams.a.share");
+    // [auth]: URLs where URLs go, one source of keys.
+    refused(&format!("[auth]\nissuer = \"login.example.com\"\n{up}"), Some(1), "auth.issuer");
+    refused(
+        &format!("[auth]\nissuer = \"https://idp\"\njwks-url = \"https://idp/k\"\njwks-file = \"k.json\"\n{up}"),
+        Some(1),
+        "auth",
+    );
+    refused(
+        &format!("[auth]\nissuer = \"https://idp\"\njwks-file = \"missing.json\"\n{up}"),
+        Some(1),
+        "auth.jwks-file",
+    );
+    refused(
+        &format!("[auth]\nissuer = \"https://idp\"\nrequired-scopes = [\"a b\"]\n{up}"),
+        Some(1),
+        "auth.required-scopes",
+    );
+    refused(&format!("[auth]\nissuer = \"https://idp\"\nscopes = [\"mcp\"]\n{up}"), Some(3), "unknown field `scopes`");
     // One unprefixed upstream at most.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nprefix = false\n[upstreams.b]\ncommand = [\"x\"]\nprefix = false\n",

@@ -181,6 +181,8 @@ async fn the_gateway_serves_a_listener_passed_in_and_stops_on_shutdown() {
         clients: None,
         limits: warden::serve::listener::ConnectionLimits::default(),
         tls: None,
+        oauth: None,
+        main_path: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(warden::serve::run_on(listener, options, async {

@@ -16,6 +16,7 @@ mod languages;
 mod lifecycle;
 mod listener;
 mod modern;
+mod oauth;
 mod one_reading;
 mod plugins_hold;
 mod quotas;

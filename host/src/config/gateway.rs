@@ -74,6 +74,25 @@ pub struct RawGateway {
     /// `[endpoints."/PATH"]`.
     #[serde(default)]
     pub endpoints: BTreeMap<String, Spanned<RawEndpoint>>,
+    /// `[auth]`: the OAuth resource server.
+    pub auth: Option<Spanned<RawAuth>>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAuth {
+    /// The identity provider (`iss`), found by OpenID discovery.
+    pub issuer: String,
+    /// The main endpoint's resource URI (default: its own URL).
+    pub audience: Option<String>,
+    /// The JWKS, instead of discovery.
+    pub jwks_url: Option<String>,
+    /// The JWKS as a file, instead of discovery.
+    pub jwks_file: Option<String>,
+    /// Scopes every token must carry.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 /// `[endpoints."/mcp/readonly"]`: a subset of the gateway at its own path.
@@ -251,6 +270,28 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// What the resource server checks tokens against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// The provider (`iss`); its discovery document names the JWKS.
+    pub issuer: String,
+    /// The main endpoint's resource URI, when not its own URL.
+    pub audience: Option<String>,
+    /// Where the keys are, when not found by discovery.
+    pub jwks: Option<JwksSource>,
+    /// Scopes every token must carry.
+    pub required_scopes: Vec<String>,
+}
+
+/// Where the keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// Fetched from this URL.
+    Url(String),
+    /// Read from this file.
+    File(PathBuf),
+}
+
 /// The checked gateway configuration.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -270,6 +311,8 @@ pub struct Gateway {
     pub upstreams: Vec<UpstreamConfig>,
     /// The virtual endpoints, by path (sorted).
     pub endpoints: Vec<Endpoint>,
+    /// `[auth]`: JWT access tokens from an identity provider.
+    pub auth: Option<OAuthConfig>,
 }
 
 impl Gateway {
@@ -723,7 +766,59 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             plugins,
         });
     }
-    Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams, endpoints })
+    let auth = match &raw.auth {
+        None => None,
+        Some(spanned) => {
+            let line = Some(spanned.span().start);
+            let a = spanned.get_ref();
+            let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+            if !url_ok(&a.issuer) {
+                let fix =
+                    "write the provider's issuer URL, such as \"https://login.example.com/realms/team\"".to_owned();
+                return Err(at.error(line, "auth.issuer", "is not an http(s) URL".into(), Some(fix)));
+            }
+            let jwks = match (&a.jwks_url, &a.jwks_file) {
+                (Some(_), Some(_)) => {
+                    let fix = "keep one of jwks-url and jwks-file (or neither: discovery)".to_owned();
+                    return Err(at.error(line, "auth", "has both jwks-url and jwks-file".into(), Some(fix)));
+                }
+                (Some(url), None) if !url_ok(url) => {
+                    let fix = "write an http(s) URL".to_owned();
+                    return Err(at.error(line, "auth.jwks-url", "is not an http(s) URL".into(), Some(fix)));
+                }
+                (Some(url), None) => Some(JwksSource::Url(url.clone())),
+                (None, Some(path)) => {
+                    let path = resolve(path);
+                    if !path.is_file() {
+                        let message = format!("file {} does not exist", path.display());
+                        return Err(at.error(
+                            line,
+                            "auth.jwks-file",
+                            message,
+                            Some("give the JWKS file's path".into()),
+                        ));
+                    }
+                    Some(JwksSource::File(path))
+                }
+                (None, None) => None,
+            };
+            if a.audience.as_deref().is_some_and(|u| !url_ok(u)) {
+                let fix = "write the endpoint's URL, such as \"https://mcp.example.com/mcp\"".to_owned();
+                return Err(at.error(line, "auth.audience", "is not an http(s) URL".into(), Some(fix)));
+            }
+            if a.required_scopes.iter().any(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"')) {
+                let fix = "write scope names without spaces or quotes".to_owned();
+                return Err(at.error(line, "auth.required-scopes", "holds a name that is no scope".into(), Some(fix)));
+            }
+            Some(OAuthConfig {
+                issuer: a.issuer.clone(),
+                audience: a.audience.clone(),
+                jwks,
+                required_scopes: a.required_scopes.clone(),
+            })
+        }
+    };
+    Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams, endpoints, auth })
 }
 
 /// A parser message with its quoted values and names blanked (`invalid

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::http_guard::{self, Refusal};
@@ -82,15 +82,14 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>, peer: Socket
             return error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "origin not allowed");
         }
     }
-    let caller = match &gateway.options().clients {
-        None => None,
-        Some(clients) => match clients.authenticate(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes)) {
-            Some(subject) => Some(subject),
-            None => {
-                tracing::warn!(path = request.uri().path(), "request without a valid bearer token refused");
-                return unauthorized();
-            }
-        },
+    if request.method() == Method::GET {
+        if let Some(document) = super::http_auth::metadata(gateway, request.uri().path(), headers) {
+            return document;
+        }
+    }
+    let caller = match super::http_auth::admit(gateway, request.uri().path(), headers).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal,
     };
     // Whose quota a session or backing counts against: the token's subject,
     // or without tokens the peer's address.
@@ -112,13 +111,6 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>, peer: Socket
         Method::DELETE => delete(gateway, request.headers(), caller.as_deref()),
         _ => plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE"),
     }
-}
-
-/// 401: the gateway wants a bearer token it knows.
-fn unauthorized() -> Response<Body> {
-    let mut response = error(StatusCode::UNAUTHORIZED, code::INVALID_REQUEST, "missing or unknown bearer token");
-    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"warden\""));
-    response
 }
 
 /// The most of a too-large body read before it is refused (see [`read_body`]).

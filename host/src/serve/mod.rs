@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 pub mod auth;
 pub mod http;
+mod http_auth;
 pub mod http_batch;
 pub mod http_guard;
 mod http_response;
@@ -25,6 +26,7 @@ mod http_session;
 pub mod http_sse;
 pub mod listener;
 mod modern;
+pub mod oauth;
 pub mod streams;
 pub mod tls;
 
@@ -88,6 +90,10 @@ pub struct ServeOptions {
     pub limits: listener::ConnectionLimits,
     /// HTTPS on the listener, when set.
     pub tls: Option<tls::Tls>,
+    /// JWT access tokens from an identity provider admit callers too.
+    pub oauth: Option<Arc<oauth::ResourceServer>>,
+    /// The main endpoint's path, in a virtual endpoint's gateway (whose `path` is its own).
+    pub main_path: Option<String>,
 }
 
 /// The shared state of the gateway.
@@ -100,6 +106,8 @@ pub struct Gateway {
     /// The gateway's virtual endpoints served so far, by path: each its own
     /// sessions and 2026-07-28 lane, so a session never crosses endpoints.
     endpoints: Mutex<HashMap<String, Arc<Gateway>>>,
+    /// The claims of callers admitted by a JWT, by subject (the latest token's).
+    claims: Arc<Mutex<HashMap<String, Arc<str>>>>,
 }
 
 /// Why a message could not be handed to a session.
@@ -124,6 +132,9 @@ pub enum SessionError {
     #[error("a request with id {0} is already in flight in this session")]
     IdInFlight(String),
 }
+
+/// Most callers whose token claims a gateway keeps.
+const MAX_CALLERS: usize = 100_000;
 
 /// Runs the gateway until `shutdown` resolves.
 pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
@@ -214,10 +225,41 @@ pub async fn run_on(
 impl Gateway {
     /// A gateway serving `chain` with these options.
     pub fn new(plugins: Arc<Plugins>, options: ServeOptions) -> Arc<Gateway> {
+        Gateway::sharing(plugins, options, Arc::default())
+    }
+
+    /// A gateway that keeps token claims in `claims` (a virtual endpoint shares its main one's).
+    fn sharing(
+        plugins: Arc<Plugins>,
+        options: ServeOptions,
+        claims: Arc<Mutex<HashMap<String, Arc<str>>>>,
+    ) -> Arc<Gateway> {
         let upstream_name = options.upstream.name(options.upstream_name.as_deref());
         let sessions = Mutex::new(HashMap::new());
         let endpoints = Mutex::default();
-        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default(), endpoints })
+        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default(), endpoints, claims })
+    }
+
+    /// Keeps the claims a token gave `subject` (for the sessions it opens).
+    pub(crate) fn note_claims(&self, subject: &str, claims: &str) {
+        let mut known = lock(&self.claims);
+        let changed = known.get(subject).is_none_or(|c| &**c != claims);
+        if changed && (known.len() < MAX_CALLERS || known.contains_key(subject)) {
+            known.insert(subject.to_owned(), Arc::from(claims));
+        }
+    }
+
+    /// `subject`'s claims: from its latest token, or its `--client-tokens` line.
+    fn claims_of(&self, subject: &str) -> Option<Arc<str>> {
+        if let Some(claims) = lock(&self.claims).get(subject) {
+            return Some(claims.clone());
+        }
+        Some(self.options.clients.as_ref()?.claims(subject))
+    }
+
+    /// Whether `path` is the main endpoint's.
+    pub(crate) fn is_main_path(&self, path: &str) -> bool {
+        self.options.main_path.as_deref().unwrap_or(&self.options.path) == path
     }
 
     /// What serves `path`: this gateway at its own path, a virtual endpoint
@@ -238,9 +280,13 @@ impl Gateway {
         };
         let mut endpoints = lock(&self.endpoints);
         let endpoint = endpoints.entry(path.to_owned()).or_insert_with(|| {
-            let options =
-                ServeOptions { path: path.to_owned(), upstream: Target::Virtual(view), ..self.options.clone() };
-            Gateway::new(self.plugins.clone(), options)
+            let options = ServeOptions {
+                path: path.to_owned(),
+                upstream: Target::Virtual(view),
+                main_path: Some(self.options.path.clone()),
+                ..self.options.clone()
+            };
+            Gateway::sharing(self.plugins.clone(), options, self.claims.clone())
         });
         Some(endpoint.clone())
     }
@@ -329,7 +375,7 @@ impl Gateway {
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
-        let claims = caller.as_deref().and_then(|subject| Some(self.options.clients.as_ref()?.claims(subject)));
+        let claims = caller.as_deref().and_then(|subject| self.claims_of(subject));
         let opening = Opening {
             session: legacy.then(|| Arc::from(id.as_str())),
             caller: caller.clone(),
@@ -507,6 +553,8 @@ pub(crate) mod tests {
             clients: None,
             limits: listener::ConnectionLimits::default(),
             tls: None,
+            oauth: None,
+            main_path: None,
         }
     }
 }

@@ -1,0 +1,180 @@
+//! The OAuth resource server (`--oauth-issuer`, `[auth]`) against a real
+//! OpenID provider: oidc-provider (npm), issuing JWT access tokens for
+//! Warden's resource by client credentials (tests/oidc/provider.mjs).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::common::http::{Answer, Gateway};
+use crate::common::{free_port, installed, paths, text_of, PATIENCE};
+
+const AUDIENCE: &str = "http://warden.test/mcp";
+
+/// The provider, on `port`, signing with a fresh key under `kid`.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Provider {
+    fn start(port: u16, kid: &str) -> Provider {
+        let dir = paths().repo.join("tests/oidc");
+        let mut child = Command::new("node")
+            .current_dir(&dir)
+            .args(["provider.mjs", &port.to_string(), AUDIENCE, kid])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start oidc-provider");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let issuer = loop {
+            let line = lines.next().expect("the provider says where it listens").expect("readable");
+            if let Some(issuer) = line.strip_prefix("oidc-provider listening on ") {
+                break issuer.to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Provider { child, issuer }
+    }
+
+    /// An access token by client credentials, for `resource` with `scope`.
+    fn token(&self, resource: &str, scope: &str) -> String {
+        let answer = ureq::post(&format!("{}/token", self.issuer))
+            .set("authorization", "Basic d2FyZGVuLXRlc3Q6d2FyZGVuLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=")
+            .send_form(&[("grant_type", "client_credentials"), ("scope", scope), ("resource", resource)])
+            .expect("a token")
+            .into_string()
+            .expect("readable");
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        answer["access_token"].as_str().expect("access_token").to_owned()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forge(mode: &str, claims: &Value, arg: &str) -> String {
+    let out = Command::new("node")
+        .current_dir(paths().repo.join("tests/oidc"))
+        .args(["forge.mjs", mode, &claims.to_string(), arg])
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn initialize(gw: &Gateway, token: Option<&str>) -> Answer {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+    gw.post(None, &init.to_string(), &headers)
+}
+
+#[test]
+fn tokens_from_a_real_provider_admit_and_every_bad_one_is_refused_as_it_should() {
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let port = free_port();
+    let mut provider = Provider::start(port, "key-1");
+    let issuer = provider.issuer.clone();
+    let flags = ["--oauth-issuer", &issuer, "--oauth-audience", AUDIENCE, "--oauth-scope", "mcp"];
+    let gw = Gateway::start(None, &flags);
+
+    // The metadata a client discovers the provider by (RFC 9728), for the endpoint and at the root.
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+        let text = ureq::get(&format!("{base}{path}")).call().expect("metadata").into_string().expect("readable");
+        let document: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(document["resource"], AUDIENCE, "{document}");
+        assert_eq!(document["authorization_servers"], json!([issuer]), "{document}");
+        assert_eq!(document["scopes_supported"], json!(["mcp"]), "{document}");
+    }
+
+    // No token: 401 naming where to look.
+    let none = initialize(&gw, None);
+    assert_eq!(none.status, 401, "{none:?}");
+    let challenge = none.challenge.clone().unwrap_or_default();
+    assert!(
+        challenge.contains("resource_metadata=\"") && challenge.contains("/.well-known/oauth-protected-resource/mcp"),
+        "{challenge}"
+    );
+    assert!(!challenge.contains("invalid_token"), "{challenge}");
+
+    // A good token: in, and the caller is the token's subject.
+    let good = provider.token(AUDIENCE, "mcp");
+    let answer = initialize(&gw, Some(&good));
+    assert_eq!(answer.status, 200, "{answer:?}\n{}", gw.stderr());
+    let session = answer.session.clone().expect("session");
+    let bearer = format!("Bearer {good}");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "with a token"}}});
+    let headers = [("authorization", bearer.as_str()), ("mcp-protocol-version", "2025-06-18")];
+    assert_eq!(text_of(&gw.post(Some(&session), &call.to_string(), &headers).answer()), "with a token");
+
+    // Each bad token: 401 invalid_token (or 403 for a missing scope), never in.
+    let claims = json!({"iss": issuer, "aud": AUDIENCE, "sub": "mallory", "scope": "mcp", "exp": 4102444800u64});
+    let mut flipped = good.clone().into_bytes();
+    if let Some(last) = flipped.last_mut() {
+        *last = if *last == b'A' { b'B' } else { b'A' };
+    }
+    let jwks_url = format!("{issuer}/jwks");
+    let bad = [
+        ("a flipped signature bit", String::from_utf8(flipped).unwrap_or_default(), 401),
+        ("alg none", forge("none", &claims, ""), 401),
+        ("HS256 with the provider's public key", forge("hs256", &claims, &jwks_url), 401),
+        ("an unknown kid", forge("stranger", &claims, ""), 401),
+        ("another audience", provider.token("http://elsewhere.test/mcp", "mcp"), 401),
+        ("a missing scope", provider.token(AUDIENCE, "tools"), 403),
+        ("not a JWT", "sk-not-a-jwt-0123456789".to_owned(), 401),
+    ];
+    for (what, token, status) in bad {
+        let answer = initialize(&gw, Some(&token));
+        assert_eq!(answer.status, status, "{what}: {answer:?}");
+        let challenge = answer.challenge.clone().unwrap_or_default();
+        let error = if status == 403 { "error=\"insufficient_scope\"" } else { "error=\"invalid_token\"" };
+        assert!(challenge.contains(error) && challenge.contains("resource_metadata="), "{what}: {challenge}");
+        if status == 403 {
+            assert!(challenge.contains("scope=\"mcp\""), "{challenge}");
+        }
+    }
+    assert!(!gw.stderr().contains(&good), "a token reached the log");
+
+    // The provider rotates its key (restarted with another): new tokens work, no restart of Warden.
+    drop(provider);
+    provider = Provider::start(port, "key-2");
+    let rotated = provider.token(AUDIENCE, "mcp");
+    let deadline = Instant::now() + PATIENCE;
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = initialize(&gw, Some(&rotated)).status;
+        if status == 200 {
+            break;
+        }
+        // Refetches for unknown keys are rate-limited (a few seconds apart).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(status, 200, "the rotated key was not taken\n{}", gw.stderr());
+}
+
+#[test]
+fn without_the_providers_keys_tokens_get_503_never_an_open_door() {
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let gw = Gateway::start(None, &["--oauth-issuer", &dead, "--oauth-audience", AUDIENCE]);
+    let claims = json!({"iss": dead, "aud": AUDIENCE, "sub": "x", "exp": 4102444800u64});
+    let token = forge("stranger", &claims, "");
+    let answer = initialize(&gw, Some(&token));
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(initialize(&gw, None).status, 401);
+}
