@@ -39,6 +39,7 @@ enum Command {
 /// A request of a lane's in flight at the child.
 struct Asked {
     lane: u64,
+    method: String,
     /// The lane's id, as it wrote it.
     id: String,
     /// Its progress token: the share's (by value, as [`jsonrpc::progress_token`]
@@ -100,6 +101,23 @@ struct State {
     waiting: Vec<(u64, String)>,
     initialized: bool,
     next: u64,
+    /// Tasks (2025-11-25) by the child's id: the lane whose call made each.
+    tasks: HashMap<String, u64>,
+}
+
+/// Most tasks a share remembers the owners of.
+const MAX_TASKS: usize = 10_000;
+
+/// A progress token no session can guess (one session's call cannot report
+/// progress on another's by naming its token to the shared child).
+fn share_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: a token from the clock, still never another call's.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return format!("warden-share-t{}", now.as_nanos());
+    }
+    format!("warden-share-{}", hex::encode(bytes))
 }
 
 /// The share's id for its own `initialize`.
@@ -115,6 +133,7 @@ async fn run(name: Arc<str>, start: Start, mut commands: mpsc::UnboundedReceiver
         waiting: Vec::new(),
         initialized: false,
         next: 0,
+        tasks: HashMap::new(),
     };
     let mut upstream: Option<Upstream> = None;
     // A long line the child sends in pieces, gathered.
@@ -129,6 +148,7 @@ async fn run(name: Arc<str>, start: Start, mut commands: mpsc::UnboundedReceiver
                 Some(Command::Close { lane }) => {
                     state.lanes.remove(&lane);
                     state.asked.retain(|_, a| a.lane != lane);
+                    state.tasks.retain(|_, owner| *owner != lane);
                 }
                 Some(Command::Message { lane, bytes }) => {
                     if upstream.is_none() {
@@ -188,26 +208,19 @@ impl State {
                     self.to_child(m.with_raw_id(INIT_ID)).await;
                 }
             }
-            Kind::Request => {
-                self.next += 1;
-                let ours = self.next;
-                let mut sent = m.with_raw_id(&ours.to_string());
-                let theirs = rewrite::fields(&m.raw)
+            Kind::Request if matches!(method, "tasks/get" | "tasks/result" | "tasks/cancel") => {
+                // A task is its creator's: another session's is unknown here.
+                let task = rewrite::fields(&m.raw)
                     .and_then(|f| rewrite::nested(&f, "params"))
-                    .and_then(|p| rewrite::nested(&p, "_meta"))
-                    .and_then(|mut meta| meta.remove("progressToken"));
-                let mine = format!("warden-share-{ours}");
-                if theirs.is_some() {
-                    if let Some(with_token) = rewrite::with_param(&sent, None, &["_meta", "progressToken"], &mine) {
-                        sent = with_token;
-                    }
+                    .and_then(|p| rewrite::string(&p, "taskId"));
+                if task.as_ref().and_then(|t| self.tasks.get(t)) != Some(&lane) {
+                    let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
+                    let answer = jsonrpc::error_response(Some(&id), code::INVALID_PARAMS, "unknown task", None);
+                    return self.to_lane(lane, answer).await;
                 }
-                let key = jsonrpc::id_key(&serde_json::Value::from(mine).to_string());
-                let token = theirs.and_then(|theirs| Some((key?, theirs)));
-                let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
-                self.asked.insert(ours, Asked { lane, id, token });
-                self.to_child(sent).await;
+                self.ask(lane, m).await;
             }
+            Kind::Request => self.ask(lane, m).await,
             Kind::Notification if method == jsonrpc::method::INITIALIZED => {
                 if !std::mem::replace(&mut self.initialized, true) {
                     self.to_child(m.raw).await;
@@ -240,6 +253,61 @@ impl State {
         }
     }
 
+    /// Sends a lane's request to the child under an id, and progress token,
+    /// of the share's.
+    async fn ask(&mut self, lane: u64, m: Message) {
+        self.next += 1;
+        let ours = self.next;
+        let mut sent = m.with_raw_id(&ours.to_string());
+        let theirs = rewrite::fields(&m.raw)
+            .and_then(|f| rewrite::nested(&f, "params"))
+            .and_then(|p| rewrite::nested(&p, "_meta"))
+            .and_then(|mut meta| meta.remove("progressToken"));
+        let mine = share_token();
+        if theirs.is_some() {
+            if let Some(with_token) = rewrite::with_param(&sent, None, &["_meta", "progressToken"], &mine) {
+                sent = with_token;
+            }
+        }
+        let key = jsonrpc::id_key(&serde_json::Value::from(mine).to_string());
+        let token = theirs.and_then(|theirs| Some((key?, theirs)));
+        let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
+        let method = m.head.method.clone().unwrap_or_default();
+        self.asked.insert(ours, Asked { lane, method, id, token });
+        self.to_child(sent).await;
+    }
+
+    /// Learns the owner of a task an answer creates, and keeps a `tasks/list`
+    /// answer to the asking lane's own tasks.
+    fn own_tasks(&mut self, asked: &Asked, answer: Bytes) -> Bytes {
+        if memchr::memmem::find(&answer, b"taskId").is_none() {
+            return answer;
+        }
+        let Some(mut f) = rewrite::fields(&answer) else { return answer };
+        let Some(mut result) = rewrite::nested(&f, "result") else { return answer };
+        if asked.method == "tasks/list" {
+            let listed: Vec<Box<RawValue>> =
+                result.get("tasks").and_then(|t| serde_json::from_str(t.get()).ok()).unwrap_or_default();
+            let mine: Vec<Box<RawValue>> = listed
+                .into_iter()
+                .filter(|t| {
+                    let id = rewrite::fields(t.get().as_bytes()).and_then(|t| rewrite::string(&t, "taskId"));
+                    id.and_then(|id| self.tasks.get(&id).copied()) == Some(asked.lane)
+                })
+                .collect();
+            rewrite::set(&mut result, "tasks", &mine);
+            rewrite::set_object(&mut f, "result", &result);
+            return rewrite::to_bytes(&f);
+        }
+        let created = rewrite::nested(&result, "task").and_then(|t| rewrite::string(&t, "taskId"));
+        if let Some(task) = created {
+            if self.tasks.len() < MAX_TASKS && !self.tasks.contains_key(&task) {
+                self.tasks.insert(task, asked.lane);
+            }
+        }
+        answer
+    }
+
     async fn from_child(&mut self, bytes: Bytes) {
         let Ok(m) = Message::parse(bytes) else { return };
         match m.head.kind {
@@ -258,7 +326,8 @@ impl State {
                 let asked =
                     m.head.id.as_deref().and_then(|k| k.parse::<u64>().ok()).and_then(|k| self.asked.remove(&k));
                 if let Some(asked) = asked {
-                    self.to_lane(asked.lane, m.with_raw_id(&asked.id)).await;
+                    let answer = self.own_tasks(&asked, m.with_raw_id(&asked.id));
+                    self.to_lane(asked.lane, answer).await;
                 }
             }
             Kind::Request => {
@@ -283,6 +352,15 @@ impl State {
                 });
                 if let Some(sent) = sent {
                     self.to_lane(lane, sent).await;
+                }
+            }
+            Kind::Notification if m.head.method.as_deref() == Some("notifications/tasks/status") => {
+                // A task's state is its creator's to hear.
+                let task = rewrite::fields(&m.raw)
+                    .and_then(|f| rewrite::nested(&f, "params"))
+                    .and_then(|p| rewrite::string(&p, "taskId"));
+                if let Some(&lane) = task.as_ref().and_then(|t| self.tasks.get(t)) {
+                    self.to_lane(lane, m.raw.clone()).await;
                 }
             }
             Kind::Notification => {
@@ -310,6 +388,7 @@ impl State {
     /// The child is gone: every lane's upstream ends, and what they asked is theirs to answer.
     fn ended(&mut self) {
         self.child = None;
+        self.tasks.clear();
         self.lanes.clear();
         self.asked.clear();
         self.waiting.clear();

@@ -179,7 +179,7 @@ impl Router {
                 let whole = first_error.is_none() && self.keepable(method, &lanes);
                 let result = merge::merge_pages(method, key, &separator, pages.into_iter().map(|(_, p)| p).collect());
                 if whole {
-                    self.lists.keep(method, owed.cursor.clone(), &result);
+                    self.lists.keep(method, owed.cursor.clone(), &result, owed.generation);
                 }
                 self.reply(id, &result).await;
             }

@@ -10,13 +10,20 @@ use super::*;
 /// Most list pages one session keeps.
 const MAX_PAGES: usize = 64;
 
-/// Merged list results by method and the client's cursor.
+/// Merged list results by method and the client's cursor, and how many
+/// times they were let go of (a list asked before a `list_changed` and
+/// answered after it is not kept).
 #[derive(Default)]
-pub(super) struct Lists(std::sync::Mutex<HashMap<(String, Option<String>), Value>>);
+pub(super) struct Lists(std::sync::Mutex<HashMap<(String, Option<String>), Value>>, std::sync::atomic::AtomicU64);
 
 impl Lists {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Option<String>), Value>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many times lists were let go of so far.
+    pub(super) fn generation(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The page kept for `method` at `cursor`.
@@ -24,10 +31,11 @@ impl Lists {
         self.lock().get(&(method.to_owned(), cursor.map(str::to_owned))).cloned()
     }
 
-    /// Keeps a page (unless [`MAX_PAGES`] are kept).
-    pub(super) fn keep(&self, method: &str, cursor: Option<String>, page: &Value) {
+    /// Keeps a page asked for at `generation` (unless lists were let go of
+    /// since, or [`MAX_PAGES`] are kept).
+    pub(super) fn keep(&self, method: &str, cursor: Option<String>, page: &Value, generation: u64) {
         let mut lists = self.lock();
-        if lists.len() < MAX_PAGES {
+        if lists.len() < MAX_PAGES && self.generation() == generation {
             lists.insert((method.to_owned(), cursor), page.clone());
         }
     }
@@ -35,6 +43,7 @@ impl Lists {
     /// Lets go of the lists of `capability` (`tools`, `prompts`, `resources`), or all.
     pub(super) fn forget(&self, capability: Option<&str>) {
         let mut lists = self.lock();
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match capability {
             None => lists.clear(),
             Some(capability) => lists.retain(|(method, _), _| merge::capability_of(method) != Some(capability)),

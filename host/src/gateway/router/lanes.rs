@@ -87,8 +87,14 @@ impl Router {
             return;
         }
         let slot = self.next();
-        let owed =
-            Owed { client_id: String::new(), method: INTRODUCE.into(), open: 1, answers: Vec::new(), cursor: None };
+        let owed = Owed {
+            client_id: String::new(),
+            method: INTRODUCE.into(),
+            open: 1,
+            answers: Vec::new(),
+            cursor: None,
+            generation: 0,
+        };
         self.owed.insert(slot, owed);
         self.leg(slot, index, &init).await;
     }

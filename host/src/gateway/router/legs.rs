@@ -12,7 +12,17 @@ impl Router {
             self.by_client.insert(key.clone(), slot);
         }
         let method = m.head.method.clone().unwrap_or_default();
-        self.owed.insert(slot, Owed { client_id, method, open: legs, answers: Vec::new(), cursor: None });
+        self.owed.insert(
+            slot,
+            Owed {
+                client_id,
+                method,
+                open: legs,
+                answers: Vec::new(),
+                cursor: None,
+                generation: self.lists.generation(),
+            },
+        );
         slot
     }
 

@@ -160,6 +160,8 @@ struct Owed {
     answers: Vec<(usize, Bytes)>,
     /// A list's cursor as the client sent it (where its merged page is kept).
     cursor: Option<String>,
+    /// The kept lists' generation when it was asked for.
+    generation: u64,
 }
 
 /// One session of the gateway.
