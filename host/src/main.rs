@@ -31,9 +31,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a stdio MCP server behind Warden: `warden wrap --plugins DIR -- CMD ARGS...`
-    Wrap(WrapArgs),
+    Wrap(Box<WrapArgs>),
     /// Serve a stdio MCP server over Streamable HTTP: `warden serve --listen ADDR --plugins DIR -- CMD ARGS...`
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -345,8 +345,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Wrap(args) => runtime.block_on(wrap_main(args)),
-        Command::Serve(args) => runtime.block_on(serve_main(args)),
+        Command::Wrap(args) => runtime.block_on(wrap_main(*args)),
+        Command::Serve(args) => runtime.block_on(serve_main(*args)),
         Command::Plugin(PluginCommand::Check(args)) => runtime.block_on(check_main(args)),
         Command::Pins(PinsCommand::Accept { name, config }) => {
             let separator = warden::config::gateway::load(&config).map(|c| c.separator);

@@ -55,6 +55,9 @@ pub type Output = futures::stream::BoxStream<'static, (usize, LaneEvent)>;
 /// message between the two wakes no other task.
 pub type Running = futures::future::BoxFuture<'static, (usize, SessionEnd)>;
 
+/// The shared children of `share = true` upstreams, by name, with the config each runs.
+pub type Shares = Arc<std::sync::Mutex<std::collections::HashMap<String, (UpstreamConfig, Arc<Shared>)>>>;
+
 /// What every lane of a gateway shares.
 #[derive(Clone)]
 pub struct LaneSetup {
@@ -67,7 +70,7 @@ pub struct LaneSetup {
     /// Largest message either way.
     pub max_message_bytes: usize,
     /// The shared children of `share = true` upstreams, by name, with the config each runs.
-    pub shares: Arc<std::sync::Mutex<std::collections::HashMap<String, (UpstreamConfig, Arc<Shared>)>>>,
+    pub shares: Shares,
 }
 
 impl Lane {

@@ -165,11 +165,11 @@ async fn run(name: Arc<str>, start: Start, mut commands: mpsc::UnboundedReceiver
                             }
                         }
                     }
-                    state.from_lane(lane, bytes).await;
+                    state.lane_said(lane, bytes).await;
                 }
             },
             frame = async { upstream.as_mut()?.next().await }, if upstream.is_some() => match frame {
-                Some(Ok(Frame::Line(bytes))) => state.from_child(bytes).await,
+                Some(Ok(Frame::Line(bytes))) => state.child_said(bytes).await,
                 Some(Ok(Frame::Start(bytes))) => {
                     long.clear();
                     long.extend_from_slice(&bytes);
@@ -178,7 +178,7 @@ async fn run(name: Arc<str>, start: Start, mut commands: mpsc::UnboundedReceiver
                 Some(Ok(Frame::End(bytes))) => {
                     long.extend_from_slice(&bytes);
                     let whole = long.split().freeze();
-                    state.from_child(whole).await;
+                    state.child_said(whole).await;
                 }
                 Some(Ok(Frame::TooLarge { id, .. })) => state.too_large(id).await,
                 Some(Err(_)) | None => {
@@ -192,7 +192,7 @@ async fn run(name: Arc<str>, start: Start, mut commands: mpsc::UnboundedReceiver
 }
 
 impl State {
-    async fn from_lane(&mut self, lane: u64, bytes: Bytes) {
+    async fn lane_said(&mut self, lane: u64, bytes: Bytes) {
         let Ok(m) = Message::parse(bytes) else { return };
         let method = m.head.method.as_deref().unwrap_or_default();
         match m.head.kind {
@@ -200,12 +200,12 @@ impl State {
                 let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
                 if let Some(result) = &self.introduced {
                     let answer = jsonrpc::result_response(&id, result);
-                    return self.to_lane(lane, answer).await;
+                    return self.tell_lane(lane, answer).await;
                 }
                 let first = self.waiting.is_empty();
                 self.waiting.push((lane, id));
                 if first {
-                    self.to_child(m.with_raw_id(INIT_ID)).await;
+                    self.tell_child(m.with_raw_id(INIT_ID)).await;
                 }
             }
             Kind::Request if matches!(method, "tasks/get" | "tasks/result" | "tasks/cancel") => {
@@ -216,14 +216,14 @@ impl State {
                 if task.as_ref().and_then(|t| self.tasks.get(t)) != Some(&lane) {
                     let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
                     let answer = jsonrpc::error_response(Some(&id), code::INVALID_PARAMS, "unknown task", None);
-                    return self.to_lane(lane, answer).await;
+                    return self.tell_lane(lane, answer).await;
                 }
                 self.ask(lane, m).await;
             }
             Kind::Request => self.ask(lane, m).await,
             Kind::Notification if method == jsonrpc::method::INITIALIZED => {
                 if !std::mem::replace(&mut self.initialized, true) {
-                    self.to_child(m.raw).await;
+                    self.tell_child(m.raw).await;
                 }
             }
             Kind::Notification if method == jsonrpc::method::CANCELLED => {
@@ -241,7 +241,7 @@ impl State {
                         rewrite::to_bytes(&f)
                     });
                     if let Some(sent) = sent {
-                        self.to_child(sent).await;
+                        self.tell_child(sent).await;
                     }
                 }
             }
@@ -274,7 +274,7 @@ impl State {
         let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
         let method = m.head.method.clone().unwrap_or_default();
         self.asked.insert(ours, Asked { lane, method, id, token });
-        self.to_child(sent).await;
+        self.tell_child(sent).await;
     }
 
     /// Learns the owner of a task an answer creates, and keeps a `tasks/list`
@@ -308,7 +308,7 @@ impl State {
         answer
     }
 
-    async fn from_child(&mut self, bytes: Bytes) {
+    async fn child_said(&mut self, bytes: Bytes) {
         let Ok(m) = Message::parse(bytes) else { return };
         match m.head.kind {
             Kind::Response | Kind::Error if m.head.raw_id.as_deref() == Some(INIT_ID) => {
@@ -318,7 +318,7 @@ impl State {
                         Some(result) => jsonrpc::result_response(&id, result),
                         None => m.with_raw_id(&id),
                     };
-                    self.to_lane(lane, answer).await;
+                    self.tell_lane(lane, answer).await;
                 }
                 self.introduced = result;
             }
@@ -327,14 +327,14 @@ impl State {
                     m.head.id.as_deref().and_then(|k| k.parse::<u64>().ok()).and_then(|k| self.asked.remove(&k));
                 if let Some(asked) = asked {
                     let answer = self.own_tasks(&asked, m.with_raw_id(&asked.id));
-                    self.to_lane(asked.lane, answer).await;
+                    self.tell_lane(asked.lane, answer).await;
                 }
             }
             Kind::Request => {
                 // No one client to ask: refused, so the server does not wait.
                 let id = m.head.raw_id.clone().unwrap_or_else(|| "null".into());
                 let text = "a shared upstream has no one client to ask (share = true)";
-                self.to_child(jsonrpc::error_response(Some(&id), code::METHOD_NOT_FOUND, text, None)).await;
+                self.tell_child(jsonrpc::error_response(Some(&id), code::METHOD_NOT_FOUND, text, None)).await;
             }
             Kind::Notification if m.head.method.as_deref() == Some("notifications/progress") => {
                 let Some(token) = jsonrpc::progress_token(&m.raw) else { return };
@@ -351,7 +351,7 @@ impl State {
                     Some(rewrite::to_bytes(&f))
                 });
                 if let Some(sent) = sent {
-                    self.to_lane(lane, sent).await;
+                    self.tell_lane(lane, sent).await;
                 }
             }
             Kind::Notification if m.head.method.as_deref() == Some("notifications/tasks/status") => {
@@ -360,13 +360,13 @@ impl State {
                     .and_then(|f| rewrite::nested(&f, "params"))
                     .and_then(|p| rewrite::string(&p, "taskId"));
                 if let Some(&lane) = task.as_ref().and_then(|t| self.tasks.get(t)) {
-                    self.to_lane(lane, m.raw.clone()).await;
+                    self.tell_lane(lane, m.raw.clone()).await;
                 }
             }
             Kind::Notification => {
                 let lanes: Vec<u64> = self.lanes.keys().copied().collect();
                 for lane in lanes {
-                    self.to_lane(lane, m.raw.clone()).await;
+                    self.tell_lane(lane, m.raw.clone()).await;
                 }
             }
         }
@@ -381,7 +381,7 @@ impl State {
         if let Some(asked) = asked {
             let text = "the upstream's answer is over the size limit";
             let answer = jsonrpc::error_response(Some(&asked.id), code::MESSAGE_TOO_LARGE, text, None);
-            self.to_lane(asked.lane, answer).await;
+            self.tell_lane(asked.lane, answer).await;
         }
     }
 
@@ -396,13 +396,13 @@ impl State {
         self.initialized = false;
     }
 
-    async fn to_child(&mut self, bytes: Bytes) {
+    async fn tell_child(&mut self, bytes: Bytes) {
         if let Some(child) = &self.child {
             let _ = child.send(Outgoing::Message(bytes)).await;
         }
     }
 
-    async fn to_lane(&mut self, lane: u64, bytes: Bytes) {
+    async fn tell_lane(&mut self, lane: u64, bytes: Bytes) {
         if let Some(output) = self.lanes.get(&lane) {
             let _ = output.send(Ok(Frame::Line(bytes))).await;
         }

@@ -336,6 +336,14 @@ fn invalid(reason: &str, id: Option<String>) -> ParseError {
     ParseError::Invalid { reason: reason.to_owned(), id }
 }
 
+/// `text` if it is one JSON object by the strict rules every message is read
+/// by (no duplicate key, valid UTF-8 and escapes, bounded depth): claims and
+/// other JSON Warden hands to plugins as it was given.
+pub fn strict_object(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    (trimmed.starts_with('{') && reader::check_text(trimmed.as_bytes()).is_ok()).then(|| trimmed.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -494,12 +502,4 @@ mod tests {
         assert_eq!(v["error"]["message"], "no \"way\"");
         assert_eq!(v["error"]["data"]["a"], 1);
     }
-}
-
-/// `text` if it is one JSON object by the strict rules every message is read
-/// by (no duplicate key, valid UTF-8 and escapes, bounded depth): claims and
-/// other JSON Warden hands to plugins as it was given.
-pub fn strict_object(text: &str) -> Option<String> {
-    let trimmed = text.trim();
-    (trimmed.starts_with('{') && reader::check_text(trimmed.as_bytes()).is_ok()).then(|| trimmed.to_owned())
 }

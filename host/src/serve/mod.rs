@@ -327,7 +327,7 @@ impl Gateway {
         owner: Arc<str>,
         forwarded: Forwarded,
     ) -> ModernReply {
-        self.modern.clone().serve(self, head, raw, facts, caller, owner, forwarded).await
+        self.modern.clone().serve(self, head, raw, facts, (caller, owner, forwarded)).await
     }
 
     /// The live session with this id, if `caller` opened it (to anyone else it does not exist).

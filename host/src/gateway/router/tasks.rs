@@ -34,9 +34,7 @@ impl Router {
     /// An answer of `lane`'s with every task id it carries renamed for the
     /// client; the answer as it is when it carries none.
     pub(super) fn tasks_out(&mut self, lane: usize, answer: &[u8]) -> Option<Bytes> {
-        if memchr::memmem::find(answer, b"taskId").is_none() {
-            return None;
-        }
+        memchr::memmem::find(answer, b"taskId")?;
         let mut f = rewrite::fields(answer)?;
         let mut result = rewrite::nested(&f, "result")?;
         let mut changed = self.rename(lane, &mut result);

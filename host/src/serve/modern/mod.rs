@@ -177,17 +177,18 @@ pub enum ModernReply {
 }
 
 impl Modern {
-    /// Serves one modern message (already checked against its headers).
+    /// Serves one modern message (already checked against its headers) for
+    /// `asker`: its caller, whose quota it counts against, and the headers
+    /// its upstreams may be given.
     pub async fn serve(
         self: &Arc<Self>,
         gateway: &Gateway,
         head: &Head,
         raw: &Bytes,
         facts: Facts,
-        caller: Option<Arc<str>>,
-        owner: Arc<str>,
-        forwarded: Forwarded,
+        asker: (Option<Arc<str>>, Arc<str>, Forwarded),
     ) -> ModernReply {
+        let (caller, owner, forwarded) = asker;
         // Answered under the id exactly as the client wrote it.
         let Some(client_id) = head.raw_id.clone().filter(|_| head.kind == Kind::Request) else {
             // The core defines no client notifications over HTTP.

@@ -25,9 +25,12 @@ const MAX_TOOLS: usize = 10_000;
 /// The largest integer a header mirrors exactly (2^53 − 1).
 const MAX_SAFE: i64 = (1 << 53) - 1;
 
-/// Each tool's mirrored arguments: header name and the path of properties to its argument.
+/// A tool's mirrored arguments: the header, and the path of properties to its argument.
+type Mirrors = Vec<(HeaderName, Vec<String>)>;
+
+/// Each tool's mirrored arguments, by tool name.
 #[derive(Default)]
-pub(super) struct ParamHeaders(Mutex<HashMap<String, Vec<(HeaderName, Vec<String>)>>>);
+pub(super) struct ParamHeaders(Mutex<HashMap<String, Mirrors>>);
 
 impl ParamHeaders {
     /// Learns the annotations of a `tools/list` answer. Returns the answer
@@ -107,7 +110,7 @@ impl ParamHeaders {
 /// A tool's annotations: `None` when any is invalid (not a token, given
 /// twice, on a type other than integer, string or boolean, or reached other
 /// than through `properties`).
-fn annotations(tool: &Value) -> Option<Vec<(HeaderName, Vec<String>)>> {
+fn annotations(tool: &Value) -> Option<Mirrors> {
     let schema = tool.get("inputSchema")?;
     let mut found = Vec::new();
     walk(schema, &mut Vec::new(), &mut found)?;
