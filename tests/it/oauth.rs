@@ -178,3 +178,28 @@ fn without_the_providers_keys_tokens_get_503_never_an_open_door() {
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(initialize(&gw, None).status, 401);
 }
+
+#[test]
+fn every_endpoint_is_a_resource_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fx = serde_json::to_string(&super::upstreams::fixture()).expect("JSON");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let text = format!(
+        "[auth]\nissuer = {dead:?}\naudience = {AUDIENCE:?}\nrequired-scopes = [\"mcp\"]\n\
+         [upstreams.one]\ncommand = {fx}\n[endpoints.\"/mcp/ro\"]\ntools = [\"one__echo\"]\n"
+    );
+    let file = dir.path().join("warden.toml");
+    std::fs::write(&file, text).expect("write config");
+    let gw = Gateway::start_with(None, &["--config", &file.display().to_string()], &[]);
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let resource = |path: &str| {
+        let text = ureq::get(&format!("{base}/.well-known/oauth-protected-resource{path}")).call().expect("metadata");
+        let document: Value = serde_json::from_str(&text.into_string().expect("readable")).expect("JSON");
+        document["resource"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(resource("/mcp"), AUDIENCE);
+    assert_eq!(resource("/mcp/ro"), format!("{base}/mcp/ro"));
+    // An endpoint the config does not have has no metadata.
+    let missing = ureq::get(&format!("{base}/.well-known/oauth-protected-resource/mcp/nope")).call();
+    assert!(missing.is_err(), "{missing:?}");
+}

@@ -95,7 +95,8 @@ pub(super) fn metadata(gateway: &Arc<Gateway>, path: &str, headers: &HeaderMap) 
 fn resource(gateway: &Gateway, path: &str, headers: &HeaderMap) -> String {
     let configured = gateway.options().oauth.as_ref().and_then(|s| s.config().audience.clone());
     match configured {
-        Some(audience) if path == gateway.options().path || gateway.is_main_path(path) => audience,
+        // A virtual endpoint is always a resource of its own, whatever `audience` says.
+        Some(audience) if gateway.is_main_path(path) => audience,
         _ => format!("{}{path}", origin(gateway, headers)),
     }
 }
