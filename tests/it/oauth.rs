@@ -148,6 +148,28 @@ fn tokens_from_a_real_provider_admit_and_every_bad_one_is_refused_as_it_should()
     }
     assert!(!gw.stderr().contains(&good), "a token reached the log");
 
+    // The official Python SDK client with the provider's token, in both modes.
+    if let Some(python) = crate::common::python_sdk() {
+        for mode in ["legacy", "auto"] {
+            let out = Command::new(&python)
+                .arg(paths().repo.join("tests/python/client.py"))
+                .args([&gw.url, mode, "basic"])
+                .env("WARDEN_BEARER", &good)
+                .output()
+                .expect("python");
+            assert!(out.status.success(), "{mode}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
+            let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            assert_eq!(seen["concurrent"].as_array().map(Vec::len), Some(24), "{mode}: {seen}");
+        }
+        // Without the token the same client is refused.
+        let out = Command::new(&python)
+            .arg(paths().repo.join("tests/python/client.py"))
+            .args([&gw.url, "legacy", "basic"])
+            .output()
+            .expect("python");
+        assert!(!out.status.success(), "the client got in without a token");
+    }
+
     // The provider rotates its key (restarted with another): new tokens work, no restart of Warden.
     drop(provider);
     provider = Provider::start(port, "key-2");

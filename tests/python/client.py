@@ -1,6 +1,6 @@
 """Drives Warden with the official Python MCP SDK (`mcp` on PyPI) and prints what it saw as JSON.
 
-Usage: python client.py URL MODE [basic]   (MODE: legacy | auto)
+Usage: python client.py URL MODE [basic]   (MODE: legacy | auto; WARDEN_BEARER=TOKEN sends it)
        python client.py --stdio MODE [basic] -- COMMAND ARGS...   (a stdio server, e.g. `warden wrap --url`)
   basic: only what any server with echo/add/get_config/delete_everything/big/progress,
   mem://config and the prompt `p` has (tests/python/server.py); otherwise also the
@@ -9,6 +9,7 @@ Usage: python client.py URL MODE [basic]   (MODE: legacy | auto)
 
 import asyncio
 import json
+import os
 import sys
 
 import mcp_types as types
@@ -92,4 +93,12 @@ if __name__ == "__main__":
         target = StdioServerParameters(command=command[0], args=command[1:])
     else:
         target, options = args[0], args[1:]
+        # A bearer token for the server (an OAuth access token), from the environment.
+        bearer = os.environ.get("WARDEN_BEARER")
+        if bearer:
+            import httpx2
+            from mcp.client.streamable_http import streamable_http_client
+
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+            target = streamable_http_client(target, http_client=http)
     asyncio.run(main(target, options[0], options[1:] == ["basic"]))
