@@ -225,3 +225,38 @@ fn every_endpoint_is_a_resource_of_its_own() {
     let missing = ureq::get(&format!("{base}/.well-known/oauth-protected-resource/mcp/nope")).call();
     assert!(missing.is_err(), "{missing:?}");
 }
+
+#[test]
+fn a_jwks_file_checks_time_issuer_and_subject() {
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().display().to_string();
+    let issuer = "https://idp.test";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = |exp: u64, nbf: u64, iss: &str, sub: Option<&str>| {
+        let mut c = json!({"iss": iss, "aud": AUDIENCE, "exp": exp, "nbf": nbf, "scope": "mcp"});
+        if let Some(sub) = sub {
+            c["sub"] = json!(sub);
+        }
+        forge("keyed", &c, &keys)
+    };
+    let good = claims(now + 300, now - 10, issuer, Some("file-user"));
+    let jwks = dir.path().join("jwks.json").display().to_string();
+    let gw =
+        Gateway::start(None, &["--oauth-issuer", issuer, "--oauth-audience", AUDIENCE, "--oauth-jwks-file", &jwks]);
+    assert_eq!(initialize(&gw, Some(&good)).status, 200, "{}", gw.stderr());
+    // Within the 30 s leeway a just-expired token still passes; past it, not.
+    assert_eq!(initialize(&gw, Some(&claims(now - 10, now - 100, issuer, Some("u")))).status, 200);
+    for (what, token, says) in [
+        ("expired", claims(now - 120, now - 300, issuer, Some("u")), "expired"),
+        ("not yet valid", claims(now + 600, now + 300, issuer, Some("u")), "not valid yet"),
+        ("another issuer", claims(now + 300, now - 10, "https://evil.test", Some("u")), "another issuer"),
+        ("no subject", claims(now + 300, now - 10, issuer, None), "no subject"),
+    ] {
+        let answer = initialize(&gw, Some(&token));
+        assert_eq!(answer.status, 401, "{what}: {answer:?}");
+        assert!(answer.challenge.clone().unwrap_or_default().contains(says), "{what}: {answer:?}");
+    }
+}
