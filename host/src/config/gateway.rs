@@ -462,14 +462,16 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     })?;
     let base = file.parent().map(Path::to_owned).unwrap_or_default();
     let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
-    let folder = |value: &Spanned<String>, key: &str| -> Result<PathBuf, GatewayError> {
-        let path = resolve(value.get_ref());
+    // A plugins folder, relative to the file, that must exist.
+    let plugins_folder = |value: &str, line: Option<usize>, key: &str| -> Result<PathBuf, GatewayError> {
+        let path = resolve(value);
         if !path.is_dir() {
             let message = format!("plugins folder {} does not exist", path.display());
-            return Err(at.error(Some(value.span().start), key, message, Some("create it or correct the path".into())));
+            return Err(at.error(line, key, message, Some("create it or correct the path".into())));
         }
         Ok(path)
     };
+    let folder = |value: &Spanned<String>, key: &str| plugins_folder(value.get_ref(), Some(value.span().start), key);
 
     let separator = match &raw.separator {
         Some(s) => {
@@ -652,17 +654,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             }
             forward_headers.push(lower);
         }
-        let plugins = match &u.plugins {
-            Some(p) => {
-                let path = resolve(p);
-                if !path.is_dir() {
-                    let message = format!("plugins folder {} does not exist", path.display());
-                    return Err(at.error(line, &key("plugins"), message, Some("create it or correct the path".into())));
-                }
-                Some(path)
-            }
-            None => None,
-        };
+        let plugins = u.plugins.as_deref().map(|p| plugins_folder(p, line, &key("plugins"))).transpose()?;
         // A duration a key gives (not zero), or its default.
         let duration = |value: &Option<String>, name: &str, default: Duration| match value {
             Some(t) => humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
@@ -747,17 +739,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             })?;
             Ok(Globs { patterns, set })
         };
-        let plugins = match &e.plugins {
-            Some(p) => {
-                let folder = resolve(p);
-                if !folder.is_dir() {
-                    let message = format!("plugins folder {} does not exist", folder.display());
-                    return Err(at.error(line, &key("plugins"), message, Some("create it or correct the path".into())));
-                }
-                Some(folder)
-            }
-            None => None,
-        };
+        let plugins = e.plugins.as_deref().map(|p| plugins_folder(p, line, &key("plugins"))).transpose()?;
         endpoints.push(Endpoint {
             path: path.clone(),
             tools: globs("tools", &e.tools)?,

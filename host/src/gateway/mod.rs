@@ -41,6 +41,8 @@ use crate::upstream::{Opening, Target, Upstream, VirtualUpstream};
 /// config file is reloaded.
 pub struct GatewayUpstream {
     state: Arc<State>,
+    /// The virtual endpoint it serves (its path), if not the main one.
+    endpoint: Option<Arc<str>>,
 }
 
 /// Loaded plugin folders by path (`None`: the empty chain), with their watches.
@@ -59,7 +61,7 @@ impl std::fmt::Debug for GatewayUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shared = self.state.shared.borrow();
         let names: Vec<&str> = shared.config.upstreams.iter().map(|u| u.name.as_str()).collect();
-        f.debug_struct("GatewayUpstream").field("upstreams", &names).finish()
+        f.debug_struct("GatewayUpstream").field("upstreams", &names).field("endpoint", &self.endpoint).finish()
     }
 }
 
@@ -82,7 +84,7 @@ impl GatewayUpstream {
         probes.learn(&config, &chains.main, &setup, true);
         let shared = Arc::new(router::Shared { pins, probes, config: Arc::new(config), chains, setup: setup.clone() });
         let (shared, _) = watch::channel(shared);
-        Ok(GatewayUpstream { state: Arc::new(State { shared, setup, watch, folders }) })
+        Ok(GatewayUpstream { state: Arc::new(State { shared, setup, watch, folders }), endpoint: None })
     }
 
     /// Reads the config file again and, if it is good, has every session take
@@ -300,55 +302,25 @@ impl VirtualUpstream for GatewayUpstream {
         opening: &Opening,
         _max_message_bytes: usize,
     ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
-        Ok(start_router(&self.state, opening, None))
+        Ok(start_router(&self.state, opening, self.endpoint.clone()))
     }
 
+    /// The same gateway at a virtual endpoint: its sessions' routers serve its subset.
     fn endpoint(&self, path: &str) -> Option<Arc<dyn VirtualUpstream>> {
+        if self.endpoint.is_some() {
+            return None;
+        }
         self.state.shared.borrow().config.endpoint(path)?;
-        Some(Arc::new(EndpointUpstream { state: self.state.clone(), path: Arc::from(path) }))
+        Some(Arc::new(GatewayUpstream { state: self.state.clone(), endpoint: Some(Arc::from(path)) }))
     }
 
+    /// Every header some upstream's `forward-headers` names.
     fn forwards(&self) -> Vec<String> {
-        forwards(&self.state)
-    }
-}
-
-/// Every header some upstream's `forward-headers` names.
-fn forwards(state: &State) -> Vec<String> {
-    let shared = state.shared.borrow();
-    let mut names: Vec<String> = shared.config.upstreams.iter().flat_map(|u| u.forward_headers.clone()).collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
-/// A virtual endpoint of the gateway: its sessions' routers serve its subset.
-struct EndpointUpstream {
-    state: Arc<State>,
-    path: Arc<str>,
-}
-
-impl std::fmt::Debug for EndpointUpstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointUpstream").field("path", &self.path).finish()
-    }
-}
-
-impl VirtualUpstream for EndpointUpstream {
-    fn name(&self) -> Arc<str> {
-        Arc::from("gateway")
-    }
-
-    fn start(
-        &self,
-        opening: &Opening,
-        _max_message_bytes: usize,
-    ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
-        Ok(start_router(&self.state, opening, Some(self.path.clone())))
-    }
-
-    fn forwards(&self) -> Vec<String> {
-        forwards(&self.state)
+        let shared = self.state.shared.borrow();
+        let mut names: Vec<String> = shared.config.upstreams.iter().flat_map(|u| u.forward_headers.clone()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 }
 

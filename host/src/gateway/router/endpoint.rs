@@ -19,18 +19,24 @@ impl Router {
     /// or whose chain changed since the session opened, serves nothing: its
     /// sessions end up empty rather than less guarded.
     pub(super) fn serves(&self, item: Item, name: &str) -> bool {
-        let Some(path) = &self.endpoint else { return true };
-        let shared = self.shared.borrow();
-        let Some(endpoint) = shared.config.endpoint(path) else { return false };
-        // Globs may change under a live session (its client hears `list_changed`); its chain may not.
-        if endpoint.plugins != self.endpoint_chain {
-            return false;
-        }
-        match item {
+        self.judge_by_endpoint(|endpoint| match item {
             Item::Tool => endpoint.tools.matches(name),
             Item::Prompt => endpoint.prompts.matches(name),
             // A URI that could name something else once its server resolves it is never served.
             Item::Resource => plain_uri(name) && endpoint.resources.matches(name),
+        })
+    }
+
+    /// `judge` applied to this session's endpoint as the config has it now:
+    /// `true` at the main endpoint, `false` (nothing served) when the config
+    /// no longer has the endpoint or gave it another chain. Globs may change
+    /// under a live session (its client hears `list_changed`); its chain may not.
+    fn judge_by_endpoint(&self, judge: impl FnOnce(&Endpoint) -> bool) -> bool {
+        let Some(path) = &self.endpoint else { return true };
+        let shared = self.shared.borrow();
+        match shared.config.endpoint(path) {
+            Some(endpoint) if endpoint.plugins == self.endpoint_chain => judge(endpoint),
+            _ => false,
         }
     }
 
@@ -40,12 +46,10 @@ impl Router {
     /// tasks and the `initialize` answer leave the others out (they are not
     /// started, and their capabilities and instructions are not shown).
     pub(super) fn serves_upstream(&self, lane: usize, capability: &str) -> bool {
-        let Some(path) = &self.endpoint else { return true };
-        let shared = self.shared.borrow();
-        let Some(endpoint) = shared.config.endpoint(path) else { return false };
-        if endpoint.plugins != self.endpoint_chain {
-            return false;
-        }
+        self.judge_by_endpoint(|endpoint| self.upstream_in(endpoint, lane, capability))
+    }
+
+    fn upstream_in(&self, endpoint: &Endpoint, lane: usize, capability: &str) -> bool {
         let u = &self.upstreams[lane];
         let own = format!("{}{}", u.name, self.separator);
         let named = |patterns: &[String]| {
