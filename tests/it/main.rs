@@ -18,6 +18,7 @@ mod listener;
 mod modern;
 mod oauth;
 mod one_reading;
+mod per_identity;
 mod plugins_hold;
 mod quotas;
 mod relay;
