@@ -170,6 +170,13 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
         "auth.required-scopes",
     );
     refused(&format!("[auth]\nissuer = \"https://idp\"\nscopes = [\"mcp\"]\n{up}"), Some(3), "unknown field `scopes`");
+    // An endpoint's own scopes: only with [auth], only scope names.
+    refused(&format!("{up}[endpoints.\"/ro\"]\nrequired-scopes = [\"admin\"]\n"), Some(3), "needs [auth]");
+    refused(
+        &format!("[auth]\nissuer = \"https://idp\"\n{up}[endpoints.\"/ro\"]\nrequired-scopes = [\"a\\\"b\"]\n"),
+        Some(5),
+        "endpoints.\"/ro\".required-scopes",
+    );
     // One unprefixed upstream at most.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nprefix = false\n[upstreams.b]\ncommand = [\"x\"]\nprefix = false\n",

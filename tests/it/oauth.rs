@@ -260,3 +260,54 @@ fn a_jwks_file_checks_time_issuer_and_subject() {
         assert!(answer.challenge.clone().unwrap_or_default().contains(says), "{what}: {answer:?}");
     }
 }
+
+#[test]
+fn a_virtual_endpoint_requires_its_own_scopes_and_tokens_are_cached_per_resource() {
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().display().to_string();
+    let issuer = "https://idp.test";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let token = |aud: &str, scope: &str| {
+        forge("keyed", &json!({"iss": issuer, "aud": aud, "sub": "ops", "exp": now + 300, "scope": scope}), &keys)
+    };
+    let first = token(AUDIENCE, "mcp"); // makes the key the config names
+    let fx = serde_json::to_string(&super::upstreams::fixture()).expect("JSON");
+    let text = format!(
+        "[auth]\nissuer = {issuer:?}\naudience = {AUDIENCE:?}\njwks-file = \"jwks.json\"\nrequired-scopes = [\"mcp\"]\n\
+         [upstreams.one]\ncommand = {fx}\n[endpoints.\"/mcp/admin\"]\ntools = [\"one__*\"]\nrequired-scopes = [\"admin\"]\n"
+    );
+    let file = dir.path().join("warden.toml");
+    std::fs::write(&file, text).expect("write config");
+    let gw = Gateway::start_with(None, &["--config", &file.display().to_string()], &[]);
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let admin = format!("{base}/mcp/admin");
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).to_string();
+    let at = |url: &str, token: &str| gw.post_at(url, None, &init, &[("authorization", &format!("Bearer {token}"))]);
+
+    // The main endpoint wants `mcp`, twice (the second from the cache).
+    assert_eq!(at(&gw.url, &first).status, 200, "{}", gw.stderr());
+    assert_eq!(at(&gw.url, &first).status, 200);
+    // The admin endpoint is its own resource with its own scope: the main
+    // endpoint's token is for another resource, even though it was just admitted.
+    let answer = at(&admin, &first);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let answer = at(&admin, &token(&admin, "mcp"));
+    assert_eq!(answer.status, 403, "{answer:?}");
+    let challenge = answer.challenge.unwrap_or_default();
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("scope=\"admin\""), "{challenge}");
+    assert!(challenge.contains("oauth-protected-resource/mcp/admin"), "{challenge}");
+    let admin_token = token(&admin, "admin");
+    assert_eq!(at(&admin, &admin_token).status, 200);
+    // `admin` alone does not open the main endpoint, cached or not.
+    assert_eq!(at(&gw.url, &token(AUDIENCE, "admin")).status, 403);
+    let scopes = |path: &str| {
+        let text = ureq::get(&format!("{base}/.well-known/oauth-protected-resource{path}")).call().expect("metadata");
+        let document: Value = serde_json::from_str(&text.into_string().expect("readable")).expect("JSON");
+        document["scopes_supported"].clone()
+    };
+    assert_eq!(scopes("/mcp"), json!(["mcp"]));
+    assert_eq!(scopes("/mcp/admin"), json!(["admin"]));
+}

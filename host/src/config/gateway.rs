@@ -107,6 +107,8 @@ pub struct RawEndpoint {
     pub resources: Option<Vec<String>>,
     /// This endpoint's own chain, between the shared one and each upstream's.
     pub plugins: Option<String>,
+    /// Scopes its tokens must carry, instead of `[auth]`'s.
+    pub required_scopes: Option<Vec<String>>,
 }
 
 /// `[audit]`.
@@ -292,6 +294,11 @@ pub enum JwksSource {
     File(PathBuf),
 }
 
+/// Whether every name is a scope (RFC 6749: no spaces, no quotes).
+fn scopes_ok(scopes: &[String]) -> bool {
+    scopes.iter().all(|s| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\'))
+}
+
 /// The checked gateway configuration.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -336,6 +343,8 @@ pub struct Endpoint {
     pub resources: Globs,
     /// Its own chain's folder.
     pub plugins: Option<PathBuf>,
+    /// Scopes its tokens must carry, when not `[auth]`'s.
+    pub required_scopes: Option<Vec<String>>,
 }
 
 /// Glob patterns (`*`, `?`, `[…]`, `{a,b}`), matched against whole names.
@@ -740,12 +749,24 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             Ok(Globs { patterns, set })
         };
         let plugins = e.plugins.as_deref().map(|p| plugins_folder(p, line, &key("plugins"))).transpose()?;
+        if let Some(scopes) = &e.required_scopes {
+            if raw.auth.is_none() {
+                let fix =
+                    "add an [auth] table (tokens from an identity provider), or remove required-scopes".to_owned();
+                return Err(at.error(line, &key("required-scopes"), "needs [auth]".into(), Some(fix)));
+            }
+            if !scopes_ok(scopes) {
+                let fix = "write scope names without spaces or quotes".to_owned();
+                return Err(at.error(line, &key("required-scopes"), "holds a name that is no scope".into(), Some(fix)));
+            }
+        }
         endpoints.push(Endpoint {
             path: path.clone(),
             tools: globs("tools", &e.tools)?,
             prompts: globs("prompts", &e.prompts)?,
             resources: globs("resources", &e.resources)?,
             plugins,
+            required_scopes: e.required_scopes.clone(),
         });
     }
     let auth = match &raw.auth {
@@ -788,7 +809,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 let fix = "write the endpoint's URL, such as \"https://mcp.example.com/mcp\"".to_owned();
                 return Err(at.error(line, "auth.audience", "is not an http(s) URL".into(), Some(fix)));
             }
-            if a.required_scopes.iter().any(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"')) {
+            if !scopes_ok(&a.required_scopes) {
                 let fix = "write scope names without spaces or quotes".to_owned();
                 return Err(at.error(line, "auth.required-scopes", "holds a name that is no scope".into(), Some(fix)));
             }

@@ -314,6 +314,10 @@ impl VirtualUpstream for GatewayUpstream {
         Some(Arc::new(GatewayUpstream { state: self.state.clone(), endpoint: Some(Arc::from(path)) }))
     }
 
+    fn required_scopes(&self, path: &str) -> Option<Vec<String>> {
+        self.state.shared.borrow().config.endpoint(path)?.required_scopes.clone()
+    }
+
     /// Every header some upstream's `forward-headers` names.
     fn forwards(&self) -> Vec<String> {
         let shared = self.state.shared.borrow();

@@ -47,7 +47,7 @@ pub(super) async fn admit(
         HeaderValue::from_str(&format!("Bearer resource_metadata=\"{metadata}\"{extra}"))
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     };
-    match server.check(token, &resource).await {
+    match server.check(token, &resource, &gateway.required_scopes(path)).await {
         Ok(identity) => {
             gateway.note_claims(&identity.subject, &identity.claims);
             Ok(Some(Arc::from(identity.subject)))
@@ -86,7 +86,7 @@ pub(super) fn metadata(gateway: &Arc<Gateway>, path: &str, headers: &HeaderMap) 
     let server = gateway.options().oauth.as_ref()?;
     let endpoint = if rest.is_empty() { gateway.options().path.clone() } else { rest.to_owned() };
     let served = gateway.for_path(&endpoint)?;
-    let document = server.metadata(&resource(&served, &endpoint, headers));
+    let document = server.metadata(&resource(&served, &endpoint, headers), &gateway.required_scopes(&endpoint));
     Some(json(StatusCode::OK, bytes::Bytes::from(document.to_string())))
 }
 

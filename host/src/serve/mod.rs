@@ -291,6 +291,15 @@ impl Gateway {
         Some(endpoint.clone())
     }
 
+    /// The scopes a token must carry at `path`: a virtual endpoint's own, or `[auth]`'s.
+    pub fn required_scopes(&self, path: &str) -> Vec<String> {
+        let main = self.options.oauth.as_ref().map(|s| s.config().required_scopes.clone()).unwrap_or_default();
+        match &self.options.upstream {
+            Target::Virtual(upstream) if path != self.options.path => upstream.required_scopes(path).unwrap_or(main),
+            _ => main,
+        }
+    }
+
     /// The headers of a client's request that the gateway's upstreams may be
     /// given (`forward-headers`); none for a single upstream.
     pub fn forwarded(&self, headers: &hyper::HeaderMap) -> Forwarded {

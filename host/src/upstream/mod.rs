@@ -57,6 +57,11 @@ pub trait VirtualUpstream: Send + Sync + std::fmt::Debug {
     fn forwards(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The scopes tokens for the virtual endpoint at `path` must carry, when
+    /// it says (otherwise `[auth]`'s).
+    fn required_scopes(&self, _path: &str) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// What a session tells the upstream it opens: what a virtual upstream hands

@@ -116,7 +116,12 @@ impl Gateway {
 
     /// POSTs a body with the usual MCP headers plus `extra`.
     pub fn post(&self, session: Option<&str>, body: &str, extra: &[(&str, &str)]) -> Answer {
-        let mut request = ureq::post(&self.url)
+        self.post_at(&self.url, session, body, extra)
+    }
+
+    /// POSTs to another of this Warden's endpoints.
+    pub fn post_at(&self, url: &str, session: Option<&str>, body: &str, extra: &[(&str, &str)]) -> Answer {
+        let mut request = ureq::post(url)
             .timeout(PATIENCE)
             .set("content-type", "application/json")
             .set("accept", "application/json, text/event-stream");

@@ -11,7 +11,8 @@
 //!   `exp` and `nbf` with [`LEEWAY`], `iss`, and `aud` must hold the resource
 //!   (RFC 8707): the endpoint's URL, or the configured `audience`.
 //! - Scopes (`scope`, space-separated, or `scp`, a list) must include every
-//!   required one.
+//!   one the endpoint requires.
+//! - A verified token is kept by digest until it expires ([`verified`]).
 //!
 //! The signature checks are jsonwebtoken's (ring); nothing here is
 //! hand-written cryptography. A token is never logged or passed upstream.
@@ -29,6 +30,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 pub use crate::config::gateway::{JwksSource, OAuthConfig};
+
+mod verified;
+use verified::{Cache, Verified};
 
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(30);
@@ -79,6 +83,7 @@ pub struct ResourceServer {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     jwks: tokio::sync::Mutex<Option<JwksSource>>,
     keys: Mutex<Option<Keys>>,
+    verified: Cache,
 }
 
 impl std::fmt::Debug for ResourceServer {
@@ -97,7 +102,7 @@ impl ResourceServer {
             hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(https);
         let jwks = tokio::sync::Mutex::new(config.jwks.clone());
-        ResourceServer { config, client, jwks, keys: Mutex::new(None) }
+        ResourceServer { config, client, jwks, keys: Mutex::new(None), verified: Cache::default() }
     }
 
     /// Its config.
@@ -110,9 +115,26 @@ impl ResourceServer {
         self.refresh(true).await
     }
 
-    /// Checks a bearer token for `resource`.
-    pub async fn check(&self, token: Option<&str>, resource: &str) -> Result<Identity, Refusal> {
+    /// Checks a bearer token for `resource`, which requires `scopes`.
+    pub async fn check(&self, token: Option<&str>, resource: &str, scopes: &[String]) -> Result<Identity, Refusal> {
         let token = token.filter(|t| !t.is_empty()).ok_or(Refusal::Missing)?;
+        let verified = match self.verified.get(token, resource) {
+            Some(verified) => verified,
+            None => {
+                let (verified, exp) = self.verify(token, resource).await?;
+                self.verified.keep(token, resource, verified.clone(), exp);
+                verified
+            }
+        };
+        if scopes.iter().any(|s| !verified.scopes.contains(s)) {
+            return Err(Refusal::Scope(scopes.join(" ")));
+        }
+        Ok(verified.identity)
+    }
+
+    /// Checks a token's signature and claims for `resource`, without the
+    /// cache: what it gives, and when it expires.
+    pub async fn verify(&self, token: &str, resource: &str) -> Result<(Verified, u64), Refusal> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| Refusal::Invalid("the token is not a JWT".into()))?;
         if !ACCEPTED.contains(&header.alg) {
@@ -157,31 +179,28 @@ impl ResourceServer {
             Refusal::Invalid(why.into())
         })?;
         let claims = data.claims;
-        let granted: Vec<&str> = match (claims.get("scope"), claims.get("scp")) {
-            (Some(Value::String(s)), _) => s.split_whitespace().collect(),
-            (_, Some(Value::Array(list))) => list.iter().filter_map(Value::as_str).collect(),
+        let scopes: Vec<String> = match (claims.get("scope"), claims.get("scp")) {
+            (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_owned).collect(),
+            (_, Some(Value::Array(list))) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             _ => Vec::new(),
         };
-        let missing: Vec<&str> =
-            self.config.required_scopes.iter().map(String::as_str).filter(|s| !granted.contains(s)).collect();
-        if !missing.is_empty() {
-            return Err(Refusal::Scope(self.config.required_scopes.join(" ")));
-        }
         let subject = claims
             .get("sub")
             .or_else(|| claims.get("client_id"))
             .and_then(Value::as_str)
             .ok_or_else(|| Refusal::Invalid("the token names no subject".into()))?
             .to_owned();
-        Ok(Identity { subject, claims: claims.to_string() })
+        // `exp` was required and checked: a number.
+        let exp = claims.get("exp").and_then(Value::as_f64).map_or(0, |e| e.max(0.0) as u64);
+        Ok((Verified { identity: Identity { subject, claims: claims.to_string() }, scopes }, exp))
     }
 
-    /// RFC 9728 protected resource metadata for `resource`.
-    pub fn metadata(&self, resource: &str) -> Value {
+    /// RFC 9728 protected resource metadata for `resource`, which requires `scopes`.
+    pub fn metadata(&self, resource: &str, scopes: &[String]) -> Value {
         json!({
             "resource": resource,
             "authorization_servers": [self.config.issuer],
-            "scopes_supported": self.config.required_scopes,
+            "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],
         })
     }
@@ -223,6 +242,8 @@ impl ResourceServer {
         }
         let set = self.fetch_keys().await?;
         *self.lock() = Some(Keys { set, fetched: Instant::now(), tried: Some(Instant::now()) });
+        // A key may have been withdrawn: its tokens are checked again.
+        self.verified.clear();
         Ok(())
     }
 
