@@ -177,6 +177,25 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
         Some(5),
         "endpoints.\"/ro\".required-scopes",
     );
+    // Credentials chosen per caller: a claim, values, never nested, never for a shared child.
+    let by = "[upstreams.a]\ncommand = [\"x\"]\n[upstreams.a.env.T]\n";
+    refused(
+        &format!("{by}claim = \"groups\"\nvalues = {{ a = \"1\" }}\nfallback = \"2\"\n"),
+        Some(3),
+        "not a secret value",
+    );
+    refused(&format!("{by}claim = \"\"\nvalues = {{ a = \"1\" }}\n"), Some(1), "upstreams.a.env.T");
+    refused(&format!("{by}claim = \"g\"\nvalues = {{}}\n"), Some(1), "upstreams.a.env.T");
+    refused(
+        &format!("{by}claim = \"g\"\nvalues = {{ a = {{ claim = \"h\", values = {{ b = \"1\" }} }} }}\n"),
+        Some(1),
+        "upstreams.a.env.T",
+    );
+    refused(
+        "[upstreams.a]\ncommand = [\"x\"]\nshare = true\nenv = { T = { claim = \"sub\", values = { ada = \"1\" } } }\n",
+        Some(1),
+        "upstreams.a.share",
+    );
     // One unprefixed upstream at most.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nprefix = false\n[upstreams.b]\ncommand = [\"x\"]\nprefix = false\n",

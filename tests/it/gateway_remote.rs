@@ -147,3 +147,80 @@ fn remote_servers_get_their_own_credentials_and_never_the_clients() {
     assert!(!warden_log.contains("sek-web-from-file-123") && !warden_log.contains("client-secret"), "{warden_log}");
     drop(servers);
 }
+
+/// Initializes a session as the caller with this static token; its id.
+fn session_as(gw: &Gateway, token: &str) -> String {
+    let bearer = format!("Bearer {token}");
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let answer = gw.post(None, &init.to_string(), &[("authorization", &bearer)]);
+    let session = answer.session.clone().unwrap_or_else(|| panic!("no session: {answer:?}\n{}", gw.stderr()));
+    let headers = [("authorization", bearer.as_str()), ("mcp-protocol-version", "2025-06-18")];
+    gw.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &headers);
+    session
+}
+
+#[test]
+fn each_caller_gets_the_upstream_credential_its_claims_choose() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seen = dir.path().join("headers.log");
+    let (_web, web_url) = fixture_http(&seen);
+    let env_log = dir.path().join("env.log");
+    let fixture = paths().fixture.display().to_string();
+    let script = format!("printf '%s\\n' \"$UP_TOKEN\" >> '{}'; exec '{fixture}'", env_log.display());
+    let config = format!(
+        "[upstreams.web]\nurl = {web_url:?}\n\
+         [upstreams.web.headers.Authorization]\nclaim = \"groups\"\n\
+         values = {{ infra = \"Bearer up-infra-111\", dev = {{ from-file = \"dev.token\", prefix = \"Bearer \" }} }}\n\
+         [upstreams.kid]\ncommand = [\"sh\", \"-c\", {script:?}]\n\
+         [upstreams.kid.env.UP_TOKEN]\nclaim = \"sub\"\nvalues = {{ ada = \"env-ada-333\" }}\ndefault = \"env-default-444\"\n"
+    );
+    let file = dir.path().join("warden.toml");
+    std::fs::write(&file, config).expect("write config");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "ada tok-ada-0123456789abcdef {\"groups\": [\"infra\"]}\n\
+         bob tok-bob-0123456789abcdef {\"groups\": [\"dev\"]}\n\
+         eve tok-eve-0123456789abcdef\n",
+    )
+    .expect("write tokens");
+    let flags = ["--config", file.to_str().unwrap_or_default(), "--client-tokens", tokens.to_str().unwrap_or_default()];
+    std::fs::write(dir.path().join("dev.token"), "up-dev-222\n").expect("write token");
+    let gw = Gateway::start_with(None, &flags, &[]);
+    let mut answers = Vec::new();
+    for who in ["ada", "bob", "eve"] {
+        let token = format!("tok-{who}-0123456789abcdef");
+        let session = session_as(&gw, &token);
+        let bearer = format!("Bearer {token}");
+        let headers = [("authorization", bearer.as_str()), ("mcp-protocol-version", "2025-06-18")];
+        let call = |id: u64, tool: &str| {
+            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"text": who}}});
+            gw.post(Some(&session), &body.to_string(), &headers).answer()
+        };
+        answers.push((call(1, "web__echo"), call(2, "kid__echo")));
+    }
+    for (answer, _) in &answers[..2] {
+        assert!(answer["result"].is_object(), "{answer}\n{}", gw.stderr());
+    }
+    for (_, answer) in &answers {
+        assert!(answer["result"].is_object(), "{answer}\n{}", gw.stderr());
+    }
+    // eve's groups choose no credential and there is no default: refused, and said why.
+    let refused = &answers[2].0;
+    assert!(refused["error"].is_object() || refused["result"]["isError"] == true, "{refused}");
+    assert!(refused.to_string().contains("no credential for this caller"), "{refused}");
+
+    let log = std::fs::read_to_string(&seen).expect("the upstream's header log").to_ascii_lowercase();
+    assert!(log.contains("authorization: bearer up-infra-111"), "{log}");
+    assert!(log.contains("authorization: bearer up-dev-222"), "{log}");
+    assert!(!log.contains("tok-"), "a caller's own token reached the upstream: {log}");
+    let env = std::fs::read_to_string(&env_log).expect("the children's env log");
+    let mut lines: Vec<&str> = env.lines().filter(|l| !l.is_empty()).collect();
+    lines.sort_unstable();
+    lines.dedup();
+    assert_eq!(lines, ["env-ada-333", "env-default-444"], "{env}");
+    let said = gw.stderr();
+    for secret in ["up-infra-111", "up-dev-222", "env-ada-333", "tok-ada"] {
+        assert!(!said.contains(secret), "{secret} in Warden's log");
+    }
+}

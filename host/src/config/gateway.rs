@@ -15,6 +15,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::secret::read_credential;
+pub use super::secret::{Credential, RawSecret, Secret};
+
 /// The separator between an upstream's name and its tools' and prompts' names.
 pub const DEFAULT_SEPARATOR: &str = "__";
 
@@ -232,46 +235,6 @@ impl Default for Breaker {
     }
 }
 
-/// A value that may be a secret: written out, or read from the environment
-/// or a file, optionally after a prefix (`"Bearer "`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RawSecret {
-    /// The value itself.
-    Plain(String),
-    /// Where to read it.
-    From(RawSecretSource),
-}
-
-/// `{ from-env = "VAR" }` or `{ from-file = "PATH" }`, with an optional `prefix`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawSecretSource {
-    /// An environment variable of Warden's.
-    pub from_env: Option<String>,
-    /// A file (relative to the config file); one trailing newline is dropped.
-    pub from_file: Option<String>,
-    /// Put before the value.
-    pub prefix: Option<String>,
-}
-
-/// A value read from a secret source: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
 /// What the resource server checks tokens against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthConfig {
@@ -404,7 +367,7 @@ pub enum Reach {
         /// Program and arguments.
         command: Vec<String>,
         /// Its environment besides [`CHILD_BASE_ENV`].
-        env: Vec<(String, Secret)>,
+        env: Vec<(String, Credential)>,
         /// Whether it gets Warden's whole environment.
         inherit_env: bool,
         /// Its working directory.
@@ -417,7 +380,7 @@ pub enum Reach {
         /// `http://` or `https://`.
         url: String,
         /// Headers sent with every request.
-        headers: Vec<(String, Secret)>,
+        headers: Vec<(String, Credential)>,
     },
 }
 
@@ -464,7 +427,9 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         if message.contains("RawSecret") {
             message = "is not a secret value".into();
             fix = Some(
-                "write a string, { from-env = \"VAR\" } or { from-file = \"PATH\" }, optionally with prefix".into(),
+                "write a string, { from-env = \"VAR\" } or { from-file = \"PATH\" }, optionally with prefix, \
+                 or { claim = \"groups\", values = { … }, default = … } to choose by caller"
+                    .into(),
             );
         }
         at.error(e.span().map(|s| s.start), "(syntax)", message, fix)
@@ -547,8 +512,8 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             return Err(at.error(line, &format!("upstreams.{name}"), message, Some(fix)));
         }
         let u = spanned.get_ref();
-        let secret = |key: String, value: &RawSecret| -> Result<Secret, GatewayError> {
-            read_secret(value, &resolve, env).map_err(|(message, fix)| at.error(line, &key, message, Some(fix)))
+        let secret = |key: String, value: &RawSecret| -> Result<Credential, GatewayError> {
+            read_credential(value, &resolve, env).map_err(|(message, fix)| at.error(line, &key, message, Some(fix)))
         };
         let reach = match (&u.command, &u.url) {
             (Some(command), None) => {
@@ -621,7 +586,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                         return Err(at.error(line, &key(&format!("headers.{header}")), "bad name".into(), Some(fix)));
                     }
                     let value = secret(key(&format!("headers.{header}")), value)?;
-                    if http::HeaderValue::from_str(value.expose()).is_err() {
+                    if value.every().iter().any(|v| http::HeaderValue::from_str(v.expose()).is_err()) {
                         let fix = "the value (after its prefix) must be visible ASCII".to_owned();
                         let message = "is not a valid header value".to_owned();
                         return Err(at.error(line, &key(&format!("headers.{header}")), message, Some(fix)));
@@ -689,6 +654,15 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         if u.max_concurrency == Some(0) {
             let fix = "give at least 1, or leave it out for no limit".to_owned();
             return Err(at.error(line, &key("max-concurrency"), "is 0".into(), Some(fix)));
+        }
+        let per_caller = match &reach {
+            Reach::Command { env, .. } => env.iter().any(|(_, c)| c.per_caller()),
+            Reach::Remote { headers, .. } => headers.iter().any(|(_, c)| c.per_caller()),
+        };
+        if u.share && per_caller {
+            let fix = "remove share = true, or give every caller the same credential".to_owned();
+            let message = "is true with a credential chosen per caller: one child would serve every caller with one caller's secret".to_owned();
+            return Err(at.error(line, &key("share"), message, Some(fix)));
         }
         upstreams.push(UpstreamConfig {
             name: name.clone(),
@@ -870,44 +844,6 @@ pub fn shown_url(url: &str) -> String {
 /// A byte allowed in tool names (SEP-986).
 pub fn tool_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
-}
-
-/// Reads a secret's value; on failure, what is wrong and the fix (never the value).
-fn read_secret(
-    value: &RawSecret,
-    resolve: &dyn Fn(&str) -> PathBuf,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Secret, (String, String)> {
-    let source = match value {
-        RawSecret::Plain(text) => return Ok(Secret(text.clone())),
-        RawSecret::From(source) => source,
-    };
-    let prefix = source.prefix.clone().unwrap_or_default();
-    let read = match (&source.from_env, &source.from_file) {
-        (Some(var), None) => env(var).ok_or_else(|| {
-            (format!("environment variable {var} is not set"), format!("set {var} in Warden's environment"))
-        })?,
-        (None, Some(path)) => {
-            let path = resolve(path);
-            let mut text = std::fs::read_to_string(&path).map_err(|e| {
-                (format!("secret file {} cannot be read: {e}", path.display()), "create it or correct the path".into())
-            })?;
-            if text.ends_with('\n') {
-                text.pop();
-                if text.ends_with('\r') {
-                    text.pop();
-                }
-            }
-            text
-        }
-        _ => {
-            return Err((
-                "a secret needs exactly one of from-env and from-file".into(),
-                "write { from-env = \"VAR\" } or { from-file = \"PATH\" }".into(),
-            ))
-        }
-    };
-    Ok(Secret(prefix + &read))
 }
 
 /// Where errors point.

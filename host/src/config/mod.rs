@@ -5,6 +5,7 @@
 //! file) and validated into a [`Manifest`].
 
 pub mod gateway;
+mod secret;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

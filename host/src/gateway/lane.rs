@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::shared::Shared;
@@ -22,7 +23,7 @@ use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::child::{ChildEnv, SpawnError, EXIT_GRACE};
 use crate::upstream::http::RemoteOptions;
-use crate::upstream::{Forwarded, Opening, Target, Upstream};
+use crate::upstream::{Opening, Target, Upstream};
 
 /// What a lane tells the router.
 #[derive(Debug)]
@@ -105,7 +106,7 @@ impl Lane {
         let (upstream, to_upstream) = if config.share {
             share(name.clone(), config, setup).attach(name.clone())
         } else {
-            connect(name.clone(), config, &opening.forwarded, setup.max_message_bytes)?
+            connect(name.clone(), config, opening, setup.max_message_bytes)?
         };
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let facts = SessionFacts {
@@ -172,23 +173,33 @@ fn share(name: Arc<str>, config: &UpstreamConfig, setup: &LaneSetup) -> Arc<Shar
         }
     }
     let (start_name, start_config, max) = (name.clone(), config.clone(), setup.max_message_bytes);
-    let start = Box::new(move || connect(start_name.clone(), &start_config, &Forwarded::default(), max));
+    // One child for every caller: the config refuses credentials chosen per caller here.
+    let start = Box::new(move || connect(start_name.clone(), &start_config, &Opening::default(), max));
     let share = Shared::new(name, start);
     shares.insert(config.name.clone(), (config.clone(), share.clone()));
     share
 }
 
-/// Starts the upstream session itself.
+/// Starts the upstream session itself, with the credentials for the caller
+/// that opens it.
 fn connect(
     name: Arc<str>,
     config: &UpstreamConfig,
-    forwarded: &Forwarded,
+    opening: &Opening,
     max_message_bytes: usize,
 ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
+    let claims: Value = opening.claims.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or(Value::Null);
+    let subject = opening.caller.as_deref();
+    let refused = |what: &str| SpawnError::NoCredential { upstream: config.name.clone(), what: what.to_owned() };
     match &config.reach {
         Reach::Command { command, env, inherit_env, cwd, limits } => {
+            let mut vars = Vec::new();
+            for (var, credential) in env {
+                let value = credential.for_caller(subject, &claims).ok_or_else(|| refused(&format!("env.{var}")))?;
+                vars.push((var.clone(), value.expose().to_owned()));
+            }
             let env = ChildEnv {
-                vars: env.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
+                vars,
                 pass: CHILD_BASE_ENV.iter().map(|s| s.to_string()).collect(),
                 inherit: *inherit_env,
                 cwd: cwd.clone(),
@@ -197,10 +208,15 @@ fn connect(
             Upstream::start_with(name, command, Some(&env), max_message_bytes)
         }
         Reach::Remote { url, headers } => {
-            let mut lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {}", v.expose())).collect();
+            let mut lines = Vec::new();
+            for (header, credential) in headers {
+                let value =
+                    credential.for_caller(subject, &claims).ok_or_else(|| refused(&format!("headers.{header}")))?;
+                lines.push(format!("{header}: {}", value.expose()));
+            }
             // The client's headers this upstream's `forward-headers` names, unless its own config sets them.
             let configured = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            for (name, value) in &forwarded.0 {
+            for (name, value) in &opening.forwarded.0 {
                 if config.forward_headers.contains(name) && !configured(name) {
                     lines.push(format!("{name}: {value}"));
                 }

@@ -25,6 +25,15 @@ pub enum SpawnError {
         /// Why.
         error: std::io::Error,
     },
+    /// A gateway upstream whose credential is chosen per caller has none
+    /// for this caller.
+    #[error("upstream \"{upstream}\": no credential for this caller ({what} is chosen by a claim, and neither a value nor a default fits)")]
+    NoCredential {
+        /// The upstream's name.
+        upstream: String,
+        /// The header or variable (`headers.Authorization`), never its value.
+        what: String,
+    },
 }
 
 /// A running child: its protocol pipes and the process.

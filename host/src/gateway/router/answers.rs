@@ -13,6 +13,9 @@ impl Router {
         };
         self.wake(lane).await;
         let u = &self.upstreams[lane];
+        if let Some(why) = u.refused.clone() {
+            return self.refuse(&client_id, code::UPSTREAM_FAILED, &why).await;
+        }
         if u.lane.is_none() || (u.introduced.is_none() && !u.intro_pending) {
             let text = format!("upstream \"{}\" is not running", u.name);
             return self.refuse(&client_id, code::UPSTREAM_FAILED, &text).await;

@@ -28,6 +28,10 @@ impl Router {
                 self.outputs.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(output);
                 self.running.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(running);
             }
+            Err(e @ SpawnError::NoCredential { .. }) => {
+                tracing::warn!(upstream = %u.name, "{e}");
+                u.refused = Some(e.to_string());
+            }
             Err(e) => {
                 tracing::error!(upstream = %u.name, "upstream could not be started: {e}");
                 self.schedule_restart(index);

@@ -35,6 +35,7 @@ use crate::config::gateway::{Gateway, PinPolicy, UpstreamConfig, MAX_RESTART_DEL
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::Chain;
 use crate::transport::framing::{Frame, Outgoing};
+use crate::upstream::child::SpawnError;
 use crate::upstream::Opening;
 use endpoint::Item;
 
@@ -109,6 +110,9 @@ struct Upstream {
     probed: Option<Introduced>,
     /// Not started yet in this session (see `probed`).
     dormant: bool,
+    /// Why it cannot start for this session's caller (no credential fits):
+    /// said to every request for it, never retried.
+    refused: Option<String>,
     /// Started because a message needed it: its items are in no list yet,
     /// so its introduction is no `list_changed`.
     waking: bool,
@@ -121,6 +125,7 @@ impl Upstream {
             config: config.clone(),
             chain,
             removed: false,
+            refused: None,
             lane: None,
             introduced: None,
             in_flight: 0,
