@@ -40,6 +40,7 @@
 pub mod audit;
 pub mod config;
 pub mod era;
+pub mod expiring;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod plugin;

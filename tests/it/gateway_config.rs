@@ -196,6 +196,25 @@ fn every_mistake_is_named_with_its_line_key_and_fix() {
         Some(1),
         "upstreams.a.share",
     );
+    // Token exchange: for remote servers, at an http(s) endpoint, into a header of its own.
+    let x = "[upstreams.a.token-exchange]\ntoken-endpoint = \"https://idp/token\"\nclient-id = \"w\"\nclient-secret = \"s\"\n";
+    refused(&format!("[upstreams.a]\ncommand = [\"x\"]\n{x}"), Some(1), "upstreams.a.token-exchange");
+    let remote = "[upstreams.a]\nurl = \"https://h/mcp\"\n";
+    refused(
+        &format!("{remote}{}", x.replace("https://idp/token", "idp/token")),
+        Some(1),
+        "token-exchange.token-endpoint",
+    );
+    refused(&format!("{remote}headers = {{ Authorization = \"Bearer x\" }}\n{x}"), Some(1), "token-exchange.header");
+    refused(&format!("{remote}{x}scopes = \"a\"\n"), Some(7), "unknown field `scopes`");
+    refused(
+        &format!(
+            "{remote}{}",
+            x.replace("client-secret = \"s\"", "client-secret = { claim = \"sub\", values = { a = \"1\" } }")
+        ),
+        Some(1),
+        "token-exchange.client-secret",
+    );
     // One unprefixed upstream at most.
     refused(
         "[upstreams.a]\ncommand = [\"x\"]\nprefix = false\n[upstreams.b]\ncommand = [\"x\"]\nprefix = false\n",

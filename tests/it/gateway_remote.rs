@@ -14,7 +14,7 @@ use crate::common::http::Gateway;
 use crate::common::{free_port, installed, paths, python_sdk, text_of, PATIENCE};
 
 /// A child server, killed when dropped.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Server {
 }
 
 /// The fixture over HTTP, logging the headers it gets to `log`; its URL.
-fn fixture_http(log: &Path) -> (Server, String) {
+pub(crate) fn fixture_http(log: &Path) -> (Server, String) {
     let mut child = Command::new(paths().fixture)
         .args(["--http", "127.0.0.1:0", "--log-headers"])
         .arg(log)

@@ -311,3 +311,90 @@ fn a_virtual_endpoint_requires_its_own_scopes_and_tokens_are_cached_per_resource
     assert_eq!(scopes("/mcp"), json!(["mcp"]));
     assert_eq!(scopes("/mcp/admin"), json!(["admin"]));
 }
+
+/// The payload of a JWT, read without checking it.
+fn payload(token: &str) -> Value {
+    use std::io::Read;
+    let part = token.split('.').nth(1).unwrap_or_default();
+    // base64url without padding, decoded by hand for the test's eyes only.
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in part.chars() {
+        let Some(v) = alphabet.find(c) else { break };
+        bits = (bits << 6) | v as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    let mut text = String::new();
+    let _ = bytes.as_slice().read_to_string(&mut text);
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_callers_token_is_exchanged_for_the_upstreams_and_never_sent_there() {
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let provider = Provider::start(free_port(), "key-x");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seen = dir.path().join("headers.log");
+    let (_web, web_url) = super::gateway_remote::fixture_http(&seen);
+    std::fs::write(dir.path().join("client.secret"), "warden-test-secret-0123456789\n").expect("write secret");
+    let text = format!(
+        "[auth]\nissuer = {issuer:?}\naudience = {AUDIENCE:?}\nrequired-scopes = [\"mcp\"]\n\
+         [upstreams.web]\nurl = {web_url:?}\n\
+         [upstreams.web.token-exchange]\ntoken-endpoint = \"{issuer}/token\"\nclient-id = \"warden-test\"\n\
+         client-secret = {{ from-file = \"client.secret\" }}\naudience = \"https://upstream.test/mcp\"\nscope = \"tools\"\n\
+         [upstreams.bad]\nurl = {web_url:?}\n\
+         [upstreams.bad.token-exchange]\ntoken-endpoint = \"{issuer}/token\"\nclient-id = \"warden-test\"\n\
+         client-secret = \"not-the-secret\"\naudience = \"https://upstream.test/mcp\"\n",
+        issuer = provider.issuer
+    );
+    let file = dir.path().join("warden.toml");
+    std::fs::write(&file, text).expect("write config");
+    let gw = Gateway::start_with(None, &["--config", &file.display().to_string()], &[]);
+    let token = provider.token(AUDIENCE, "mcp");
+    let bearer = format!("Bearer {token}");
+    let answer = initialize(&gw, Some(&token));
+    let session = answer.session.clone().unwrap_or_else(|| panic!("{answer:?}\n{}", gw.stderr()));
+    let headers = [("authorization", bearer.as_str()), ("mcp-protocol-version", "2025-06-18")];
+    gw.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &headers);
+    for id in 1..=3 {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "web__echo", "arguments": {"text": "exchanged"}}});
+        let answer = gw.post(Some(&session), &call.to_string(), &headers).answer();
+        assert_eq!(text_of(&answer), "exchanged", "{answer}\n{}", gw.stderr());
+    }
+    // A provider that refuses the exchange: the call is refused, and says why.
+    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "bad__echo", "arguments": {"text": "x"}}});
+    let answer = gw.post(Some(&session), &call.to_string(), &headers).answer();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("token exchange failed") && message.contains("invalid_client"), "{answer}");
+    let log = std::fs::read_to_string(&seen).expect("the upstream's header log");
+    assert!(!log.contains(&token), "the caller's own token reached the upstream");
+    let sent: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer ")))
+        .collect();
+    assert!(!sent.is_empty(), "no token reached the upstream: {log}");
+    let claims = payload(sent[0]);
+    assert_eq!(claims["aud"], "https://upstream.test/mcp", "{claims}");
+    assert_eq!(claims["scope"], "tools", "{claims}");
+    assert_eq!(claims["sub"], payload(&token)["sub"], "{claims}");
+    assert_eq!(claims["act"]["sub"], "warden-test", "{claims}");
+    // Every request of the session went with one exchanged token, asked for once.
+    assert!(sent.iter().all(|t| *t == sent[0]), "{sent:?}");
+    let count = ureq::get(&format!("{}/test/exchanges", provider.issuer))
+        .call()
+        .expect("count")
+        .into_string()
+        .unwrap_or_default();
+    assert_eq!(serde_json::from_str::<Value>(&count).unwrap_or_default()["exchanges"], 1, "{count}");
+    let said = gw.stderr();
+    assert!(!said.contains(&token) && !said.contains(sent[0]) && !said.contains("warden-test-secret"), "{said}");
+}

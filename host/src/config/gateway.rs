@@ -176,6 +176,43 @@ pub struct RawUpstream {
     /// One child for every session (a stateless server).
     #[serde(default)]
     pub share: bool,
+    /// The caller's token exchanged for one scoped to this remote upstream.
+    pub token_exchange: Option<RawTokenExchange>,
+}
+
+/// `[upstreams.NAME.token-exchange]` (RFC 8693).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTokenExchange {
+    /// The provider's token endpoint.
+    pub token_endpoint: String,
+    /// Warden's client id at the provider.
+    pub client_id: String,
+    /// Its secret (a secret value).
+    pub client_secret: RawSecret,
+    /// The audience asked for (the upstream's resource).
+    pub audience: Option<String>,
+    /// The scope asked for.
+    pub scope: Option<String>,
+    /// The header the exchanged token is sent in, as `Bearer …` (default `Authorization`).
+    pub header: Option<String>,
+}
+
+/// How the caller's token is exchanged for an upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExchange {
+    /// The provider's token endpoint.
+    pub token_endpoint: String,
+    /// Warden's client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: Secret,
+    /// The audience asked for.
+    pub audience: Option<String>,
+    /// The scope asked for.
+    pub scope: Option<String>,
+    /// The header it goes in (lowercase).
+    pub header: String,
 }
 
 /// What happens when an upstream's tool changes its definition after it was
@@ -381,6 +418,8 @@ pub enum Reach {
         url: String,
         /// Headers sent with every request.
         headers: Vec<(String, Credential)>,
+        /// The caller's token exchanged for the upstream's, sent in a header.
+        exchange: Option<TokenExchange>,
     },
 }
 
@@ -525,6 +564,10 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     let fix = "headers are sent to remote servers; a child gets env".to_owned();
                     return Err(at.error(line, &key("headers"), "is set for a command".into(), Some(fix)));
                 }
+                if u.token_exchange.is_some() {
+                    let fix = "exchanged tokens are sent to remote servers; remove it".to_owned();
+                    return Err(at.error(line, &key("token-exchange"), "is set for a command".into(), Some(fix)));
+                }
                 if let Some(bad) = u.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
                     let fix = "name variables without = or NUL".to_owned();
                     let key = key(&format!("env.{}", bad.replace(['=', '\0'], "?")));
@@ -593,7 +636,57 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                     }
                     headers.push((header.clone(), value));
                 }
-                Reach::Remote { url: url.clone(), headers }
+                let exchange = match &u.token_exchange {
+                    None => None,
+                    Some(x) => {
+                        let key = |k: &str| key(&format!("token-exchange.{k}"));
+                        let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+                        if !url_ok(&x.token_endpoint) || x.token_endpoint.parse::<http::Uri>().is_err() {
+                            let fix =
+                                "write the provider's token endpoint, such as \"https://login.example.com/token\"";
+                            return Err(at.error(
+                                line,
+                                &key("token-endpoint"),
+                                "is not an http(s) URL".into(),
+                                Some(fix.into()),
+                            ));
+                        }
+                        if x.client_id.is_empty() {
+                            let fix = "write the client id Warden has at the provider".to_owned();
+                            return Err(at.error(line, &key("client-id"), "is empty".into(), Some(fix)));
+                        }
+                        let client_secret = match secret(key("client-secret"), &x.client_secret)? {
+                            Credential::Fixed(s) => s,
+                            Credential::ByCaller { .. } => {
+                                let fix = "give one secret: Warden is one client at the provider".to_owned();
+                                return Err(at.error(
+                                    line,
+                                    &key("client-secret"),
+                                    "is chosen per caller".into(),
+                                    Some(fix),
+                                ));
+                            }
+                        };
+                        let header = x.header.clone().unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+                        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                            let fix = "use a valid HTTP header name".to_owned();
+                            return Err(at.error(line, &key("header"), "bad name".into(), Some(fix)));
+                        }
+                        if headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(&header)) {
+                            let fix = format!("remove headers.{header}: the exchanged token goes there");
+                            return Err(at.error(line, &key("header"), "is set in headers too".into(), Some(fix)));
+                        }
+                        Some(TokenExchange {
+                            token_endpoint: x.token_endpoint.clone(),
+                            client_id: x.client_id.clone(),
+                            client_secret,
+                            audience: x.audience.clone(),
+                            scope: x.scope.clone(),
+                            header,
+                        })
+                    }
+                };
+                Reach::Remote { url: url.clone(), headers, exchange }
             }
             (Some(_), Some(_)) => {
                 let fix = "keep one: command for a stdio server, url for a remote one".to_owned();
@@ -657,7 +750,9 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         }
         let per_caller = match &reach {
             Reach::Command { env, .. } => env.iter().any(|(_, c)| c.per_caller()),
-            Reach::Remote { headers, .. } => headers.iter().any(|(_, c)| c.per_caller()),
+            Reach::Remote { headers, exchange, .. } => {
+                exchange.is_some() || headers.iter().any(|(_, c)| c.per_caller())
+            }
         };
         if u.share && per_caller {
             let fix = "remove share = true, or give every caller the same credential".to_owned();

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::shared::Shared;
 use crate::audit::AuditSink;
+use crate::config::gateway::TokenExchange;
 use crate::config::gateway::{Reach, UpstreamConfig, CHILD_BASE_ENV};
 use crate::plugin::instances::{Caller, SessionFacts, Transport};
 use crate::plugin::{Chain, Instances, Runtime};
@@ -22,6 +23,7 @@ use crate::session::{self, SessionEnd};
 use crate::transport::framing::{Frame, Outgoing};
 use crate::transport::QUEUE;
 use crate::upstream::child::{ChildEnv, SpawnError, EXIT_GRACE};
+use crate::upstream::exchange::{Exchanger, SessionExchange};
 use crate::upstream::http::RemoteOptions;
 use crate::upstream::{Opening, Target, Upstream};
 
@@ -72,6 +74,25 @@ pub struct LaneSetup {
     pub max_message_bytes: usize,
     /// The shared children of `share = true` upstreams, by name, with the config each runs.
     pub shares: Shares,
+    /// The token exchangers of upstreams with `token-exchange`, by name, with
+    /// the config each was made for (their kept tokens serve every session).
+    pub exchanges: Exchanges,
+}
+
+/// See [`LaneSetup::exchanges`].
+pub type Exchanges = Arc<std::sync::Mutex<std::collections::HashMap<String, (TokenExchange, Arc<Exchanger>)>>>;
+
+/// The exchanger for `config`: the one made for this very config, or a new one.
+fn exchanger(name: &str, config: &TokenExchange, setup: &LaneSetup) -> Arc<Exchanger> {
+    let mut exchanges = setup.exchanges.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((seen, exchanger)) = exchanges.get(name) {
+        if seen == config {
+            return exchanger.clone();
+        }
+    }
+    let exchanger = Arc::new(Exchanger::new(config.clone()));
+    exchanges.insert(name.to_owned(), (config.clone(), exchanger.clone()));
+    exchanger
 }
 
 impl Lane {
@@ -106,7 +127,7 @@ impl Lane {
         let (upstream, to_upstream) = if config.share {
             share(name.clone(), config, setup).attach(name.clone())
         } else {
-            connect(name.clone(), config, opening, setup.max_message_bytes)?
+            connect(name.clone(), config, opening, setup)?
         };
         let (to_router, mut from_relay) = mpsc::channel::<Outgoing>(QUEUE);
         let facts = SessionFacts {
@@ -172,9 +193,10 @@ fn share(name: Arc<str>, config: &UpstreamConfig, setup: &LaneSetup) -> Arc<Shar
             return share.clone();
         }
     }
-    let (start_name, start_config, max) = (name.clone(), config.clone(), setup.max_message_bytes);
+    let (start_name, start_config) = (name.clone(), config.clone());
+    let setup = setup.clone();
     // One child for every caller: the config refuses credentials chosen per caller here.
-    let start = Box::new(move || connect(start_name.clone(), &start_config, &Opening::default(), max));
+    let start = Box::new(move || connect(start_name.clone(), &start_config, &Opening::default(), &setup));
     let share = Shared::new(name, start);
     shares.insert(config.name.clone(), (config.clone(), share.clone()));
     share
@@ -186,8 +208,9 @@ fn connect(
     name: Arc<str>,
     config: &UpstreamConfig,
     opening: &Opening,
-    max_message_bytes: usize,
+    setup: &LaneSetup,
 ) -> Result<(Upstream, mpsc::Sender<Outgoing>), SpawnError> {
+    let max_message_bytes = setup.max_message_bytes;
     let claims: Value = opening.claims.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or(Value::Null);
     let subject = opening.caller.as_deref();
     let refused = |what: &str| SpawnError::NoCredential { upstream: config.name.clone(), what: what.to_owned() };
@@ -207,7 +230,7 @@ fn connect(
             };
             Upstream::start_with(name, command, Some(&env), max_message_bytes)
         }
-        Reach::Remote { url, headers } => {
+        Reach::Remote { url, headers, exchange } => {
             let mut lines = Vec::new();
             for (header, credential) in headers {
                 let value =
@@ -222,10 +245,18 @@ fn connect(
                 }
             }
             // Errors name the upstream, never the URL (its query may carry a token) or a header.
-            let remote = RemoteOptions::new(url, &lines).map_err(|_| SpawnError::Spawn {
+            let mut remote = RemoteOptions::new(url, &lines).map_err(|_| SpawnError::Spawn {
                 program: config.name.clone(),
                 error: std::io::Error::other("its url or headers are not usable"),
             })?;
+            if let Some(exchange) = exchange {
+                // Only a caller admitted by an OAuth token has one to exchange.
+                let caller = opening.subject_token.clone().ok_or_else(|| refused("token-exchange"))?;
+                let header =
+                    http::HeaderName::from_bytes(exchange.header.as_bytes()).map_err(|_| refused("token-exchange"))?;
+                let source = SessionExchange::new(exchanger(&config.name, exchange, setup), caller, header);
+                remote.dynamic = Some(Arc::new(source));
+            }
             Target::Remote(remote).start(name, &Opening::default(), max_message_bytes)
         }
     }

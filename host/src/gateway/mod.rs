@@ -76,7 +76,14 @@ impl GatewayUpstream {
         max_message_bytes: usize,
         watch: bool,
     ) -> Result<GatewayUpstream, LoadError> {
-        let setup = lane::LaneSetup { runtime, audit, transport, max_message_bytes, shares: Arc::default() };
+        let setup = lane::LaneSetup {
+            runtime,
+            audit,
+            transport,
+            max_message_bytes,
+            shares: Arc::default(),
+            exchanges: Arc::default(),
+        };
         let folders = tokio::sync::Mutex::new(HashMap::new());
         let chains = chains(&config, &setup, watch, &folders).await?;
         let pins = Arc::new(pins::Pins::beside(&config.file));

@@ -49,8 +49,9 @@ pub(super) async fn admit(
     };
     match server.check(token, &resource, &gateway.required_scopes(path)).await {
         Ok(identity) => {
-            gateway.note_claims(&identity.subject, &identity.claims);
-            Ok(Some(Arc::from(identity.subject)))
+            let subject: Arc<str> = Arc::from(identity.subject);
+            gateway.note_token(&subject, token.unwrap_or_default(), &identity.claims);
+            Ok(Some(subject))
         }
         Err(Refusal::Missing) => {
             let mut response = error(StatusCode::UNAUTHORIZED, code::INVALID_REQUEST, "a bearer token is required");

@@ -47,6 +47,7 @@ use crate::session;
 use crate::start::StartError;
 use crate::transport::framing::Frame;
 use crate::transport::QUEUE;
+use crate::upstream::exchange::{SubjectToken, TokenBook};
 use crate::upstream::{Forwarded, Opening, Target};
 
 /// Everything `warden serve` needs.
@@ -106,8 +107,17 @@ pub struct Gateway {
     /// The gateway's virtual endpoints served so far, by path: each its own
     /// sessions and 2026-07-28 lane, so a session never crosses endpoints.
     endpoints: Mutex<HashMap<String, Arc<Gateway>>>,
-    /// The claims of callers admitted by a JWT, by subject (the latest token's).
-    claims: Arc<Mutex<HashMap<String, Arc<str>>>>,
+    /// What the latest JWT of each caller admitted by one gave.
+    callers: Arc<Callers>,
+}
+
+/// The callers admitted by a JWT, by subject: their latest token's claims,
+/// and the token itself for upstreams that exchange it (shared by a gateway
+/// and its virtual endpoints).
+#[derive(Default)]
+struct Callers {
+    claims: Mutex<HashMap<String, Arc<str>>>,
+    tokens: Arc<TokenBook>,
 }
 
 /// Why a message could not be handed to a session.
@@ -228,30 +238,28 @@ impl Gateway {
         Gateway::sharing(plugins, options, Arc::default())
     }
 
-    /// A gateway that keeps token claims in `claims` (a virtual endpoint shares its main one's).
-    fn sharing(
-        plugins: Arc<Plugins>,
-        options: ServeOptions,
-        claims: Arc<Mutex<HashMap<String, Arc<str>>>>,
-    ) -> Arc<Gateway> {
+    /// A gateway that keeps what tokens gave in `callers` (a virtual endpoint shares its main one's).
+    fn sharing(plugins: Arc<Plugins>, options: ServeOptions, callers: Arc<Callers>) -> Arc<Gateway> {
         let upstream_name = options.upstream.name(options.upstream_name.as_deref());
         let sessions = Mutex::new(HashMap::new());
         let endpoints = Mutex::default();
-        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default(), endpoints, claims })
+        Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default(), endpoints, callers })
     }
 
-    /// Keeps the claims a token gave `subject` (for the sessions it opens).
-    pub(crate) fn note_claims(&self, subject: &str, claims: &str) {
-        let mut known = lock(&self.claims);
-        let changed = known.get(subject).is_none_or(|c| &**c != claims);
-        if changed && (known.len() < MAX_CALLERS || known.contains_key(subject)) {
-            known.insert(subject.to_owned(), Arc::from(claims));
+    /// Keeps what a token gave `subject`: its claims and, for upstreams that
+    /// exchange it, the token (for the sessions it opens and uses).
+    pub(crate) fn note_token(&self, subject: &Arc<str>, token: &str, claims: &str) {
+        self.callers.tokens.note(subject, token);
+        let mut known = lock(&self.callers.claims);
+        let changed = known.get(&**subject).is_none_or(|c| &**c != claims);
+        if changed && (known.len() < MAX_CALLERS || known.contains_key(&**subject)) {
+            known.insert(subject.to_string(), Arc::from(claims));
         }
     }
 
     /// `subject`'s claims: from its latest token, or its `--client-tokens` line.
     fn claims_of(&self, subject: &str) -> Option<Arc<str>> {
-        if let Some(claims) = lock(&self.claims).get(subject) {
+        if let Some(claims) = lock(&self.callers.claims).get(subject) {
             return Some(claims.clone());
         }
         Some(self.options.clients.as_ref()?.claims(subject))
@@ -286,7 +294,7 @@ impl Gateway {
                 main_path: Some(self.options.path.clone()),
                 ..self.options.clone()
             };
-            Gateway::sharing(self.plugins.clone(), options, self.claims.clone())
+            Gateway::sharing(self.plugins.clone(), options, self.callers.clone())
         });
         Some(endpoint.clone())
     }
@@ -390,6 +398,7 @@ impl Gateway {
             caller: caller.clone(),
             claims: claims.clone(),
             forwarded,
+            subject_token: caller.clone().map(|subject| SubjectToken { book: self.callers.tokens.clone(), subject }),
         };
         let (upstream, to_upstream) = if legacy {
             target.start(self.upstream_name.clone(), &opening, self.options.max_message_bytes)?

@@ -6,6 +6,7 @@
 
 pub mod bridge;
 pub mod child;
+pub mod exchange;
 pub mod handle;
 pub mod http;
 pub mod sse;
@@ -76,6 +77,9 @@ pub struct Opening {
     pub claims: Option<Arc<str>>,
     /// Client headers a gateway may pass on (see [`Forwarded`]).
     pub forwarded: Forwarded,
+    /// The caller's latest OAuth access token, for upstreams that exchange it
+    /// (never sent to an upstream itself).
+    pub subject_token: Option<exchange::SubjectToken>,
 }
 
 /// Headers of the client's request that opened a session, by lowercase

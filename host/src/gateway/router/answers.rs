@@ -17,7 +17,8 @@ impl Router {
             return self.refuse(&client_id, code::UPSTREAM_FAILED, &why).await;
         }
         if u.lane.is_none() || (u.introduced.is_none() && !u.intro_pending) {
-            let text = format!("upstream \"{}\" is not running", u.name);
+            let why = u.failure.as_ref().map(|f| format!(" (its initialize failed: {f})")).unwrap_or_default();
+            let text = format!("upstream \"{}\" is not running{why}", u.name);
             return self.refuse(&client_id, code::UPSTREAM_FAILED, &text).await;
         }
         let slot = self.owe(m, client_id, 1);
@@ -97,8 +98,10 @@ impl Router {
                 self.upstreams[lane].intro_pending = false;
                 let Some(result) = result_of(&answer) else {
                     tracing::warn!(upstream = %self.upstreams[lane].name, "upstream did not initialize; starting it again later");
+                    self.upstreams[lane].failure = error_message(&answer);
                     return self.restart_later(lane).await;
                 };
+                self.upstreams[lane].failure = None;
                 let intro = Introduced::read(&result);
                 if self.initialized {
                     let note = json!({"jsonrpc": "2.0", "method": jsonrpc::method::INITIALIZED});
@@ -121,11 +124,13 @@ impl Router {
                     match result_of(answer) {
                         Some(result) => {
                             let intro = Introduced::read(&result);
+                            self.upstreams[*lane].failure = None;
                             self.upstreams[*lane].introduced = Some(intro);
                             introduced.push(*lane);
                         }
                         None => {
                             tracing::warn!(upstream = %self.upstreams[*lane].name, "upstream did not initialize; starting it again later");
+                            self.upstreams[*lane].failure = error_message(answer);
                             failed.push(*lane);
                         }
                     }

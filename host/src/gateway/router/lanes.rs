@@ -48,7 +48,8 @@ impl Router {
         let waiting: Vec<u64> = self.upstreams[lane].waiting.drain(..).map(|(id, _)| id).collect();
         for id in waiting {
             if let Some(leg) = self.take_leg(id) {
-                Box::pin(self.settle(leg.slot, lane, Err("did not initialize".into()))).await;
+                let why = self.upstreams[lane].failure.as_ref().map(|f| format!(": {f}")).unwrap_or_default();
+                Box::pin(self.settle(leg.slot, lane, Err(format!("did not initialize{why}")))).await;
             }
         }
         self.schedule_restart(lane);

@@ -113,6 +113,8 @@ struct Upstream {
     /// Why it cannot start for this session's caller (no credential fits):
     /// said to every request for it, never retried.
     refused: Option<String>,
+    /// Why its last `initialize` failed, said to requests for it until one succeeds.
+    failure: Option<String>,
     /// Started because a message needed it: its items are in no list yet,
     /// so its introduction is no `list_changed`.
     waking: bool,
@@ -125,6 +127,7 @@ impl Upstream {
             config: config.clone(),
             chain,
             removed: false,
+            failure: None,
             refused: None,
             lane: None,
             introduced: None,
@@ -641,4 +644,10 @@ fn raw_result(answer: &[u8]) -> Option<String> {
 /// An answer's `result`, read.
 fn result_of(answer: &[u8]) -> Option<Value> {
     raw_result(answer).and_then(|r| serde_json::from_str(&r).ok())
+}
+
+/// An error answer's message (its first 300 characters), to say why an upstream failed.
+fn error_message(answer: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(answer).ok()?;
+    Some(value.get("error")?.get("message")?.as_str()?.chars().take(300).collect())
 }

@@ -6,15 +6,14 @@
 //! - An entry lasts until the token's `exp`, and at most [`KEEP_AT_MOST`], so
 //!   a key the provider withdrew stops admitting its tokens soon after; every
 //!   fetch of new keys empties the cache.
-//! - At most [`MAX_ENTRIES`]: when full, the expired go, and if none had, all do.
+//! - At most [`MAX_ENTRIES`] (see [`crate::expiring`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use super::Identity;
+use crate::expiring::Kept;
 
 /// The longest an entry is kept, whatever its `exp` says.
 pub const KEEP_AT_MOST: Duration = Duration::from_secs(300);
@@ -30,8 +29,14 @@ pub struct Verified {
     pub scopes: Vec<String>,
 }
 
-#[derive(Default)]
-pub struct Cache(Mutex<HashMap<[u8; 32], (Verified, Instant)>>);
+/// Verified tokens by digest.
+pub struct Cache(Kept<Verified>);
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache(Kept::new(MAX_ENTRIES))
+    }
+}
 
 fn digest(token: &str, resource: &str) -> [u8; 32] {
     let mut hash = Sha256::new();
@@ -42,52 +47,21 @@ fn digest(token: &str, resource: &str) -> [u8; 32] {
 }
 
 impl Cache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Verified, Instant)>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// What `token` gave when it was verified for `resource`, while it holds.
     pub fn get(&self, token: &str, resource: &str) -> Option<Verified> {
-        let key = digest(token, resource);
-        let mut map = self.lock();
-        match map.get(&key) {
-            Some((verified, until)) if Instant::now() < *until => Some(verified.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
+        self.0.get(&digest(token, resource))
     }
 
     /// Keeps what `token` gave, until `exp` (seconds since the epoch).
     pub fn keep(&self, token: &str, resource: &str, verified: Verified, exp: u64) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let left = Duration::from_secs(exp.saturating_sub(now)).min(KEEP_AT_MOST);
-        if left.is_zero() {
-            return;
-        }
-        let until = Instant::now() + left;
-        let mut map = self.lock();
-        if map.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            map.retain(|_, (_, until)| *until > now);
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-        }
-        map.insert(digest(token, resource), (verified, until));
+        self.0.keep(digest(token, resource), verified, Instant::now() + left);
     }
 
     /// Forgets every token (new keys were fetched).
     pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    /// How many tokens are kept.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.lock().len()
+        self.0.clear();
     }
 }
 
@@ -115,16 +89,6 @@ mod tests {
         cache.keep("now", "r", verified("x"), now());
         assert!(cache.get("old", "r").is_none() && cache.get("now", "r").is_none());
         cache.clear();
-        assert_eq!(cache.len(), 0);
-    }
-
-    #[test]
-    fn a_full_cache_makes_room() {
-        let cache = Cache::default();
-        for i in 0..MAX_ENTRIES + 5 {
-            cache.keep(&format!("t{i}"), "r", verified("x"), now() + 60);
-        }
-        assert!(cache.len() <= MAX_ENTRIES && cache.len() > 0);
-        assert!(cache.get(&format!("t{}", MAX_ENTRIES + 4), "r").is_some(), "the newest is kept");
+        assert!(cache.get("tok", "https://a/mcp").is_none());
     }
 }

@@ -35,6 +35,9 @@ pub enum UpstreamError {
     /// oversized body, an endpoint off its origin, no `initialize` to replay).
     #[error("{0}")]
     Protocol(String),
+    /// No credential for the request could be had (a token exchange failed).
+    #[error("{0}")]
+    Credential(String),
 }
 
 impl UpstreamError {
@@ -47,6 +50,7 @@ impl UpstreamError {
             UpstreamError::RenewalFailed(_) => "session-renewal-failed",
             UpstreamError::EndedEarly => "ended-early",
             UpstreamError::Protocol(_) => "protocol-violation",
+            UpstreamError::Credential(_) => "no-credential",
         }
     }
 }

@@ -32,6 +32,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
+use super::exchange::HeaderSource;
 use super::sse;
 use super::Upstream;
 use crate::jsonrpc::{self, method, Kind};
@@ -79,13 +80,19 @@ pub struct RemoteOptions {
     pub url: Uri,
     /// Extra headers (credentials among them), marked sensitive.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A header made ready before each POST (an exchanged token).
+    pub dynamic: Option<Arc<dyn HeaderSource>>,
 }
 
 impl std::fmt::Debug for RemoteOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header names only: values may be credentials.
         let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("RemoteOptions").field("url", &self.url).field("headers", &names).finish()
+        f.debug_struct("RemoteOptions")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("dynamic", &self.dynamic.is_some())
+            .finish()
     }
 }
 
@@ -105,7 +112,7 @@ impl RemoteOptions {
             value.set_sensitive(true);
             parsed.push((name, value));
         }
-        Ok(RemoteOptions { url: parsed_url, headers: parsed })
+        Ok(RemoteOptions { url: parsed_url, headers: parsed, dynamic: None })
     }
 
     /// The options for `url` (if any) with headers gathered from the command

@@ -14,6 +14,11 @@ use super::{
 
 /// Posts a message to an HTTP+SSE (2024-11-05) server's endpoint; the answer comes on its event stream.
 pub(super) async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id: Option<&str>) {
+    if let Some(source) = &shared.options.dynamic {
+        if let Err(why) = source.ready().await {
+            return shared.fail(id, &UpstreamError::Credential(why)).await;
+        }
+    }
     let mut request = shared.request(Method::POST, Some(message));
     *request.uri_mut() = endpoint;
     match shared.client.request(request).await {

@@ -170,6 +170,9 @@ pub(super) async fn send(
     body: Option<Bytes>,
     modern: Option<&Mirrored>,
 ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
+    if let Some(source) = &shared.options.dynamic {
+        source.ready().await.map_err(UpstreamError::Credential)?;
+    }
     let mut attempt = 0;
     loop {
         let mut request = shared.request(method.clone(), body.clone());
@@ -269,6 +272,9 @@ impl Shared {
         let headers = request.headers_mut();
         for (name, value) in &self.options.headers {
             headers.append(name.clone(), value.clone());
+        }
+        if let Some((name, value)) = self.options.dynamic.as_ref().and_then(|d| d.current()) {
+            headers.insert(name, value);
         }
         headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
         if body.is_some() {
