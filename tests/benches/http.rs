@@ -125,11 +125,18 @@ struct HttpSession {
     agent: ureq::Agent,
     url: String,
     session: Option<String>,
+    /// `Authorization: Bearer …`, when Warden checks tokens.
+    bearer: Option<String>,
 }
 
 impl HttpSession {
     fn open(url: &str) -> HttpSession {
-        let mut s = HttpSession { agent: ureq::Agent::new(), url: url.to_owned(), session: None };
+        HttpSession::open_as(url, None)
+    }
+
+    fn open_as(url: &str, token: Option<&str>) -> HttpSession {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut s = HttpSession { agent: ureq::Agent::new(), url: url.to_owned(), session: None, bearer };
         let response = s.post(&initialize());
         s.session = response.header("mcp-session-id").map(str::to_owned);
         let _ = response.into_string();
@@ -147,6 +154,9 @@ impl HttpSession {
         if let Some(session) = &self.session {
             request = request.set("Mcp-Session-Id", session);
         }
+        if let Some(bearer) = &self.bearer {
+            request = request.set("Authorization", bearer);
+        }
         request.send_string(body).expect("POST")
     }
 
@@ -161,7 +171,11 @@ impl HttpSession {
 
     fn close(self) {
         if let Some(session) = &self.session {
-            let _ = self.agent.delete(&self.url).set("Mcp-Session-Id", session).call();
+            let mut request = self.agent.delete(&self.url).set("Mcp-Session-Id", session);
+            if let Some(bearer) = &self.bearer {
+                request = request.set("Authorization", bearer);
+            }
+            let _ = request.call();
         }
     }
 }
@@ -219,7 +233,15 @@ enum Session {
 
 enum Path<'a> {
     Http(&'a str),
-    StdioToHttp { warden: &'a str, url: &'a str },
+    /// Warden checking OAuth tokens: every request carries this one.
+    HttpWithToken {
+        url: &'a str,
+        token: &'a str,
+    },
+    StdioToHttp {
+        warden: &'a str,
+        url: &'a str,
+    },
 }
 
 /// CPU time used so far (µs) by the client (this process), Warden and the upstream server(s).
@@ -242,8 +264,11 @@ fn run(
             let text = text.to_owned();
             let bodies: Vec<String> = (1..=calls as u64).map(|id| call(id, tool, &text)).collect();
             match path {
-                Path::Http(url) => {
-                    let s = HttpSession::open(url);
+                Path::Http(_) | Path::HttpWithToken { .. } => {
+                    let s = match path {
+                        Path::HttpWithToken { url, token } => HttpSession::open_as(url, Some(token)),
+                        Path::Http(url) | Path::StdioToHttp { url, .. } => HttpSession::open(url),
+                    };
                     std::thread::spawn(move || {
                         barrier.wait();
                         let samples: Vec<Duration> = bodies.iter().map(|b| s.round_trip(b)).collect();
@@ -377,6 +402,72 @@ fn main() {
         tool: "u9__echo",
         echoes: true,
     });
+
+    // Who is calling: an ES256 access token checked by the OAuth resource
+    // server (kept by digest after its first request), then the same with
+    // tool-policy deciding by 20 CEL rules over the caller, the tool and its
+    // arguments. Token and key from tests/oidc/forge.mjs (`npm ci --prefix tests/oidc`).
+    let identity_dir = tempfile::tempdir().expect("temp dir");
+    let identity = repo.join("tests/oidc/node_modules/jose").exists().then(|| {
+        let dir = identity_dir.path();
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 7200;
+        let claims = json!({"iss": "https://idp.bench", "aud": "http://bench.test/mcp", "sub": "ada", "scope": "mcp", "exp": exp, "groups": ["infra", "dev"], "email": "ada@example.com"});
+        let out = Command::new("node")
+            .current_dir(repo.join("tests/oidc"))
+            .args(["forge.mjs", "keyed", &claims.to_string(), &dir.display().to_string()])
+            .output()
+            .expect("node");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let policy = |folder: &str, manifest: &str| {
+            let plugins = dir.join(folder);
+            std::fs::create_dir_all(&plugins).expect("plugins folder");
+            let wasm = repo.join("target/wasm32-wasip2/plugin/tool_policy.wasm");
+            std::fs::copy(&wasm, plugins.join("10-policy.wasm")).expect("tool_policy.wasm (scripts/build-plugins.sh)");
+            std::fs::write(plugins.join("10-policy.toml"), manifest).expect("manifest");
+            plugins.display().to_string()
+        };
+        let globs = policy("globs", "order = 10\nfailure = \"closed\"\n[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n");
+        let rules = policy("rules", &twenty_rules());
+        let jwks = dir.join("jwks.json").display().to_string();
+        let auth = ["--oauth-issuer", "https://idp.bench", "--oauth-audience", "http://bench.test/mcp", "--oauth-jwks-file", &jwks, "--oauth-scope", "mcp"];
+        let mut plain = auth.to_vec();
+        plain.extend(["--", fixture.as_str()]);
+        let with = |plugins: &str| {
+            let mut args = auth.to_vec();
+            args.extend(["--plugins", plugins, "--", fixture.as_str()]);
+            serve(&args)
+        };
+        (serve(&plain), with(&globs), with(&rules), token)
+    });
+    if let Some((oauth, globbed, policed, token)) = &identity {
+        rows.push(Row {
+            name: "http→stdio, OAuth ES256 token (warden serve --oauth-…)",
+            path: Path::HttpWithToken { url: &oauth.url, token },
+            gateway: Some(oauth),
+            upstream: Upstream::ChildrenOf(oauth),
+            tool: "echo",
+            echoes: false,
+        });
+        rows.push(Row {
+            name: "http→stdio, OAuth ES256 token + tool-policy with globs only",
+            path: Path::HttpWithToken { url: &globbed.url, token },
+            gateway: Some(globbed),
+            upstream: Upstream::ChildrenOf(globbed),
+            tool: "echo",
+            echoes: false,
+        });
+        rows.push(Row {
+            name: "http→stdio, OAuth ES256 token + tool-policy with 20 CEL rules",
+            path: Path::HttpWithToken { url: &policed.url, token },
+            gateway: Some(policed),
+            upstream: Upstream::ChildrenOf(policed),
+            tool: "echo",
+            echoes: false,
+        });
+    } else {
+        eprintln!("tests/oidc/node_modules missing (npm ci --prefix tests/oidc): the OAuth rows are skipped");
+    }
 
     // The same paths in front of a server on the official TypeScript SDK
     // (the conformance upstream, `npm ci --prefix tests/conformance`).
@@ -515,6 +606,37 @@ fn main() {
             peak.saturating_sub(idle) as f64 / 1024.0 / 16.0
         );
     }
+}
+
+/// A tool-policy manifest with 20 CEL rules of the kinds a team writes: by
+/// group, by email, by tool name and by argument; none refuses `echo` for the
+/// benchmark's caller, so every rule that concerns the call is evaluated.
+fn twenty_rules() -> String {
+    let mut text = String::from("order = 10\nfailure = \"closed\"\n\n[config]\nallow = []\n");
+    let mut rule = |name: String, when: String, action: &str| {
+        text.push_str(&format!("\n[[config.rules]]\nname = {name:?}\nwhen = {when:?}\naction = \"{action}\"\n"));
+    };
+    for i in 0..8 {
+        rule(
+            format!("only-admins-delete-{i}"),
+            format!("tool.name == \"delete_{i}\" && !(\"admin\" in caller.claims.groups)"),
+            "deny",
+        );
+    }
+    for i in 0..6 {
+        rule(
+            format!("no-system-paths-{i}"),
+            format!("has(arguments.path) && arguments.path.startsWith(\"/etc/{i}\")"),
+            "deny",
+        );
+    }
+    rule("no-guests".into(), "caller.claims.groups.exists(g, g == \"guest\")".into(), "deny");
+    rule("company-mail".into(), "!caller.claims.email.endsWith(\"@example.com\")".into(), "deny");
+    rule("prod-needs-approval".into(), "tool.name.startsWith(\"deploy_prod\")".into(), "approve");
+    rule("infra-tools".into(), "\"infra\" in caller.claims.groups && tool.name.startsWith(\"infra_\")".into(), "allow");
+    rule("dev-tools".into(), "\"dev\" in caller.claims.groups && tool.name in [\"echo\", \"add\"]".into(), "allow");
+    rule("short-texts".into(), "size(arguments.text) < 1000".into(), "allow");
+    text
 }
 
 /// How many child processes `pid` has (over all its threads).

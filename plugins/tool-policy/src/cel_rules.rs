@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr};
+use cel::common::value::CelVal;
 use cel::objects::{Key, Map};
 use cel::parser::Parser;
 use cel::{Context, ExecutionError, ResolveResult, Value as Cel};
@@ -34,7 +35,7 @@ pub enum Action {
 }
 
 /// What a request is about.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Target {
     Tool,
     Prompt,
@@ -47,6 +48,24 @@ pub struct CelRule {
     pub action: Action,
     expr: IdedExpr,
     reads: Vec<&'static str>,
+    /// Tests on the name and the arguments that the whole expression needs
+    /// true (conjuncts of its top-level `&&`): when one is false, so is the
+    /// rule, and it is not evaluated. (CEL's `&&` is false when either side
+    /// is, whatever the other: skipping it gives CEL's own answer.)
+    guards: Vec<Guard>,
+}
+
+/// A conjunct read without the interpreter.
+#[derive(Debug, PartialEq)]
+enum Guard {
+    /// `tool.name == "x"` (or `prompt.name`, `resource.uri`).
+    Is(Target, String),
+    /// `tool.name.startsWith("x")`.
+    StartsWith(Target, String),
+    /// `tool.name in ["x", "y"]`.
+    OneOf(Target, Vec<String>),
+    /// `has(arguments.x)`.
+    HasArgument(String),
 }
 
 impl CelRule {
@@ -72,7 +91,9 @@ impl CelRule {
                 }
             }
         }
-        Ok(CelRule { name, action, expr, reads })
+        let mut guards = Vec::new();
+        conjunct_guards(&expr, &mut guards);
+        Ok(CelRule { name, action, expr, reads, guards })
     }
 
     /// Whether the rule judges requests about `target`.
@@ -87,6 +108,17 @@ impl CelRule {
 
     pub fn reads(&self, variable: &str) -> bool {
         self.reads.contains(&variable)
+    }
+
+    /// Whether a guard shows the rule false for a request about `target`
+    /// named `name` with these arguments (`None`: not known yet).
+    pub fn ruled_out(&self, target: Target, name: &str, arguments: Option<&serde_json::Value>) -> bool {
+        self.guards.iter().any(|guard| match guard {
+            Guard::Is(t, lit) => *t == target && name != lit,
+            Guard::StartsWith(t, lit) => *t == target && !name.starts_with(lit.as_str()),
+            Guard::OneOf(t, list) => *t == target && !list.iter().any(|l| l == name),
+            Guard::HasArgument(key) => arguments.and_then(Value::as_object).is_some_and(|a| !a.contains_key(key)),
+        })
     }
 
     /// Whether the rule matches; an evaluation error is said in the log and
@@ -108,6 +140,60 @@ impl CelRule {
                 strict
             }
         }
+    }
+}
+
+/// The guards among the conjuncts of `expr`'s top-level `&&`.
+fn conjunct_guards(expr: &IdedExpr, out: &mut Vec<Guard>) {
+    let Expr::Call(call) = &expr.expr else {
+        if let Expr::Select(select) = &expr.expr {
+            if select.test && matches!(&select.operand.expr, Expr::Ident(v) if v == "arguments") {
+                out.push(Guard::HasArgument(select.field.clone()));
+            }
+        }
+        return;
+    };
+    let literal = |e: &IdedExpr| match &e.expr {
+        Expr::Literal(CelVal::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match (call.func_name.as_str(), call.target.as_deref(), call.args.as_slice()) {
+        (operators::LOGICAL_AND, None, [left, right]) => {
+            conjunct_guards(left, out);
+            conjunct_guards(right, out);
+        }
+        (operators::EQUALS, None, [a, b]) => {
+            let (name, lit) = match (named(a), literal(b), named(b), literal(a)) {
+                (Some(t), Some(l), _, _) | (_, _, Some(t), Some(l)) => (t, l),
+                _ => return,
+            };
+            out.push(Guard::Is(name, lit));
+        }
+        ("startsWith", Some(on), [prefix]) => {
+            if let (Some(t), Some(l)) = (named(on), literal(prefix)) {
+                out.push(Guard::StartsWith(t, l));
+            }
+        }
+        (IN, None, [item, list]) => {
+            let (Some(t), Expr::List(list)) = (named(item), &list.expr) else { return };
+            let items: Option<Vec<String>> = list.elements.iter().map(literal).collect();
+            if let Some(items) = items.filter(|_| list.optional_indices.is_empty()) {
+                out.push(Guard::OneOf(t, items));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Which name `expr` is: `tool.name`, `prompt.name` or `resource.uri`.
+fn named(expr: &IdedExpr) -> Option<Target> {
+    let Expr::Select(select) = &expr.expr else { return None };
+    let Expr::Ident(var) = &select.operand.expr else { return None };
+    match (var.as_str(), select.field.as_str(), select.test) {
+        ("tool", "name", false) => Some(Target::Tool),
+        ("prompt", "name", false) => Some(Target::Prompt),
+        ("resource", "uri", false) => Some(Target::Resource),
+        _ => None,
     }
 }
 
@@ -274,6 +360,25 @@ mod tests {
         assert!(r.is_ok());
         let r = r.unwrap_or_else(|e| panic!("{e}"));
         assert!(r.concerns(Target::Tool) && r.concerns(Target::Prompt) && r.reads("caller") && !r.reads("g"));
+    }
+
+    #[test]
+    fn guards_rule_out_only_what_cannot_match() {
+        let rule = |when: &str| CelRule::new("g".into(), when, Action::Deny).unwrap_or_else(|e| panic!("{e}"));
+        let r = rule(r#"tool.name == "rm" && caller.claims.x"#);
+        assert!(r.ruled_out(Target::Tool, "ls", None) && !r.ruled_out(Target::Tool, "rm", None));
+        assert!(!r.ruled_out(Target::Prompt, "ls", None), "a guard on tools says nothing of prompts");
+        let r = rule(r#"caller.claims.x && tool.name.startsWith("delete_") && has(arguments.path)"#);
+        assert!(r.ruled_out(Target::Tool, "read", None));
+        assert!(r.ruled_out(Target::Tool, "delete_x", Some(&serde_json::json!({"other": 1}))));
+        assert!(!r.ruled_out(Target::Tool, "delete_x", Some(&serde_json::json!({"path": 1}))));
+        assert!(!r.ruled_out(Target::Tool, "delete_x", Some(&serde_json::json!([1]))), "not a map: left to CEL");
+        let r = rule(r#"tool.name in ["a", "b"] && true"#);
+        assert!(r.ruled_out(Target::Tool, "c", None) && !r.ruled_out(Target::Tool, "b", None));
+        // Under `||` or `!`, nothing is a guard.
+        for when in [r#"tool.name == "rm" || true"#, r#"!(tool.name == "rm")"#, r#"tool.name != "rm""#] {
+            assert!(!rule(when).ruled_out(Target::Tool, "ls", None), "{when}");
+        }
     }
 
     #[test]

@@ -1,11 +1,23 @@
 //! How the globs and the CEL rules combine into one decision about a request:
 //! deny overrides approve, approve overrides allow, and a request is allowed
 //! only when some allow (a glob or a rule) matches.
+//!
+//! Rules are evaluated in two parts. Those that do not read `arguments` see
+//! only the caller, the upstream, the method and the name: their verdict is
+//! kept per request kind and name while the caller stays the same (CEL is
+//! pure), so a session pays for them once per tool. Those that read
+//! `arguments` are evaluated at every call, unless a guard rules them out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::cel_rules::{Action, Target};
+use crate::cel_rules::{map_of, to_cel, Action, CelRule, Target};
 use crate::ToolPolicy;
+
+/// Most verdicts kept (then they all go).
+const MAX_KEPT: usize = 4096;
 
 /// What is asked for.
 pub struct Ask<'a> {
@@ -21,6 +33,29 @@ pub enum Decision {
     Allow,
     Deny { why: String, data: Value },
     Approve(String),
+}
+
+/// What some of the rules said.
+#[derive(Clone, Default)]
+pub struct Partial {
+    /// The first deny that matched: its rule's name.
+    deny: Option<String>,
+    /// The first approve that matched: its rule's name.
+    approve: Option<String>,
+    allowed: bool,
+    /// Whether some allow or approve rule concerns the request (a request
+    /// nothing governs is allowed; tools always are governed).
+    governed: bool,
+}
+
+/// Verdicts of the rules that do not read `arguments`, by what was asked.
+#[derive(Default)]
+pub struct Kept(HashMap<(String, String, Target, String), Partial>);
+
+impl Kept {
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 impl Ask<'_> {
@@ -41,41 +76,51 @@ impl Ask<'_> {
     }
 }
 
+/// Adds what `rules` say in `scope` to `partial`; stops at a deny.
+fn evaluate<'r>(rules: impl Iterator<Item = &'r CelRule>, scope: &cel::Context, partial: &mut Partial) {
+    for rule in rules {
+        match rule.action {
+            Action::Allow => {
+                partial.governed = true;
+                partial.allowed = partial.allowed || rule.matches(scope);
+            }
+            Action::Deny => {
+                if rule.matches(scope) {
+                    partial.deny = Some(rule.name.clone());
+                    return;
+                }
+            }
+            Action::Approve => {
+                partial.governed = true;
+                if partial.approve.is_none() && rule.matches(scope) {
+                    partial.approve = Some(rule.name.clone());
+                }
+            }
+        }
+    }
+}
+
 impl ToolPolicy {
-    /// The decision about `ask`, its CEL rules evaluated in `scope`.
-    pub(crate) fn decide(&self, ask: &Ask, scope: &cel::Context) -> Decision {
+    /// The decision about `ask` for a caller, given as CEL sees it.
+    pub(crate) fn decide(&mut self, ctx: &warden_sdk::Context, caller: cel::Value, ask: &Ask) -> Decision {
         if ask.target == Target::Tool {
             if let Some(why) = self.glob_refusal(ask.name) {
                 return Decision::Deny { why, data: json!({ "tool": ask.name }) };
             }
         }
-        let mut approve = None;
-        let mut allowed = ask.target == Target::Tool && self.allow.is_match(ask.name);
-        let mut governed = ask.target == Target::Tool;
-        for rule in self.cel.iter().filter(|r| r.concerns(ask.target)) {
-            let unknown = ask.arguments.is_none() && rule.reads("arguments");
-            match rule.action {
-                Action::Allow => {
-                    governed = true;
-                    // In a list, an allow that depends on the arguments may match at the call.
-                    allowed = allowed || unknown || rule.matches(scope);
-                }
-                Action::Deny if !unknown && rule.matches(scope) => {
-                    let why = format!("{} is denied by rule \"{}\"", ask.noun(), rule.name);
-                    return Decision::Deny { why, data: json!({ ask.key(): ask.name, "rule": rule.name }) };
-                }
-                Action::Approve if approve.is_none() && !unknown && rule.matches(scope) => {
-                    governed = true;
-                    approve = Some(format!("{} needs approval by rule \"{}\"", ask.noun(), rule.name));
-                }
-                Action::Approve => governed = true,
-                Action::Deny => {}
-            }
+        let mut partial = self.fixed_part(ctx, &caller, ask);
+        if partial.deny.is_none() {
+            self.argument_part(ctx, caller, ask, &mut partial);
         }
-        if let Some(prompt) = approve {
-            return Decision::Approve(prompt);
+        if let Some(rule) = partial.deny {
+            let why = format!("{} is denied by rule \"{rule}\"", ask.noun());
+            return Decision::Deny { why, data: json!({ ask.key(): ask.name, "rule": rule }) };
         }
-        if allowed || !governed {
+        if let Some(rule) = partial.approve {
+            return Decision::Approve(format!("{} needs approval by rule \"{rule}\"", ask.noun()));
+        }
+        let allowed = partial.allowed || (ask.target == Target::Tool && self.allow.is_match(ask.name));
+        if allowed || !(partial.governed || ask.target == Target::Tool) {
             return Decision::Allow;
         }
         let why = match ask.target {
@@ -85,6 +130,80 @@ impl ToolPolicy {
         Decision::Deny { why, data: json!({ ask.key(): ask.name }) }
     }
 
+    /// What the rules that do not read `arguments` say: kept, or evaluated now.
+    fn fixed_part(&mut self, ctx: &warden_sdk::Context, caller: &cel::Value, ask: &Ask) -> Partial {
+        let key = (ctx.upstream.clone(), ctx.method.clone(), ask.target, ask.name.to_owned());
+        if let Some(partial) = self.kept.0.get(&key) {
+            return partial.clone();
+        }
+        let mut partial = Partial::default();
+        let mut rules = self
+            .cel
+            .iter()
+            .filter(|r| r.concerns(ask.target) && !r.reads("arguments"))
+            .filter(|r| !r.ruled_out(ask.target, ask.name, None))
+            .peekable();
+        if rules.peek().is_some() {
+            let scope = scope(&self.root, ctx, caller.clone(), ask, None);
+            evaluate(rules, &scope, &mut partial);
+        }
+        // Allow and approve rules ruled out by a guard still govern the request.
+        partial.governed |=
+            self.cel.iter().any(|r| r.concerns(ask.target) && !r.reads("arguments") && r.action != Action::Deny);
+        if self.kept.0.len() >= MAX_KEPT {
+            self.kept.clear();
+        }
+        self.kept.0.insert(key, partial.clone());
+        partial
+    }
+
+    /// What the rules that read `arguments` add. In a list (no arguments),
+    /// an allow among them may match at the call: the item stays listed.
+    fn argument_part(&self, ctx: &warden_sdk::Context, caller: cel::Value, ask: &Ask, partial: &mut Partial) {
+        let concerned = || self.cel.iter().filter(|r| r.concerns(ask.target) && r.reads("arguments"));
+        let Some(arguments) = ask.arguments else {
+            for rule in concerned() {
+                if rule.action != Action::Deny {
+                    partial.governed = true;
+                }
+                partial.allowed |= rule.action == Action::Allow;
+            }
+            return;
+        };
+        partial.governed |= concerned().any(|r| r.action != Action::Deny);
+        let mut rules = concerned().filter(|r| !r.ruled_out(ask.target, ask.name, Some(arguments))).peekable();
+        if rules.peek().is_some() {
+            let scope = scope(&self.root, ctx, caller, ask, Some(arguments));
+            evaluate(rules, &scope, partial);
+        }
+    }
+}
+
+/// The variables of a request, in a scope of their own above CEL's functions.
+fn scope<'a>(
+    root: &'a cel::Context<'static>,
+    ctx: &warden_sdk::Context,
+    caller: cel::Value,
+    ask: &Ask,
+    arguments: Option<&Value>,
+) -> cel::Context<'a> {
+    let mut scope = root.new_inner_scope();
+    scope.add_variable_from_value("caller", caller);
+    scope.add_variable_from_value("upstream", ctx.upstream.as_str());
+    scope.add_variable_from_value("method", ctx.method.as_str());
+    let (variable, key) = match ask.target {
+        Target::Tool => ("tool", "name"),
+        Target::Prompt => ("prompt", "name"),
+        Target::Resource => ("resource", "uri"),
+    };
+    scope.add_variable_from_value(variable, map_of([(key, cel::Value::String(Arc::new(ask.name.to_owned())))]));
+    if let Some(arguments) = arguments {
+        scope.add_variable_from_value("arguments", to_cel(arguments));
+    }
+    scope
+}
+
+impl ToolPolicy {
     /// Whether some rule about `target` depends on who is calling (so lists
     /// filtered by it are the caller's own).
     pub(crate) fn per_caller(&self, target: Target) -> bool {

@@ -75,8 +75,11 @@ pub struct ToolPolicy {
     cel: Vec<CelRule>,
     /// CEL's standard functions, registered once; each request gets a scope of its own.
     root: cel::Context<'static>,
-    /// The last caller seen and its CEL value (claims are parsed once per caller, not per call).
-    caller: Option<(String, String, cel::Value)>,
+    /// The last caller seen (none, or its subject and claims) and its CEL
+    /// value: claims are parsed once per caller, not per call.
+    caller: Option<(Option<(String, String)>, cel::Value)>,
+    /// What the rules that do not read `arguments` said for that caller.
+    kept: decide::Kept,
 }
 
 fn glob_set(globs: &[String], key: &str) -> Result<GlobSet, String> {
@@ -152,6 +155,7 @@ impl ToolPolicy {
             cel,
             root: cel_rules::root(),
             caller: None,
+            kept: decide::Kept::default(),
         })
     }
 
@@ -175,47 +179,32 @@ impl ToolPolicy {
 
     /// The caller as CEL sees it: `subject` (absent when the transport has
     /// none) and `claims` (a map; claims that are not a JSON object are none).
+    /// A new caller lets go of the verdicts kept for the last one.
     fn caller_value(&mut self, ctx: &Context) -> cel::Value {
-        let (subject, claims) = match &ctx.caller {
-            Some(c) => (c.subject.as_str(), c.claims.as_str()),
-            None => ("", "{}"),
-        };
-        if let Some((s, c, value)) = &self.caller {
-            if s == subject && c == claims && ctx.caller.is_some() {
+        let who = ctx.caller.as_ref().map(|c| (c.subject.clone(), c.claims.clone()));
+        if let Some((seen, value)) = &self.caller {
+            if *seen == who {
                 return value.clone();
             }
         }
-        let claims_value = match serde_json::from_str::<Value>(claims) {
-            Ok(v @ Value::Object(_)) => to_cel(&v),
+        self.kept.clear();
+        let claims_value = match who.as_ref().map(|(_, claims)| serde_json::from_str::<Value>(claims)) {
+            Some(Ok(v @ Value::Object(_))) => to_cel(&v),
             _ => map_of([]),
         };
         let mut entries = vec![("claims", claims_value)];
-        if ctx.caller.is_some() {
-            entries.push(("subject", cel::Value::String(Arc::new(subject.to_owned()))));
+        if let Some((subject, _)) = &who {
+            entries.push(("subject", cel::Value::String(Arc::new(subject.clone()))));
         }
         let value = map_of(entries);
-        self.caller = Some((subject.to_owned(), claims.to_owned(), value.clone()));
+        self.caller = Some((who, value.clone()));
         value
     }
 
     /// Decides `ask` for the caller of `ctx`.
     fn judge(&mut self, ctx: &Context, ask: &Ask) -> Decision {
         let caller = if self.cel.is_empty() { cel::Value::Null } else { self.caller_value(ctx) };
-        let mut scope = self.root.new_inner_scope();
-        scope.add_variable_from_value("caller", caller);
-        scope.add_variable_from_value("upstream", ctx.upstream.as_str());
-        scope.add_variable_from_value("method", ctx.method.as_str());
-        let about = match ask.target {
-            Target::Tool => "tool",
-            Target::Prompt => "prompt",
-            Target::Resource => "resource",
-        };
-        let key = if ask.target == Target::Resource { "uri" } else { "name" };
-        scope.add_variable_from_value(about, map_of([(key, cel::Value::String(Arc::new(ask.name.to_owned())))]));
-        if let Some(arguments) = ask.arguments.filter(|_| self.cel.iter().any(|r| r.reads("arguments"))) {
-            scope.add_variable_from_value("arguments", to_cel(arguments));
-        }
-        self.decide(ask, &scope)
+        self.decide(ctx, caller, ask)
     }
 
     /// Whether a listed item stays in the caller's list.
