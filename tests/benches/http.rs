@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "support/cel_rules.rs"]
+mod cel_rules;
+
 /// A started server that printed `listening on URL` on stderr.
 struct Listening {
     child: Child,
@@ -428,7 +431,7 @@ fn main() {
             plugins.display().to_string()
         };
         let globs = policy("globs", "order = 10\nfailure = \"closed\"\n[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n");
-        let rules = policy("rules", &twenty_rules());
+        let rules = policy("rules", &cel_rules::twenty_rules());
         let jwks = dir.join("jwks.json").display().to_string();
         let auth = ["--oauth-issuer", "https://idp.bench", "--oauth-audience", "http://bench.test/mcp", "--oauth-jwks-file", &jwks, "--oauth-scope", "mcp"];
         let mut plain = auth.to_vec();
@@ -606,37 +609,6 @@ fn main() {
             peak.saturating_sub(idle) as f64 / 1024.0 / 16.0
         );
     }
-}
-
-/// A tool-policy manifest with 20 CEL rules of the kinds a team writes: by
-/// group, by email, by tool name and by argument; none refuses `echo` for the
-/// benchmark's caller, so every rule that concerns the call is evaluated.
-fn twenty_rules() -> String {
-    let mut text = String::from("order = 10\nfailure = \"closed\"\n\n[config]\nallow = []\n");
-    let mut rule = |name: String, when: String, action: &str| {
-        text.push_str(&format!("\n[[config.rules]]\nname = {name:?}\nwhen = {when:?}\naction = \"{action}\"\n"));
-    };
-    for i in 0..8 {
-        rule(
-            format!("only-admins-delete-{i}"),
-            format!("tool.name == \"delete_{i}\" && !(\"admin\" in caller.claims.groups)"),
-            "deny",
-        );
-    }
-    for i in 0..6 {
-        rule(
-            format!("no-system-paths-{i}"),
-            format!("has(arguments.path) && arguments.path.startsWith(\"/etc/{i}\")"),
-            "deny",
-        );
-    }
-    rule("no-guests".into(), "caller.claims.groups.exists(g, g == \"guest\")".into(), "deny");
-    rule("company-mail".into(), "!caller.claims.email.endsWith(\"@example.com\")".into(), "deny");
-    rule("prod-needs-approval".into(), "tool.name.startsWith(\"deploy_prod\")".into(), "approve");
-    rule("infra-tools".into(), "\"infra\" in caller.claims.groups && tool.name.startsWith(\"infra_\")".into(), "allow");
-    rule("dev-tools".into(), "\"dev\" in caller.claims.groups && tool.name in [\"echo\", \"add\"]".into(), "allow");
-    rule("short-texts".into(), "size(arguments.text) < 1000".into(), "allow");
-    text
 }
 
 /// How many child processes `pid` has (over all its threads).

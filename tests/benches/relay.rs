@@ -18,6 +18,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "support/cel_rules.rs"]
+mod cel_rules;
+
 use serde_json::json;
 
 struct Setup {
@@ -217,6 +220,7 @@ fn main() {
             .iter()
             .map(|&(name, artifact)| (name, plugin_dir(name, &[("10-plugin", artifact, sample(name))], &wasm)))
             .collect();
+    let cel_dir = plugin_dir("cel", &[("10-policy", "tool_policy", cel_rules::twenty_rules())], &wasm);
     let audit = std::env::temp_dir().join(format!("warden-bench-{}.audit", std::process::id()));
     let cache = target.join("warden-bench-cache").display().to_string();
     let wrap = |extra: &[&str]| -> Vec<String> {
@@ -252,6 +256,12 @@ fn main() {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         setups.push(Setup { name: label, command: wrap(&flags) });
     }
+    // tool-policy deciding by 20 CEL rules for a caller with claims (`--caller`).
+    let caller = ["--caller", "ada", "--caller-claims", r#"{"groups": ["infra", "dev"], "email": "ada@example.com"}"#];
+    let mut cel_flags = vec!["--plugins".to_owned(), cel_dir.display().to_string()];
+    cel_flags.extend(caller.iter().map(|s| s.to_string()));
+    let cel_flags: Vec<&str> = cel_flags.iter().map(String::as_str).collect();
+    setups.push(Setup { name: "warden+tool-policy-cel", command: wrap(&cel_flags) });
     // `cargo bench --bench relay -- NAME...` runs only the named setups.
     let only: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
     // Every setup runs at once, idle but for its turn, and the rounds take them in
