@@ -43,6 +43,27 @@ enum Command {
     /// Work with the gateway's pinned tool definitions (`warden.pins.json`).
     #[command(subcommand)]
     Pins(PinsCommand),
+    /// Work with the signed audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Writes a new Ed25519 key pair for signing the trail: DIR/audit.key (0600) and DIR/audit.pub.
+    Keygen {
+        /// Where to write them (made if missing; an existing key is never overwritten).
+        dir: PathBuf,
+    },
+    /// Checks a trail's files, in order (`audit.jsonl.* audit.jsonl`): exit status 0 only for a whole, signed chain.
+    Verify {
+        /// The files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The trail's public key (`audit.pub`).
+        #[arg(long)]
+        public_key: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +135,18 @@ struct Common {
     /// Append audit events as JSON lines to this file.
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Sign the audit trail's checkpoints with this Ed25519 key (`warden audit keygen DIR`).
+    #[arg(long)]
+    audit_key: Option<PathBuf>,
+    /// A signed checkpoint after this many audit records (default 1000; also every 10 s while records wait).
+    #[arg(long)]
+    audit_checkpoint_every: Option<u64>,
+    /// Start a new audit file once the current one is this large, in bytes (the chain goes on).
+    #[arg(long)]
+    audit_max_bytes: Option<u64>,
+    /// Start a new audit file once the current one is this old (`1d`, `12h`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    audit_max_age: Option<std::time::Duration>,
     /// Largest JSON-RPC message accepted, in bytes.
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -328,7 +361,9 @@ fn main() -> ExitCode {
     let mut builder = match &cli.command {
         Command::Wrap(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Serve(args) if args.threads == 1 => tokio::runtime::Builder::new_current_thread(),
-        Command::Plugin(_) | Command::Config(_) | Command::Pins(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Plugin(_) | Command::Config(_) | Command::Pins(_) | Command::Audit(_) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         Command::Serve(args) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if args.threads > 1 {
@@ -395,6 +430,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Audit(command) => audit_main(command),
         Command::Plugin(PluginCommand::New(args)) => {
             match warden::scaffold::new_plugin(args.lang, &args.name, &args.dir) {
                 Ok(root) => {
@@ -440,15 +476,67 @@ fn cache_dir(common: &Common) -> Option<PathBuf> {
     }
 }
 
-/// The audit trail: `--audit`, or `[audit] file` of the config.
+/// `warden audit keygen | verify`.
+fn audit_main(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Keygen { dir } => {
+            let (key, public, fingerprint) = warden::audit::keys::generate(&dir)?;
+            println!("{}: the signing key (keep it secret; give it to --audit-key)", key.display());
+            println!("{}: the public key (give it to `warden audit verify --public-key`)", public.display());
+            println!("fingerprint {fingerprint}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { files, public_key } => {
+            let key = warden::audit::keys::PublicKey::load(&public_key)?;
+            let mut read = Vec::new();
+            for file in &files {
+                let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
+                read.push((file.display().to_string(), bytes));
+            }
+            let report = warden::audit::verify::verify(&read, &key);
+            for problem in &report.problems {
+                println!("{problem}");
+            }
+            println!(
+                "{} record(s) in {} file(s), {} checkpoint(s) verified, {} record(s) signed: {}",
+                report.records,
+                files.len(),
+                report.checkpoints,
+                report.signed,
+                if report.whole() { "the trail is whole and signed" } else { "NOT a whole, signed trail" }
+            );
+            Ok(if report.whole() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// The audit trail: `--audit` and its flags, or `[audit]` of the config (the flags win).
 fn open_audit(common: &Common, upstream: &Target) -> anyhow::Result<AuditTrail> {
     let configured = match upstream {
-        Target::Gateway(config) => config.audit_file.as_deref(),
-        _ => None,
+        Target::Gateway(config) => config.audit.clone(),
+        _ => Default::default(),
     };
-    let path = common.audit.as_deref().or(configured);
-    AuditTrail::open(path)
-        .with_context(|| format!("--audit {}", path.map(|p| p.display().to_string()).unwrap_or_default()))
+    let Some(path) = common.audit.clone().or(configured.file) else {
+        if common.audit_key.is_some() {
+            anyhow::bail!("--audit-key needs an audit file (--audit FILE, or [audit] file)");
+        }
+        return Ok(AuditTrail::open(None)?);
+    };
+    let mut options = warden::audit::TrailOptions::new(&path);
+    if let Some(key) = common.audit_key.clone().or(configured.key) {
+        let signer = warden::audit::keys::Signer::load(&key).with_context(|| "--audit-key".to_string())?;
+        options.signer = Some(signer);
+    }
+    if let Some(every) = common.audit_checkpoint_every.or(configured.checkpoint_every) {
+        anyhow::ensure!(every > 0, "--audit-checkpoint-every: give at least 1");
+        options.checkpoint_every = every;
+    }
+    if let Some(interval) = configured.checkpoint_interval {
+        options.checkpoint_after = interval;
+    }
+    options.max_bytes = common.audit_max_bytes.or(configured.max_bytes);
+    options.max_age = common.audit_max_age.or(configured.max_age);
+    AuditTrail::open(Some(options)).with_context(|| format!("--audit {}", path.display()))
 }
 
 async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {

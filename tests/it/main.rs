@@ -2,6 +2,7 @@
 
 mod common;
 
+mod audit_chain;
 mod chain;
 mod conformance;
 mod contract;

@@ -120,6 +120,33 @@ pub struct RawEndpoint {
 pub struct RawAudit {
     /// The audit file (JSON lines).
     pub file: Option<Spanned<String>>,
+    /// The Ed25519 key that signs checkpoints (`warden audit keygen`).
+    pub key: Option<String>,
+    /// A checkpoint after this many records.
+    pub checkpoint_every: Option<u64>,
+    /// A checkpoint once this long passed with records unsigned (`"10s"`).
+    pub checkpoint_interval: Option<String>,
+    /// A new file once the current one is this large, in bytes.
+    pub max_bytes: Option<u64>,
+    /// A new file once the current one is this old (`"1d"`).
+    pub max_age: Option<String>,
+}
+
+/// How the audit trail is kept, as `[audit]` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// The file.
+    pub file: Option<PathBuf>,
+    /// The signing key's file.
+    pub key: Option<PathBuf>,
+    /// Records between checkpoints.
+    pub checkpoint_every: Option<u64>,
+    /// Time between checkpoints while records wait.
+    pub checkpoint_interval: Option<Duration>,
+    /// Rotation by size.
+    pub max_bytes: Option<u64>,
+    /// Rotation by age.
+    pub max_age: Option<Duration>,
 }
 
 /// `[serve]`.
@@ -309,7 +336,7 @@ pub struct Gateway {
     /// See [`DEFAULT_SEPARATOR`].
     pub separator: String,
     /// The audit file.
-    pub audit_file: Option<PathBuf>,
+    pub audit: AuditSettings,
     /// The listener of `warden serve --config`, unless the command line gives one.
     pub listen: Option<SocketAddr>,
     /// HTTPS on the listener: certificate chain and key (PEM).
@@ -498,7 +525,47 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         None => DEFAULT_SEPARATOR.to_owned(),
     };
     let plugins = raw.plugins.as_ref().map(|p| folder(p, "plugins")).transpose()?;
-    let audit_file = raw.audit.as_ref().and_then(|a| a.file.as_ref()).map(|f| resolve(f.get_ref()));
+    let audit = match &raw.audit {
+        None => AuditSettings::default(),
+        Some(a) => {
+            let line = a.file.as_ref().map(|f| f.span().start);
+            let duration = |value: &Option<String>, name: &str| -> Result<Option<Duration>, GatewayError> {
+                value
+                    .as_deref()
+                    .map(|t| {
+                        humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                            let fix = "write a duration such as \"10s\", \"1h\" or \"1d\"".to_owned();
+                            at.error(line, &format!("audit.{name}"), "is not a duration".into(), Some(fix))
+                        })
+                    })
+                    .transpose()
+            };
+            for (name, value) in [("checkpoint-every", a.checkpoint_every), ("max-bytes", a.max_bytes)] {
+                if value == Some(0) {
+                    return Err(at.error(
+                        line,
+                        &format!("audit.{name}"),
+                        "is 0".into(),
+                        Some("give at least 1".into()),
+                    ));
+                }
+            }
+            let key = a.key.as_deref().map(resolve);
+            if let Some(key) = key.as_ref().filter(|k| !k.is_file()) {
+                let fix = "make one with `warden audit keygen DIR`, or correct the path".to_owned();
+                let message = format!("key file {} does not exist", key.display());
+                return Err(at.error(line, "audit.key", message, Some(fix)));
+            }
+            AuditSettings {
+                file: a.file.as_ref().map(|f| resolve(f.get_ref())),
+                key,
+                checkpoint_every: a.checkpoint_every,
+                checkpoint_interval: duration(&a.checkpoint_interval, "checkpoint-interval")?,
+                max_bytes: a.max_bytes,
+                max_age: duration(&a.max_age, "max-age")?,
+            }
+        }
+    };
     let (listen, tls) = match &raw.serve {
         None => (None, None),
         Some(serve) => {
@@ -890,7 +957,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             })
         }
     };
-    Ok(Gateway { file: file.to_owned(), plugins, separator, audit_file, listen, tls, upstreams, endpoints, auth })
+    Ok(Gateway { file: file.to_owned(), plugins, separator, audit, listen, tls, upstreams, endpoints, auth })
 }
 
 /// A parser message with its quoted values and names blanked (`invalid

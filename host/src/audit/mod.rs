@@ -1,21 +1,30 @@
-//! The audit trail: JSON lines appended to the file given by `--audit`.
+//! The audit trail: JSON lines appended to the file given by `--audit`,
+//! each tied to the one before ([`chain`]), signed at checkpoints when a key
+//! is given ([`keys`]), rotated with the chain going on ([`trail`]), and
+//! checked by `warden audit verify` ([`verify`]).
 //!
 //! Events come from plugins (through the `audit` import) and from the host
 //! (every decision that is not "forward"). Records are buffered in memory as
 //! they happen; a task writes them out at most [`FLUSH_DELAY`] after the first
 //! unwritten one, so a busy proxy makes one `write` per interval rather than one
-//! per message, and none on a message's way through. An idle proxy does not
-//! wake at all. The buffer is also written whenever it fills, and on shutdown.
+//! per message, and none on a message's way through. An idle proxy wakes only
+//! to sign what is unsigned. The buffer is also written whenever it fills, and
+//! on shutdown (after a last checkpoint).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::Notify;
+
+pub mod chain;
+pub mod keys;
+pub mod trail;
+pub mod verify;
+
+use trail::Trail;
+pub use trail::TrailOptions;
 
 /// How long a record may wait in memory before it is written (the same idea as
 /// Envoy's access-log flush interval, much shorter).
@@ -34,12 +43,6 @@ struct Shared {
     kick: Option<Arc<Notify>>,
 }
 
-#[derive(Debug)]
-struct Trail {
-    out: BufWriter<File>,
-    path: String,
-}
-
 /// Flushes what is buffered when the run is over.
 #[derive(Debug)]
 pub struct AuditWriter {
@@ -56,20 +59,35 @@ pub enum Source<'a> {
 }
 
 impl AuditSink {
-    /// Opens (appends to) `path`.
-    pub fn open(path: &Path) -> std::io::Result<(AuditSink, AuditWriter)> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let trail = Trail { out: BufWriter::with_capacity(64 * 1024, file), path: path.display().to_string() };
+    /// Opens (appends to, continuing its chain) the trail `options` name.
+    pub fn open(options: TrailOptions) -> std::io::Result<(AuditSink, AuditWriter)> {
+        let trail = Trail::open(options)?;
         let kick = tokio::runtime::Handle::try_current().ok().map(|_| Arc::new(Notify::new()));
         let shared = Arc::new(Shared { trail: Mutex::new(trail), kick: kick.clone() });
         if let Some(kick) = kick {
             let weak = Arc::downgrade(&shared);
             tokio::spawn(async move {
+                let mut signing = None;
                 loop {
-                    kick.notified().await;
-                    tokio::time::sleep(FLUSH_DELAY).await;
+                    // Idle unless records wait to be written, or to be signed.
+                    match signing {
+                        Some(after) => {
+                            if tokio::time::timeout(after, kick.notified()).await.is_ok() {
+                                tokio::time::sleep(FLUSH_DELAY).await;
+                            }
+                        }
+                        None => {
+                            kick.notified().await;
+                            tokio::time::sleep(FLUSH_DELAY).await;
+                        }
+                    }
                     let Some(shared) = weak.upgrade() else { break };
-                    flush(&shared.trail);
+                    let mut trail = lock(&shared.trail);
+                    if let Err(e) = trail.tick() {
+                        tracing::error!(file = %trail.path().display(), "audit: checkpoint failed: {e}");
+                    }
+                    flush_locked(&mut trail);
+                    signing = trail.unsigned().then(|| trail.checkpoint_after());
                 }
             });
         }
@@ -120,12 +138,30 @@ impl AuditSink {
             flush(&shared.trail);
         }
     }
+
+    /// Signs what is unsigned and writes everything out (at exit).
+    pub fn seal(&self) {
+        if let Some(shared) = &self.file {
+            let mut trail = lock(&shared.trail);
+            if let Err(e) = trail.checkpoint() {
+                tracing::error!(file = %trail.path().display(), "audit: checkpoint failed: {e}");
+            }
+            flush_locked(&mut trail);
+        }
+    }
+}
+
+fn lock(trail: &Mutex<Trail>) -> std::sync::MutexGuard<'_, Trail> {
+    trail.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn flush(trail: &Mutex<Trail>) {
-    let mut trail = trail.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = trail.out.flush() {
-        tracing::error!(file = %trail.path, "audit: write failed: {e}");
+    flush_locked(&mut lock(trail));
+}
+
+fn flush_locked(trail: &mut Trail) {
+    if let Err(e) = trail.flush() {
+        tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
     }
 }
 
@@ -154,19 +190,19 @@ fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str
     let session = at.session.map_or(Value::Null, Value::from);
     let upstream = at.upstream.map_or(Value::Null, Value::from);
     let caller = at.caller.map_or(Value::Null, Value::from);
-    let line = format!(
-        "{{\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"caller\":{caller},\"event\":{event}}}\n"
+    let body = format!(
+        "\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"caller\":{caller},\"event\":{event}"
     );
-    let mut trail = file.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = trail.out.write_all(line.as_bytes()) {
-        tracing::error!(file = %trail.path, "audit: write failed: {e}");
+    let mut trail = lock(file);
+    if let Err(e) = trail.append(&body) {
+        tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
     }
 }
 
 impl AuditWriter {
-    /// Writes out whatever is still buffered.
+    /// Signs and writes out whatever is still buffered.
     pub fn finish(self) {
-        self.sink.flush();
+        self.sink.seal();
     }
 }
 
@@ -179,11 +215,11 @@ pub struct AuditTrail {
 }
 
 impl AuditTrail {
-    /// Appends to `path`, or records nothing without one.
-    pub fn open(path: Option<&Path>) -> std::io::Result<AuditTrail> {
-        Ok(match path {
-            Some(path) => {
-                let (sink, writer) = AuditSink::open(path)?;
+    /// Appends to the trail `options` name, or records nothing without one.
+    pub fn open(options: Option<TrailOptions>) -> std::io::Result<AuditTrail> {
+        Ok(match options {
+            Some(options) => {
+                let (sink, writer) = AuditSink::open(options)?;
                 AuditTrail { sink, writer: Some(writer) }
             }
             None => AuditTrail { sink: AuditSink::disabled(), writer: None },
@@ -212,7 +248,7 @@ mod tests {
     fn writes_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (sink, writer) = AuditSink::open(&path).unwrap();
+        let (sink, writer) = AuditSink::open(TrailOptions::new(&path)).unwrap();
         sink.record(
             Source::Plugin("p"),
             At { session: Some("s1"), upstream: Some("u"), caller: Some("ada") },
@@ -224,10 +260,13 @@ mod tests {
         writer.finish();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[2]["event"], "not json");
-        assert_eq!(lines[0]["plugin"], "p");
-        assert_eq!(lines[0]["session"], "s1");
-        assert_eq!(lines[1]["source"], "host");
+        // The file's first record, then the three.
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0]["event"]["type"], "audit-file");
+        assert_eq!(lines[3]["event"], "not json");
+        assert_eq!(lines[1]["plugin"], "p");
+        assert_eq!(lines[1]["session"], "s1");
+        assert_eq!(lines[2]["source"], "host");
+        assert_eq!(lines[3]["seq"], 4);
     }
 }
