@@ -62,7 +62,7 @@ impl Drop for Provider {
     }
 }
 
-fn forge(mode: &str, claims: &Value, arg: &str) -> String {
+pub(crate) fn forge(mode: &str, claims: &Value, arg: &str) -> String {
     let out = Command::new("node")
         .current_dir(paths().repo.join("tests/oidc"))
         .args(["forge.mjs", mode, &claims.to_string(), arg])
@@ -220,7 +220,8 @@ fn every_endpoint_is_a_resource_of_its_own() {
         document["resource"].as_str().unwrap_or_default().to_owned()
     };
     assert_eq!(resource("/mcp"), AUDIENCE);
-    assert_eq!(resource("/mcp/ro"), format!("{base}/mcp/ro"));
+    // Under the configured audience's origin: the endpoint as clients know it, not as they reached it.
+    assert_eq!(resource("/mcp/ro"), "http://warden.test/mcp/ro");
     // An endpoint the config does not have has no metadata.
     let missing = ureq::get(&format!("{base}/.well-known/oauth-protected-resource/mcp/nope")).call();
     assert!(missing.is_err(), "{missing:?}");
@@ -284,6 +285,8 @@ fn a_virtual_endpoint_requires_its_own_scopes_and_tokens_are_cached_per_resource
     let gw = Gateway::start_with(None, &["--config", &file.display().to_string()], &[]);
     let base = gw.url.trim_end_matches("/mcp").to_owned();
     let admin = format!("{base}/mcp/admin");
+    // The admin endpoint's resource: under the audience's origin.
+    let admin_resource = "http://warden.test/mcp/admin";
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).to_string();
     let at = |url: &str, token: &str| gw.post_at(url, None, &init, &[("authorization", &format!("Bearer {token}"))]);
 
@@ -294,12 +297,12 @@ fn a_virtual_endpoint_requires_its_own_scopes_and_tokens_are_cached_per_resource
     // endpoint's token is for another resource, even though it was just admitted.
     let answer = at(&admin, &first);
     assert_eq!(answer.status, 401, "{answer:?}");
-    let answer = at(&admin, &token(&admin, "mcp"));
+    let answer = at(&admin, &token(admin_resource, "mcp"));
     assert_eq!(answer.status, 403, "{answer:?}");
     let challenge = answer.challenge.unwrap_or_default();
     assert!(challenge.contains("insufficient_scope") && challenge.contains("scope=\"admin\""), "{challenge}");
     assert!(challenge.contains("oauth-protected-resource/mcp/admin"), "{challenge}");
-    let admin_token = token(&admin, "admin");
+    let admin_token = token(admin_resource, "admin");
     assert_eq!(at(&admin, &admin_token).status, 200);
     // `admin` alone does not open the main endpoint, cached or not.
     assert_eq!(at(&gw.url, &token(AUDIENCE, "admin")).status, 403);
@@ -397,4 +400,49 @@ fn the_callers_token_is_exchanged_for_the_upstreams_and_never_sent_there() {
     assert_eq!(serde_json::from_str::<Value>(&count).unwrap_or_default()["exchanges"], 1, "{count}");
     let said = gw.stderr();
     assert!(!said.contains(&token) && !said.contains(sent[0]) && !said.contains("warden-test-secret"), "{said}");
+}
+
+#[test]
+fn the_resource_comes_from_the_config_never_from_the_host_header() {
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().display().to_string();
+    let issuer = "https://idp.test";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let token = |aud: &str| {
+        forge("keyed", &json!({"iss": issuer, "aud": aud, "sub": "eve", "exp": now + 300, "scope": "mcp"}), &keys)
+    };
+    let _ = token("x"); // makes the key
+    let jwks = dir.path().join("jwks.json").display().to_string();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).to_string();
+    // Without `--oauth-audience`, the endpoint is its address's URL: a token for
+    // another host is refused whatever `Host` the request names.
+    let gw = Gateway::start(None, &["--oauth-issuer", issuer, "--oauth-jwks-file", &jwks]);
+    let foreign = token("http://localhost:9999/mcp");
+    let answer = gw.post(None, &init, &[("authorization", &format!("Bearer {foreign}")), ("host", "localhost:9999")]);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let own = token(&gw.url);
+    assert_eq!(gw.post(None, &init, &[("authorization", &format!("Bearer {own}"))]).status, 200, "{}", gw.stderr());
+    // With it, /sse serves the main endpoint's resource: a token for ".../sse" of any host is refused.
+    let gw =
+        Gateway::start(None, &["--oauth-issuer", issuer, "--oauth-jwks-file", &jwks, "--oauth-audience", AUDIENCE]);
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let sse = |token: &str, host: Option<&str>| {
+        let mut request = ureq::get(&format!("{base}/sse")).set("authorization", &format!("Bearer {token}"));
+        if let Some(host) = host {
+            request = request.set("host", host);
+        }
+        match request.timeout(std::time::Duration::from_secs(5)).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(sse(&token("http://localhost:3000/sse"), Some("localhost:3000")), 401);
+    assert_eq!(sse(&token(&format!("{base}/sse")), None), 401);
+    // A token with an empty subject is no caller.
+    let nobody = forge("keyed", &json!({"iss": issuer, "aud": AUDIENCE, "sub": "", "exp": now + 300}), &keys);
+    assert_eq!(initialize(&gw, Some(&nobody)).status, 401);
 }

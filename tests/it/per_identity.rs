@@ -135,3 +135,73 @@ fn a_rule_that_does_not_compile_stops_the_plugin_with_its_name() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() && said.contains("config-by-email") && said.contains("does not compile"), "{said}");
 }
+
+#[test]
+fn a_caller_whose_claims_change_is_judged_by_the_new_ones_in_both_eras() {
+    use crate::common::installed;
+    if !installed(&paths().repo.join("tests/oidc/node_modules/oidc-provider"), "WARDEN_REQUIRE_NPM") {
+        return;
+    }
+    let plugins = policy();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().display().to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let audience = "http://warden.test/mcp";
+    let token = |groups: Value, jti: &str| {
+        let claims = json!({"iss": "https://idp.test", "aud": audience, "sub": "bob", "exp": now + 300, "jti": jti, "groups": groups, "email": "bob@example.com"});
+        super::oauth::forge("keyed", &claims, &keys)
+    };
+    let infra = token(json!(["infra"]), "a");
+    let refreshed = token(json!(["infra"]), "b");
+    let demoted = token(json!(["dev"]), "c");
+    let jwks = dir.path().join("jwks.json").display().to_string();
+    let flags = ["--oauth-issuer", "https://idp.test", "--oauth-audience", audience, "--oauth-jwks-file", &jwks];
+    let gw = Gateway::start(Some(plugins.path()), &flags);
+    let headers = |t: &str| {
+        vec![
+            ("authorization".to_owned(), format!("Bearer {t}")),
+            ("mcp-protocol-version".to_owned(), "2025-06-18".to_owned()),
+        ]
+    };
+    let post = |session: Option<&str>, t: &str, body: &str| {
+        let h = headers(t);
+        let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        gw.post(session, body, &h)
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).to_string();
+    let delete = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "delete_everything", "arguments": {}}}).to_string();
+    let answer = post(None, &infra, &init);
+    let session = answer.session.clone().unwrap_or_else(|| panic!("{answer:?}\n{}", gw.stderr()));
+    post(Some(&session), &infra, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert!(post(Some(&session), &infra, &delete).answer()["result"].is_object());
+    // A fresh token with the same claims keeps the session.
+    assert!(post(Some(&session), &refreshed, &delete).answer()["result"].is_object());
+    // Other groups: the session is not this caller's; a new one is judged by the new claims.
+    assert_eq!(post(Some(&session), &demoted, &delete).status, 404);
+    let answer = post(None, &demoted, &init);
+    let session = answer.session.clone().unwrap_or_else(|| panic!("{answer:?}"));
+    post(Some(&session), &demoted, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert!(error_of(&post(Some(&session), &demoted, &delete).answer()).1.contains("only-infra-deletes"));
+
+    // The 2026-07-28 era: each request by its own token's claims.
+    let modern = |t: &str, id: u64| {
+        let mut params = json!({"name": "delete_everything", "arguments": {}});
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}
+        });
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string();
+        let bearer = format!("Bearer {t}");
+        let h = [
+            ("authorization", bearer.as_str()),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "delete_everything"),
+        ];
+        gw.post(None, &body, &h).answer()
+    };
+    assert!(modern(&infra, 10)["result"].is_object(), "{}", gw.stderr());
+    assert!(error_of(&modern(&demoted, 11)).1.contains("only-infra-deletes"));
+    assert!(modern(&refreshed, 12)["result"].is_object());
+}

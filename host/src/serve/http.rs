@@ -83,7 +83,7 @@ async fn handle(gateway: &Arc<Gateway>, request: Request<Incoming>, peer: Socket
         }
     }
     if request.method() == Method::GET {
-        if let Some(document) = super::http_auth::metadata(gateway, request.uri().path(), headers) {
+        if let Some(document) = super::http_auth::metadata(gateway, request.uri().path()) {
             return document;
         }
     }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub mod auth;
+pub mod callers;
 pub mod http;
 mod http_auth;
 pub mod http_batch;
@@ -47,8 +48,9 @@ use crate::session;
 use crate::start::StartError;
 use crate::transport::framing::Frame;
 use crate::transport::QUEUE;
-use crate::upstream::exchange::{SubjectToken, TokenBook};
+use crate::upstream::exchange::SubjectToken;
 use crate::upstream::{Forwarded, Opening, Target};
+use callers::Callers;
 
 /// Everything `warden serve` needs.
 #[derive(Debug, Clone)]
@@ -107,17 +109,9 @@ pub struct Gateway {
     /// The gateway's virtual endpoints served so far, by path: each its own
     /// sessions and 2026-07-28 lane, so a session never crosses endpoints.
     endpoints: Mutex<HashMap<String, Arc<Gateway>>>,
-    /// What the latest JWT of each caller admitted by one gave.
+    /// What the latest request of each caller key gave (shared by a gateway
+    /// and its virtual endpoints; see [`callers`]).
     callers: Arc<Callers>,
-}
-
-/// The callers admitted by a JWT, by subject: their latest token's claims,
-/// and the token itself for upstreams that exchange it (shared by a gateway
-/// and its virtual endpoints).
-#[derive(Default)]
-struct Callers {
-    claims: Mutex<HashMap<String, Arc<str>>>,
-    tokens: Arc<TokenBook>,
 }
 
 /// Why a message could not be handed to a session.
@@ -142,9 +136,6 @@ pub enum SessionError {
     #[error("a request with id {0} is already in flight in this session")]
     IdInFlight(String),
 }
-
-/// Most callers whose token claims a gateway keeps.
-const MAX_CALLERS: usize = 100_000;
 
 /// Runs the gateway until `shutdown` resolves.
 pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
@@ -178,6 +169,8 @@ pub async fn run_on(
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
     let _watching = plugins.watch(options.watch)?;
     let address = listener.local_addr()?;
+    // The address bound (a port of 0 is a real one now): endpoint URLs are made from it.
+    let options = ServeOptions { listen: address, ..options };
     match &options.clients {
         Some(clients) => tracing::info!(callers = clients.len(), "clients must present a bearer token"),
         None if !address.ip().to_canonical().is_loopback() => {
@@ -246,23 +239,10 @@ impl Gateway {
         Arc::new(Gateway { plugins, options, upstream_name, sessions, modern: Arc::default(), endpoints, callers })
     }
 
-    /// Keeps what a token gave `subject`: its claims and, for upstreams that
-    /// exchange it, the token (for the sessions it opens and uses).
-    pub(crate) fn note_token(&self, subject: &Arc<str>, token: &str, claims: &str) {
-        self.callers.tokens.note(subject, token);
-        let mut known = lock(&self.callers.claims);
-        let changed = known.get(&**subject).is_none_or(|c| &**c != claims);
-        if changed && (known.len() < MAX_CALLERS || known.contains_key(&**subject)) {
-            known.insert(subject.to_string(), Arc::from(claims));
-        }
-    }
-
-    /// `subject`'s claims: from its latest token, or its `--client-tokens` line.
-    fn claims_of(&self, subject: &str) -> Option<Arc<str>> {
-        if let Some(claims) = lock(&self.callers.claims).get(subject) {
-            return Some(claims.clone());
-        }
-        Some(self.options.clients.as_ref()?.claims(subject))
+    /// Notes what a request of caller `key` gave: its claims and, for
+    /// upstreams that exchange it, its access token.
+    pub(crate) fn note_caller(&self, key: &Arc<str>, claims: &str, token: Option<&str>) {
+        self.callers.note(key, claims, token);
     }
 
     /// Whether `path` is the main endpoint's.
@@ -392,13 +372,19 @@ impl Gateway {
     ) -> Result<Arc<HttpSession>, SessionError> {
         // A legacy session may meet a 2026-07-28-only upstream (bridged); the modern lane speaks for itself.
         let target = &self.options.upstream;
-        let claims = caller.as_deref().and_then(|subject| self.claims_of(subject));
+        // `caller` is a key (see `callers`): plugins and upstreams see its subject and claims.
+        let known = caller.as_deref().and_then(|key| self.callers.get(key));
+        let subject: Option<Arc<str>> = caller.as_deref().map(|key| Arc::from(callers::subject_of(key)));
+        let claims = known.as_ref().map(|k| k.claims.clone());
         let opening = Opening {
             session: legacy.then(|| Arc::from(id.as_str())),
-            caller: caller.clone(),
+            caller: subject.clone(),
             claims: claims.clone(),
             forwarded,
-            subject_token: caller.clone().map(|subject| SubjectToken { book: self.callers.tokens.clone(), subject }),
+            subject_token: subject
+                .clone()
+                .zip(known.as_ref())
+                .map(|(subject, known)| SubjectToken { cell: known.token.clone(), subject }),
         };
         let (upstream, to_upstream) = if legacy {
             target.start(self.upstream_name.clone(), &opening, self.options.max_message_bytes)?
@@ -410,7 +396,7 @@ impl Gateway {
         let facts = SessionFacts {
             id: legacy.then(|| Arc::from(id.as_str())),
             upstream: self.upstream_name.clone(),
-            caller: caller.as_deref().map(|subject| Caller {
+            caller: subject.as_deref().map(|subject| Caller {
                 subject: subject.to_owned(),
                 claims: claims.as_deref().unwrap_or("{}").to_owned(),
             }),

@@ -3,14 +3,13 @@
 //! upstream (its `audience` and `scope`), and that one is sent. The caller's
 //! own token goes only to the provider, never to an upstream.
 //!
-//! - [`TokenBook`]: the latest access token of each caller admitted by one,
-//!   kept by the gateway; a session's [`SubjectToken`] reads its caller's.
+//! - [`TokenCell`]: a caller's latest access token, kept by the serve side
+//!   per caller key; a session's [`SubjectToken`] reads its caller's.
 //! - [`Exchanger`]: one per upstream config; exchanged tokens are kept by the
 //!   digest of the token they came from until [`EARLY`] before they expire.
 //! - [`SessionExchange`]: what a session's HTTP upstream asks before each
 //!   POST (exchanging when needed) and reads for its GETs.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,9 +38,6 @@ const LONGEST: Duration = Duration::from_secs(3600);
 /// Most exchanged tokens one upstream keeps.
 const MAX_KEPT: usize = 10_000;
 
-/// Most callers whose token the book keeps.
-const MAX_CALLERS: usize = 10_000;
-
 /// How long the provider may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -59,39 +55,37 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The latest access token of each caller a JWT admitted, by subject.
-#[derive(Default)]
-pub struct TokenBook(Mutex<HashMap<Arc<str>, Arc<str>>>);
+/// A caller's latest access token, updated by each of its requests.
+#[derive(Debug, Default)]
+pub struct TokenCell(Mutex<Option<Arc<str>>>);
 
-impl TokenBook {
-    /// Notes `subject`'s token (the one its latest request carried).
-    pub fn note(&self, subject: &Arc<str>, token: &str) {
-        let mut book = lock(&self.0);
-        if book.get(subject).is_some_and(|t| &**t == token) {
-            return;
-        }
-        if book.len() < MAX_CALLERS || book.contains_key(subject) {
-            book.insert(subject.clone(), Arc::from(token));
+impl TokenCell {
+    /// Notes the token a request carried.
+    pub fn set(&self, token: &str) {
+        let mut cell = lock(&self.0);
+        if cell.as_deref() != Some(token) {
+            *cell = Some(Arc::from(token));
         }
     }
 
-    fn get(&self, subject: &str) -> Option<Arc<str>> {
-        lock(&self.0).get(subject).cloned()
+    /// The latest one.
+    pub fn get(&self) -> Option<Arc<str>> {
+        lock(&self.0).clone()
     }
 }
 
 /// A session's view of its caller's latest token.
 #[derive(Clone)]
 pub struct SubjectToken {
-    /// The gateway's book.
-    pub book: Arc<TokenBook>,
+    /// The caller's cell (the serve side updates it).
+    pub cell: Arc<TokenCell>,
     /// The caller.
     pub subject: Arc<str>,
 }
 
 impl SubjectToken {
     fn current(&self) -> Option<Arc<str>> {
-        self.book.get(&self.subject)
+        self.cell.get()
     }
 }
 
@@ -103,7 +97,7 @@ impl std::fmt::Debug for SubjectToken {
 
 impl PartialEq for SubjectToken {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.book, &other.book) && self.subject == other.subject
+        Arc::ptr_eq(&self.cell, &other.cell)
     }
 }
 
@@ -188,11 +182,14 @@ impl Exchanger {
             .to_bytes();
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
-            // The provider's error code and description; never a token.
-            let error = answer.get("error").and_then(Value::as_str).unwrap_or("no error code");
-            let description = answer.get("error_description").and_then(Value::as_str).unwrap_or("");
-            let description: String = description.chars().take(200).collect();
-            return Err(format!("{shown}: HTTP {status}: {error} {description}").trim_end().to_owned());
+            // The provider's error code only, when it is one (RFC 6749: a short
+            // ASCII name): its description may quote what it was sent, the token.
+            let error = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .unwrap_or("no error code");
+            return Err(format!("{shown}: HTTP {status}: {error}"));
         }
         let token = answer
             .get("access_token")

@@ -208,6 +208,9 @@ fn warn(message: &str) {
 /// The name `in` is given in rules, so that it means what CEL says.
 const IN: &str = "@warden_in";
 
+/// The name unary minus is given in rules: `-i` of the least int is an error, not itself.
+const NEGATE: &str = "@warden_negate";
+
 /// CEL's standard functions, and `in` as CEL defines it: membership in a
 /// list or among a map's keys. (The interpreter would also take
 /// `"infra" in "not-infra"` as a substring test, which is true: a group claim
@@ -226,15 +229,26 @@ pub fn root() -> Context<'static> {
             }
         }
     });
+    root.add_function(NEGATE, |value: Cel| -> ResolveResult {
+        match value {
+            Cel::Int(i) => {
+                i.checked_neg().map(Cel::Int).ok_or_else(|| ExecutionError::function_error("-", "int overflow"))
+            }
+            Cel::Float(f) => Ok(Cel::Float(-f)),
+            other => Err(ExecutionError::function_error("-", format!("cannot negate {:?}", other.type_of()))),
+        }
+    });
     root
 }
 
-/// Points every `in` in `expr` at [`IN`].
+/// Points every `in` in `expr` at [`IN`], and every unary minus at [`NEGATE`].
 fn strict_in(expr: &mut IdedExpr) {
     match &mut expr.expr {
         Expr::Call(call) => {
             if call.func_name == operators::IN {
                 call.func_name = IN.to_owned();
+            } else if call.func_name == operators::NEGATE && call.args.len() == 1 && call.target.is_none() {
+                call.func_name = NEGATE.to_owned();
             }
             if let Some(target) = &mut call.target {
                 strict_in(target);

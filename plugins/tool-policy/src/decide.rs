@@ -166,7 +166,8 @@ impl ToolPolicy {
                 if rule.action != Action::Deny {
                     partial.governed = true;
                 }
-                partial.allowed |= rule.action == Action::Allow;
+                // An allow that may match at the call, unless its guards on the name say it cannot.
+                partial.allowed |= rule.action == Action::Allow && !rule.ruled_out(ask.target, ask.name, None);
             }
             return;
         };

@@ -626,6 +626,20 @@ mod tests {
     }
 
     #[test]
+    fn overflow_and_arguments_do_not_open_a_door() {
+        // -(least int) is an error, so the deny rule counts as matching.
+        let mut p = policy(json!({"allow": ["*"], "rules": [
+            {"name": "no-big-debts", "action": "deny", "when": "tool.name == \"add\" && -arguments.b > 1000"}]}));
+        assert!(matches!(call_as(&mut p, alice(), "add", json!({"b": -2000})), Verdict::Reject(_)));
+        assert!(matches!(call_as(&mut p, alice(), "add", json!({"b": i64::MIN})), Verdict::Reject(_)));
+        assert!(matches!(call_as(&mut p, alice(), "add", json!({"b": 5})), Verdict::Forward));
+        // An allow rule that reads arguments keeps only the tools its guards allow listed.
+        let mut p = policy(json!({"allow": ["echo"], "rules": [
+            {"name": "tmp-writes", "action": "allow", "when": "tool.name == \"write_file\" && arguments.path.startsWith(\"/tmp/\")"}]}));
+        assert_eq!(names(&listed_for(&mut p, alice(), None)), ["write_file", "echo"]);
+    }
+
+    #[test]
     fn bad_cel_rules_fail_init_with_the_rule_name() {
         for (rule, says) in [
             (json!({"name": "r1", "action": "deny", "when": "tool.name =="}), "does not compile"),

@@ -188,6 +188,7 @@ impl ResourceServer {
             .get("sub")
             .or_else(|| claims.get("client_id"))
             .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
             .ok_or_else(|| Refusal::Invalid("the token names no subject".into()))?
             .to_owned();
         // `exp` was required and checked: a number.
