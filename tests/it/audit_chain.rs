@@ -221,3 +221,46 @@ fn a_killed_warden_leaves_a_trail_that_says_what_is_not_signed_and_the_next_run_
     assert!(whole, "{said}");
     assert!(std::fs::read_to_string(&audit).unwrap_or_default().contains("audit-restart"));
 }
+
+#[test]
+fn every_request_gets_a_host_record_with_verdicts_digests_and_outcome_and_no_secret() {
+    use crate::common::{text_of, Warden};
+    let plugins =
+        PluginDir::new().add("10-policy", "tool_policy", "[config]\nallow = [\"*\"]\ndeny = [\"delete_*\"]\n");
+    let mut w = Warden::start_with(Some(plugins.path()), &[], &[&paths().fixture.display().to_string()]);
+    w.initialize();
+    let secret = "sk-live-0123456789abcdefSECRET";
+    assert_eq!(text_of(&w.call_tool("echo", json!({"text": secret, "n": 1}))), secret);
+    // The same arguments written otherwise: other key order, an escape.
+    w.send_raw(&format!(r#"{{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{{"name":"echo","arguments":{{"n":1,"text":"{}\u0053ECRET"}}}}}}"#, &secret[..secret.len() - 6]));
+    let again = w.answer_to(&json!("x"));
+    assert_eq!(text_of(&again), secret);
+    let denied = w.call_tool("delete_everything", json!({}));
+    assert!(denied["error"].is_object(), "{denied}");
+    let config = w.call_tool("get_config", json!({}));
+    let records = w.finish();
+    let requests: Vec<&serde_json::Value> = records.iter().filter(|r| r["event"]["type"] == "request").collect();
+    let calls: Vec<&&serde_json::Value> = requests.iter().filter(|r| r["event"]["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 4, "{requests:?}");
+    let (first, second) = (&calls[0]["event"], &calls[1]["event"]);
+    assert_eq!(first["arguments_sha256"], second["arguments_sha256"], "the same arguments, the same digest");
+    assert_eq!(first["arguments_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(first["outcome"], json!({"result": "success"}));
+    assert_eq!(first["transport"], "stdio");
+    assert_eq!(first["tool"], "echo");
+    assert!(first["latency_us"].as_u64().is_some());
+    let verdict = &first["verdicts"][0];
+    assert_eq!(verdict["plugin"], "10-policy");
+    assert_eq!(verdict["verdict"], "forward");
+    assert!(verdict["component"].as_str().unwrap_or_default().starts_with("sha256:"), "{verdict}");
+    let refused = &calls[2]["event"];
+    assert_eq!(refused["outcome"], json!({"error": -32001}), "{refused}");
+    assert_eq!(refused["verdicts"][0]["verdict"], "reject");
+    // initialize and tools/list are requests too.
+    assert!(requests.iter().any(|r| r["event"]["method"] == "initialize"));
+    // Nothing the client or the server said in arguments or results is in the trail.
+    let text = serde_json::to_string(&records).unwrap_or_default();
+    assert!(!text.contains("SECRET") && !text.contains("sk-live"), "a secret reached the trail");
+    let config_text = text_of(&config).to_owned();
+    assert!(!config_text.is_empty() && !text.contains(&config_text), "a result reached the trail");
+}

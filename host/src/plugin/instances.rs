@@ -139,6 +139,20 @@ pub struct Instances {
     chain: Arc<Chain>,
     slots: Vec<Option<Live>>,
     session: SessionFacts,
+    /// What each plugin the last walk called said (its index and the verdict's
+    /// name), for the host's audit record of the request.
+    seen: Vec<(usize, &'static str)>,
+}
+
+/// A verdict's name in audit records.
+fn verdict_name(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Forward => "forward",
+        Verdict::Modify(_) => "modify",
+        Verdict::Reject(_) => "reject",
+        Verdict::Respond(_) => "respond",
+        Verdict::RequireApproval(_) => "require-approval",
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -151,7 +165,7 @@ impl Instances {
     /// Instances of `chain` for one owner; each is made on first use.
     pub fn new(runtime: Arc<Runtime>, chain: Arc<Chain>, session: SessionFacts) -> Instances {
         let slots = chain.plugins().iter().map(|_| None).collect();
-        Instances { runtime, chain, slots, session }
+        Instances { runtime, chain, slots, session, seen: Vec::new() }
     }
 
     /// Instances of a newer chain for the same owner (each made on first use).
@@ -215,6 +229,7 @@ impl Instances {
         let order = (0..len).map(move |k| if backwards { start + len - 1 - k } else { start + k });
         let mut current: Option<Message> = None;
         let mut shared_context: Option<wit::Context> = None;
+        self.seen.clear();
         for index in order {
             let plugin = self.chain.plugins()[index].clone();
             let interests = match hook {
@@ -229,8 +244,14 @@ impl Instances {
             // plugin's context (an error's message, say) is the modified one's.
             let context = shared_context.get_or_insert_with(|| self.context(cx, &message.head));
             let verdict = match self.call(index, &plugin, hook, context, message, interests.body).await {
-                Ok(verdict) => verdict,
-                Err(kind) => match self.fail(&plugin, kind) {
+                Ok(verdict) => {
+                    self.seen.push((index, verdict_name(&verdict)));
+                    verdict
+                }
+                Err(kind) => match {
+                    self.seen.push((index, kind.tag()));
+                    self.fail(&plugin, kind)
+                } {
                     Some(outcome) => return (outcome, index),
                     None => continue,
                 },
@@ -269,6 +290,13 @@ impl Instances {
             }
         }
         (ChainOutcome::Forward(current), end)
+    }
+
+    /// What each plugin the last walk called said: the plugin and the
+    /// verdict's name (`forward`, `modify`, `reject`, `respond`,
+    /// `require-approval`, or the fault: `timeout`, `trap` …).
+    pub fn verdicts(&self) -> impl Iterator<Item = (&Plugin, &'static str)> + '_ {
+        self.seen.iter().filter_map(|(index, verdict)| Some((self.chain.plugins().get(*index)?.as_ref(), *verdict)))
     }
 
     /// Applies the plugin's failure mode: `closed` stops the message, `open` lets it pass.

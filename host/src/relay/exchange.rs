@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::pending::{Pending, MAX_PENDING};
+use super::record::{Ended, Opened};
 use super::reply::Onward;
 use super::{opposite, side, Relay};
 use crate::jsonrpc::{self, code, Kind, Message};
@@ -13,6 +14,7 @@ use crate::plugin::{ChainOutcome, MessageContext};
 impl Relay {
     /// A request or notification travelling `from` one side to the other.
     pub(super) async fn call(&mut self, from: Direction, message: Message) {
+        let started = std::time::Instant::now();
         let head = &message.head;
         let method = head.method.as_deref().unwrap_or_default();
         if head.kind == Kind::Request {
@@ -37,12 +39,18 @@ impl Relay {
             }
         }
         self.refresh();
-        let (outcome, stopped_at) = if self.instances.chain().wants_request(method, from) {
+        let walked = self.instances.chain().wants_request(method, from);
+        let (outcome, stopped_at) = if walked {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             self.instances.on_request(cx, &message).await
         } else {
             (ChainOutcome::Forward(None), 0)
         };
+        let mut record =
+            if message.head.kind == Kind::Request { Opened::start(self, from, &message, started) } else { None };
+        if let (Some(record), true) = (record.as_mut(), walked) {
+            record.verdicts(&self.instances, "request");
+        }
         let id = head.raw_id.clone();
         let reply = match self.onward(outcome, &message, id.as_deref(), None) {
             Onward::Pass(replacement) => {
@@ -61,6 +69,7 @@ impl Relay {
                         method: message.head.method.clone().unwrap_or_default(),
                         tool: message.head.tool.clone(),
                         generation: self.instances.chain().generation(),
+                        record,
                     };
                     self.pending(from).insert(id.clone(), pending);
                 }
@@ -71,6 +80,10 @@ impl Relay {
         };
         if let Some(reply) = reply {
             let reply = self.unwind(from, stopped_at, &message, reply).await;
+            if let (Some(record), Ok(answer)) = (record, Message::parse(reply.clone())) {
+                let method = message.head.method.as_deref().unwrap_or_default();
+                self.close_record(record, method, message.head.tool.as_deref(), Ended::Answer(&answer));
+            }
             self.send_back(from, reply).await;
         }
     }
@@ -127,7 +140,7 @@ impl Relay {
             }
             _ => message,
         };
-        let (method, tool) = pending.map(|p| (p.method, p.tool)).unwrap_or_default();
+        let (method, tool, mut record) = pending.map(|p| (p.method, p.tool, p.record)).unwrap_or_default();
         if method == jsonrpc::method::INITIALIZE && from == Direction::ServerToClient {
             self.note_protocol_version(&message);
         }
@@ -139,10 +152,17 @@ impl Relay {
                 if retiring {
                     self.release_retired();
                 }
+                if let Some(record) = record {
+                    self.close_record(record, &method, tool.as_deref(), Ended::Answer(&message));
+                }
                 return self.send_on(from, message.raw).await;
             }
             let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
-            instances.on_response(cx, &message).await
+            let walked = instances.on_response(cx, &message).await;
+            if let Some(record) = record.as_mut() {
+                record.verdicts(instances, "response");
+            }
+            walked
         };
         let id = message.head.raw_id.as_deref();
         let onward = match self.onward(outcome, &message, id, Some(&method)) {
@@ -158,6 +178,12 @@ impl Relay {
         };
         if retiring {
             self.release_retired();
+        }
+        if let Some(record) = record {
+            let answered = if onward == message.raw { Some(message) } else { Message::parse(onward.clone()).ok() };
+            if let Some(answered) = answered {
+                self.close_record(record, &method, tool.as_deref(), Ended::Answer(&answered));
+            }
         }
         self.send_on(from, onward).await;
     }

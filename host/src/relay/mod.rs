@@ -25,6 +25,7 @@ use crate::transport::framing::{Frame, Outgoing};
 mod batch;
 mod exchange;
 mod pending;
+mod record;
 mod reply;
 mod stream;
 
@@ -166,7 +167,15 @@ impl Relay {
             self.push(Direction::ServerToClient, Outgoing::Message(Bytes::new())).await;
             self.release(Direction::ServerToClient).await;
         }
-        for pending in std::mem::take(&mut self.upstream_pending).into_values() {
+        for mut pending in std::mem::take(&mut self.upstream_pending).into_values() {
+            if let Some(record) = pending.record.take() {
+                self.close_record(
+                    record,
+                    &pending.method,
+                    pending.tool.as_deref(),
+                    record::Ended::Error(code::UPSTREAM_FAILED.into()),
+                );
+            }
             let message = format!("upstream \"{upstream}\" {why} before answering {}", pending.method);
             let reply = jsonrpc::error_response(Some(&pending.raw_id), code::UPSTREAM_FAILED, &message, None);
             self.send_on(Direction::ServerToClient, reply).await;
@@ -206,7 +215,8 @@ impl Relay {
                     // An oversized answer from the server: the client still gets an answer.
                     (Direction::ServerToClient, Some(id)) => {
                         let owed = jsonrpc::id_key(&id).and_then(|key| self.upstream_pending.remove(&key));
-                        if let Some(pending) = owed {
+                        if let Some(mut pending) = owed {
+                            self.settled(Some(&mut pending), record::Ended::Error(code::MESSAGE_TOO_LARGE.into()));
                             let text = format!("upstream answer dropped: {text}");
                             let reply =
                                 jsonrpc::error_response(Some(&pending.raw_id), code::MESSAGE_TOO_LARGE, &text, None);
@@ -238,7 +248,8 @@ impl Relay {
                 self.send_back(from, reply).await;
             }
             Direction::ServerToClient => {
-                let Some(pending) = e.id_key().and_then(|key| self.upstream_pending.remove(&key)) else { return };
+                let Some(mut pending) = e.id_key().and_then(|key| self.upstream_pending.remove(&key)) else { return };
+                self.settled(Some(&mut pending), record::Ended::Error(code::UPSTREAM_FAILED.into()));
                 let text = format!("upstream sent an unreadable answer: {e}");
                 let reply = jsonrpc::error_response(Some(&pending.raw_id), code::UPSTREAM_FAILED, &text, None);
                 self.send_on(from, reply).await;

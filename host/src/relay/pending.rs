@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::record::{Ended, Opened};
 use super::Relay;
 use crate::jsonrpc::{self, Message};
 use crate::plugin::instances::Direction;
@@ -22,6 +23,8 @@ pub(super) struct Pending {
     pub(super) tool: Option<String>,
     /// The chain the request went through; its answer goes back through the same one.
     pub(super) generation: u64,
+    /// The host's audit record of it, while audit is on.
+    pub(super) record: Option<Box<Opened>>,
 }
 
 impl Relay {
@@ -74,9 +77,19 @@ impl Relay {
     /// the answer to the client's batch it completes, if it was in one.
     pub(super) fn forget_cancelled(&mut self, from: Direction, message: &Message) -> Option<Bytes> {
         let id = jsonrpc::cancelled_request(&message.raw)?;
-        self.pending(from).remove(&id);
+        let mut cancelled = self.pending(from).remove(&id);
+        self.settled(cancelled.as_mut(), Ended::Cancelled);
         self.release_retired();
         (from == Direction::ClientToServer).then(|| self.batches.settle(&id, None)).flatten()
+    }
+
+    /// Writes the audit record of `pending`, if it has one, as ended so.
+    pub(super) fn settled(&self, pending: Option<&mut Pending>, ended: Ended<'_>) {
+        if let Some(pending) = pending {
+            if let Some(record) = pending.record.take() {
+                self.close_record(record, &pending.method, pending.tool.as_deref(), ended);
+            }
+        }
     }
 
     /// The table of requests sent `from` this side.

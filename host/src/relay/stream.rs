@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::pending::{Pending, MAX_PENDING};
+use super::record::Ended;
 use super::{opposite, side, sniff, way, Relay};
 use crate::jsonrpc::{self, code};
 use crate::plugin::instances::Direction;
@@ -115,7 +116,9 @@ impl Relay {
                     return None;
                 }
                 let generation = chain.generation();
-                let entry = Pending { raw_id: raw_id.clone(), method: method.clone(), tool: None, generation };
+                // Streamed past the chain, read only this far: recorded without an arguments digest.
+                let record = super::record::Opened::streamed(self, from, &raw_id);
+                let entry = Pending { raw_id: raw_id.clone(), method: method.clone(), tool: None, generation, record };
                 self.pending(from).insert(id.clone(), entry);
                 Some(Way::Stream { id, raw_id, answer: false })
             }
@@ -174,7 +177,8 @@ impl Relay {
     /// none of it. A request cut off is no longer in flight.
     pub(super) async fn cut_stream(&mut self, from: Direction, id: &str, answer: bool) {
         if !answer {
-            self.pending(from).remove(id);
+            let mut cut = self.pending(from).remove(id);
+            self.settled(cut.as_mut(), Ended::Error(code::INVALID_REQUEST.into()));
         }
         self.push(from, Outgoing::Message(Bytes::new())).await;
         self.release(from).await;
@@ -200,7 +204,8 @@ impl Relay {
                     };
                 }
                 if answer {
-                    self.answered(from).remove(&id);
+                    let mut done = self.answered(from).remove(&id);
+                    self.settled(done.as_mut(), Ended::Streamed);
                 }
                 self.push(from, Outgoing::Message(part)).await;
                 self.release(from).await;
@@ -230,7 +235,8 @@ impl Relay {
     pub(super) async fn refuse_cut(&mut self, from: Direction, id: &str, raw_id: String, answer: bool, why: String) {
         tracing::warn!(from = side(from), id = raw_id.as_str(), "streaming message cut off: {why}");
         if answer {
-            let Some(pending) = self.answered(from).remove(id) else { return };
+            let Some(mut pending) = self.answered(from).remove(id) else { return };
+            self.settled(Some(&mut pending), Ended::Error(code::UPSTREAM_FAILED.into()));
             if from == Direction::ServerToClient {
                 let text = format!("upstream sent an unreadable answer: {why}");
                 let reply = jsonrpc::error_response(Some(&pending.raw_id), code::UPSTREAM_FAILED, &text, None);

@@ -101,7 +101,7 @@ pub(super) fn metadata(gateway: &Arc<Gateway>, path: &str) -> Option<Response<Bo
 
 /// Whether `path` is the HTTP+SSE transport's (`/sse`, `/messages`): the main endpoint's resource.
 fn is_old_transport(path: &str) -> bool {
-    path == super::http_sse::SSE_PATH || path == super::http_sse::MESSAGES_PATH
+    path == super::SSE_PATH || path == super::MESSAGES_PATH
 }
 
 /// The resource an endpoint is: the configured `audience` for the main one

@@ -31,6 +31,8 @@ pub mod oauth;
 pub mod streams;
 pub mod tls;
 
+pub use http_sse::{MESSAGES_PATH, SSE_PATH};
+
 use http_session::route;
 pub use http_session::HttpSession;
 use modern::Modern;
