@@ -248,13 +248,13 @@ impl Instances {
                     self.seen.push((index, verdict_name(&verdict)));
                     verdict
                 }
-                Err(kind) => match {
+                Err(kind) => {
                     self.seen.push((index, kind.tag()));
-                    self.fail(&plugin, kind)
-                } {
-                    Some(outcome) => return (outcome, index),
-                    None => continue,
-                },
+                    match self.fail(&plugin, kind) {
+                        Some(outcome) => return (outcome, index),
+                        None => continue,
+                    }
+                }
             };
             match verdict {
                 Verdict::Forward => {}

@@ -82,7 +82,7 @@ impl Relay {
             let reply = self.unwind(from, stopped_at, &message, reply).await;
             if let (Some(record), Ok(answer)) = (record, Message::parse(reply.clone())) {
                 let method = message.head.method.as_deref().unwrap_or_default();
-                self.close_record(record, method, message.head.tool.as_deref(), Ended::Answer(&answer));
+                self.close_record(*record, method, message.head.tool.as_deref(), Ended::Answer(&answer));
             }
             self.send_back(from, reply).await;
         }
@@ -153,7 +153,7 @@ impl Relay {
                     self.release_retired();
                 }
                 if let Some(record) = record {
-                    self.close_record(record, &method, tool.as_deref(), Ended::Answer(&message));
+                    self.close_record(*record, &method, tool.as_deref(), Ended::Answer(&message));
                 }
                 return self.send_on(from, message.raw).await;
             }
@@ -182,7 +182,7 @@ impl Relay {
         if let Some(record) = record {
             let answered = if onward == message.raw { Some(message) } else { Message::parse(onward.clone()).ok() };
             if let Some(answered) = answered {
-                self.close_record(record, &method, tool.as_deref(), Ended::Answer(&answered));
+                self.close_record(*record, &method, tool.as_deref(), Ended::Answer(&answered));
             }
         }
         self.send_on(from, onward).await;

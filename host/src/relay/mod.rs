@@ -170,7 +170,7 @@ impl Relay {
         for mut pending in std::mem::take(&mut self.upstream_pending).into_values() {
             if let Some(record) = pending.record.take() {
                 self.close_record(
-                    record,
+                    *record,
                     &pending.method,
                     pending.tool.as_deref(),
                     record::Ended::Error(code::UPSTREAM_FAILED.into()),

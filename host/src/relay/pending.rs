@@ -87,7 +87,7 @@ impl Relay {
     pub(super) fn settled(&self, pending: Option<&mut Pending>, ended: Ended<'_>) {
         if let Some(pending) = pending {
             if let Some(record) = pending.record.take() {
-                self.close_record(record, &pending.method, pending.tool.as_deref(), ended);
+                self.close_record(*record, &pending.method, pending.tool.as_deref(), ended);
             }
         }
     }

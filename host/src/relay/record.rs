@@ -93,7 +93,7 @@ impl Opened {
 
 impl Relay {
     /// Writes the record of a request `method` (`tool`) that ended so.
-    pub(super) fn close_record(&self, opened: Box<Opened>, method: &str, tool: Option<&str>, ended: Ended<'_>) {
+    pub(super) fn close_record(&self, opened: Opened, method: &str, tool: Option<&str>, ended: Ended<'_>) {
         let outcome = match ended {
             Ended::Answer(message) => match &message.head.reply {
                 Some(Reply::Result { tool_error: false }) => json!({"result": "success"}),
