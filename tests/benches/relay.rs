@@ -262,6 +262,17 @@ fn main() {
     cel_flags.extend(caller.iter().map(|s| s.to_string()));
     let cel_flags: Vec<&str> = cel_flags.iter().map(String::as_str).collect();
     setups.push(Setup { name: "warden+tool-policy-cel", command: wrap(&cel_flags) });
+    // The host's audit trail alone (a record per request, chained), and signed.
+    let host_audit = std::env::temp_dir().join(format!("warden-bench-{}.host.audit", std::process::id()));
+    let signed_audit = std::env::temp_dir().join(format!("warden-bench-{}.signed.audit", std::process::id()));
+    let keys = std::env::temp_dir().join(format!("warden-bench-{}-keys", std::process::id()));
+    let _ = Command::new(&warden).args(["audit", "keygen"]).arg(&keys).output();
+    let key = keys.join("audit.key").display().to_string();
+    setups.push(Setup { name: "warden+audit", command: wrap(&["--audit", &host_audit.display().to_string()]) });
+    setups.push(Setup {
+        name: "warden+audit-signed",
+        command: wrap(&["--audit", &signed_audit.display().to_string(), "--audit-key", &key]),
+    });
     // `cargo bench --bench relay -- NAME...` runs only the named setups.
     let only: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
     // Every setup runs at once, idle but for its turn, and the rounds take them in

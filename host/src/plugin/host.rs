@@ -26,6 +26,13 @@ pub fn ticks(deadline: Duration) -> u64 {
     (deadline.as_micros() / TICK.as_micros()).max(1) as u64
 }
 
+/// How long a plugin's `init` may take: it runs once per instance, not per
+/// message, and may build tables or compile rules (20 times a hook's
+/// deadline, at least 2 s), so a busy machine does not fail a good plugin.
+pub fn init_deadline(deadline: Duration) -> Duration {
+    deadline.saturating_mul(20).max(Duration::from_secs(2))
+}
+
 /// Everything a plugin instance's `Store` holds.
 pub struct HostState {
     plugin: Arc<str>,

@@ -391,13 +391,14 @@ impl Instances {
                 Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
-        store.data_mut().arm(plugin.manifest.deadline, plugin.manifest.memory_bytes);
+        let init = super::host::init_deadline(plugin.manifest.deadline);
+        store.data_mut().arm(init, plugin.manifest.memory_bytes);
         store.set_epoch_deadline(1);
         let bindings = match plugin.pre.instantiate(&mut store).await {
             Ok(b) => b,
             Err(e) => return Err(classify(&e, &store, plugin)),
         };
-        store.data_mut().arm(plugin.manifest.deadline, plugin.manifest.memory_bytes);
+        store.data_mut().arm(init, plugin.manifest.memory_bytes);
         store.set_epoch_deadline(1);
         match bindings.call_init(&mut store, &plugin.manifest.config_json).await {
             Ok(Ok(_)) => Ok(Live { store, bindings }),

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::cache::{self, Cache};
 use super::chain::{Chain, Interest, Plugin};
-use super::host::{ticks, HostState, TICK};
+use super::host::{init_deadline, ticks, HostState, TICK};
 use super::state::KvStore;
 use super::versions::{self, Pre};
 use crate::audit::AuditSink;
@@ -210,10 +210,10 @@ impl Runtime {
             let state = HostState::new(name.clone(), &manifest, None, None, None, kv.clone(), self.audit.clone());
             let mut store = Store::new(&self.engine, state);
             store.limiter(|s| s.limiter());
-            store.set_epoch_deadline(ticks(manifest.deadline));
+            store.set_epoch_deadline(ticks(init_deadline(manifest.deadline)));
             let init_err = |message: String| LoadError::Init { path: wasm.to_owned(), message };
             let bindings = pre.instantiate(&mut store).await.map_err(|e| init_err(format!("{e:#}")))?;
-            store.set_epoch_deadline(ticks(manifest.deadline));
+            store.set_epoch_deadline(ticks(init_deadline(manifest.deadline)));
             bindings
                 .call_init(&mut store, &manifest.config_json)
                 .await
