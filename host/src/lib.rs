@@ -33,10 +33,13 @@
 //! - [`scaffold`]: `warden plugin new`, a plugin skeleton per language.
 //! - [`jsonrpc`]: the strict reader and what routing needs of JSON-RPC;
 //!   [`config`]: plugin manifests; [`audit`]: the audit trail.
+//! - [`telemetry`]: metrics and readiness, counted along the road (leaves);
+//!   [`admin`]: the operators' listener that serves them.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod era;
@@ -49,6 +52,7 @@ pub mod scaffold;
 pub mod serve;
 pub mod session;
 pub mod start;
+pub mod telemetry;
 pub mod transport;
 pub mod upstream;
 pub mod wrap;

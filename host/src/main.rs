@@ -147,6 +147,13 @@ struct Common {
     /// Start a new audit file once the current one is this old (`1d`, `12h`).
     #[arg(long, value_parser = humantime::parse_duration)]
     audit_max_age: Option<std::time::Duration>,
+    /// Serve /metrics, /healthz and /readyz here (or `[admin] listen`); never the MCP endpoint.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// The admin token (one line, at least 16 characters; `[admin] token-file`):
+    /// required off loopback, and for anything that changes state.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Largest JSON-RPC message accepted, in bytes.
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -539,9 +546,27 @@ fn open_audit(common: &Common, upstream: &Target) -> anyhow::Result<AuditTrail> 
     AuditTrail::open(Some(options)).with_context(|| format!("--audit {}", path.display()))
 }
 
+/// The admin listener: `--admin-listen` and `--admin-token-file`, or `[admin]` of the config.
+async fn start_admin(common: &Common, upstream: &Target) -> anyhow::Result<Option<warden::admin::Admin>> {
+    let configured = match upstream {
+        Target::Gateway(config) => config.admin.clone(),
+        _ => Default::default(),
+    };
+    let Some(listen) = common.admin_listen.or(configured.listen) else {
+        if common.admin_token_file.is_some() {
+            anyhow::bail!("--admin-token-file needs an admin listener (--admin-listen ADDR, or [admin] listen)");
+        }
+        return Ok(None);
+    };
+    let token_file = common.admin_token_file.clone().or(configured.token_file);
+    let options = warden::admin::AdminOptions { listen, token_file };
+    Ok(Some(warden::admin::start(&options).await?))
+}
+
 async fn wrap_main(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let caller = wrap_caller(&args)?;
     let upstream = target(args.command, args.url.as_deref(), &args.common)?;
+    let _admin = start_admin(&args.common, &upstream).await?;
     let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
     let options = WrapOptions {
@@ -576,6 +601,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let upstream = target(args.command, args.upstream_url.as_deref(), &args.common)?;
+    let _admin = start_admin(&args.common, &upstream).await?;
     let trail = open_audit(&args.common, &upstream)?;
     let audit = trail.sink();
     // `[serve]` of the config applies unless the command line says otherwise.

@@ -61,6 +61,7 @@ pub async fn run(options: WrapOptions, shutdown: impl Future<Output = ()>) -> Re
     .await?;
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
+    crate::telemetry::health::HEALTH.plugins_loaded();
     let _watching = plugins.watch(options.watch)?;
     let options = WrapOptions { upstream, ..options };
     run_with(plugins, options, stdio::stdin(), stdio::stdout(), shutdown).await
@@ -100,6 +101,8 @@ where
         .follow(plugins.subscribe())
         .stream_to_client(true)
         .stream_to_upstream(upstream.takes_pieces());
+    let relay = if matches!(options.upstream, Target::Virtual(_)) { relay.in_gateway(true) } else { relay };
+    let _gauge = crate::telemetry::metrics::SessionGauge::open("stdio", "handshake");
     let codec = LineCodec::streaming(options.max_message_bytes, crate::transport::STREAM_FROM);
     let from_client = FramedRead::with_capacity(client_in, codec, crate::transport::READ_BUFFER);
     let exit = session::drive(relay, upstream, from_client, shutdown, options.exit_grace).await;

@@ -19,6 +19,7 @@ mod listener;
 mod modern;
 mod oauth;
 mod one_reading;
+mod operations;
 mod per_identity;
 mod plugins_hold;
 mod quotas;

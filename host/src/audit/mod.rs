@@ -18,6 +18,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::telemetry::metrics::{self, METRICS};
+
 pub mod chain;
 pub mod keys;
 pub mod trail;
@@ -162,6 +164,7 @@ fn flush(trail: &Mutex<Trail>) {
 fn flush_locked(trail: &mut Trail) {
     if let Err(e) = trail.flush() {
         tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
+        METRICS.audit_failures.inc();
     }
 }
 
@@ -194,8 +197,16 @@ fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str
         "\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"caller\":{caller},\"event\":{event}"
     );
     let mut trail = lock(file);
-    if let Err(e) = trail.append(&body) {
-        tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
+    match trail.append(&body) {
+        Ok(()) => {
+            if metrics::enabled() {
+                METRICS.audit_records.inc();
+            }
+        }
+        Err(e) => {
+            tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
+            METRICS.audit_failures.inc();
+        }
     }
 }
 

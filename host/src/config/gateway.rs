@@ -71,6 +71,8 @@ pub struct RawGateway {
     pub audit: Option<RawAudit>,
     /// `[serve]`.
     pub serve: Option<RawServe>,
+    /// `[admin]`: the operators' listener.
+    pub admin: Option<RawAdmin>,
     /// `[upstreams.NAME]`.
     #[serde(default)]
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
@@ -130,6 +132,25 @@ pub struct RawAudit {
     pub max_bytes: Option<u64>,
     /// A new file once the current one is this old (`"1d"`).
     pub max_age: Option<String>,
+    /// `"batch"` (the default) or `"always"`: an answer waits until its record is on disk.
+    pub sync: Option<AuditSync>,
+    /// Refuse calls while the trail cannot be written.
+    #[serde(default)]
+    pub required: bool,
+    /// Put the arguments themselves in records (after the chain's redaction).
+    #[serde(default)]
+    pub include_arguments: bool,
+}
+
+/// When audit records reach the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditSync {
+    /// Written within 10 ms, in batches.
+    #[default]
+    Batch,
+    /// Written and synced before the answer is released.
+    Always,
 }
 
 /// How the audit trail is kept, as `[audit]` says.
@@ -147,6 +168,31 @@ pub struct AuditSettings {
     pub max_bytes: Option<u64>,
     /// Rotation by age.
     pub max_age: Option<Duration>,
+    /// See [`AuditSync`].
+    pub sync: AuditSync,
+    /// Calls are refused while the trail cannot be written.
+    pub required: bool,
+    /// Records carry the arguments (after redaction).
+    pub include_arguments: bool,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAdmin {
+    /// Its address (loopback by default).
+    pub listen: Option<Spanned<String>>,
+    /// The file holding the admin token.
+    pub token_file: Option<Spanned<String>>,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// The admin listener's address.
+    pub listen: Option<SocketAddr>,
+    /// The admin token's file.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[serve]`.
@@ -339,6 +385,8 @@ pub struct Gateway {
     pub audit: AuditSettings,
     /// The listener of `warden serve --config`, unless the command line gives one.
     pub listen: Option<SocketAddr>,
+    /// `[admin]`.
+    pub admin: AdminSettings,
     /// HTTPS on the listener: certificate chain and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The upstreams, by name (sorted).
@@ -563,7 +611,35 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 checkpoint_interval: duration(&a.checkpoint_interval, "checkpoint-interval")?,
                 max_bytes: a.max_bytes,
                 max_age: duration(&a.max_age, "max-age")?,
+                sync: a.sync.unwrap_or_default(),
+                required: a.required,
+                include_arguments: a.include_arguments,
             }
+        }
+    };
+    let admin = match &raw.admin {
+        None => AdminSettings::default(),
+        Some(a) => {
+            let listen = match &a.listen {
+                Some(l) => Some(l.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    let fix = "write an address and port, such as \"127.0.0.1:9090\"".to_owned();
+                    at.error(Some(l.span().start), "admin.listen", "is not an address".into(), Some(fix))
+                })?),
+                None => None,
+            };
+            let token_file = match &a.token_file {
+                Some(t) => {
+                    let path = resolve(t.get_ref());
+                    if !path.is_file() {
+                        let message = format!("file {} does not exist", path.display());
+                        let fix = "give a file holding the token (one line, at least 16 characters)".to_owned();
+                        return Err(at.error(Some(t.span().start), "admin.token-file", message, Some(fix)));
+                    }
+                    Some(path)
+                }
+                None => None,
+            };
+            AdminSettings { listen, token_file }
         }
     };
     let (listen, tls) = match &raw.serve {
@@ -957,7 +1033,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             })
         }
     };
-    Ok(Gateway { file: file.to_owned(), plugins, separator, audit, listen, tls, upstreams, endpoints, auth })
+    Ok(Gateway { file: file.to_owned(), plugins, separator, audit, listen, admin, tls, upstreams, endpoints, auth })
 }
 
 /// A parser message with its quoted values and names blanked (`invalid

@@ -144,7 +144,8 @@ impl Lane {
         let instances = Instances::new(setup.runtime.clone(), current, facts);
         let relay = Relay::new(instances, to_router, to_upstream, setup.audit.clone(), setup.max_message_bytes)
             .follow(chain)
-            .stream_to_upstream(upstream.takes_pieces());
+            .stream_to_upstream(upstream.takes_pieces())
+            .in_gateway(false);
         let (input, mut input_rx) = mpsc::unbounded_channel::<Frame>();
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();

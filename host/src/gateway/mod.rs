@@ -19,6 +19,8 @@ pub mod rewrite;
 pub mod router;
 pub mod shared;
 
+use crate::telemetry::health::HEALTH;
+use crate::telemetry::metrics;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,6 +90,7 @@ impl GatewayUpstream {
         let chains = chains(&config, &setup, watch, &folders).await?;
         let pins = Arc::new(pins::Pins::beside(&config.file));
         let probes = Arc::new(probe::Probes::default());
+        HEALTH.track(&config.upstreams.iter().map(|u| u.name.clone()).collect::<Vec<_>>());
         probes.learn(&config, &chains.main, &setup, true);
         let shared = Arc::new(router::Shared { pins, probes, config: Arc::new(config), chains, setup: setup.clone() });
         let (shared, _) = watch::channel(shared);
@@ -111,6 +114,9 @@ impl GatewayUpstream {
             Ok((config, chains)) => {
                 let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
                 tracing::info!(why, upstreams = ?names, "gateway config reloaded");
+                metrics::reloaded("config", true);
+                HEALTH.config(None);
+                HEALTH.track(&names);
                 audit.record(
                     Source::Host,
                     At::WARDEN,
@@ -137,6 +143,8 @@ impl GatewayUpstream {
             }
             Err(reason) => {
                 tracing::error!(why, "gateway config reload refused, the config in force stays: {reason}");
+                metrics::reloaded("config", false);
+                HEALTH.config(Some(reason.clone()));
                 audit.record(
                     Source::Host,
                     At::WARDEN,

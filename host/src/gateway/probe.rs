@@ -4,10 +4,14 @@
 //! Sessions answer their client's `initialize` from these and start an
 //! upstream only when a message needs it (see `router::lanes`).
 //!
+//! A probe that fails is tried again (1 s, doubling to 30 s) until it
+//! answers or a reload comes; `/readyz` says the upstream is down meanwhile.
+//!
 //! Probes run in the background: a session that initializes before they are
 //! all in starts every upstream and asks each, as without them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -19,10 +23,15 @@ use super::lane::{Lane, LaneEvent, LaneSetup};
 use super::merge::Introduced;
 use crate::config::gateway::{Gateway, UpstreamConfig};
 use crate::plugin::Chain;
+use crate::telemetry::health::HEALTH;
 use crate::upstream::Opening;
 
 /// Longest an upstream may take to answer the probe.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long after a failed probe it is tried again, doubling up to [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The id of the probe's `initialize`.
 const PROBE_ID: &str = "\"warden-probe\"";
@@ -33,11 +42,13 @@ pub struct Probes {
     learned: Mutex<HashMap<String, (UpstreamConfig, Introduced)>>,
     /// Probes in flight.
     pending: watch::Sender<usize>,
+    /// Bumped by every [`Probes::learn`]: a failed upstream's retries stop at the next.
+    generation: AtomicU64,
 }
 
 impl Default for Probes {
     fn default() -> Probes {
-        Probes { learned: Mutex::default(), pending: watch::channel(0).0 }
+        Probes { learned: Mutex::default(), pending: watch::channel(0).0, generation: AtomicU64::new(0) }
     }
 }
 
@@ -74,6 +85,7 @@ impl Probes {
         setup: &LaneSetup,
         first: bool,
     ) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         {
             let mut probes = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             probes.retain(|name, (seen, _)| config.upstreams.iter().any(|u| &u.name == name && u == seen));
@@ -87,16 +99,35 @@ impl Probes {
                 self.pending.send_modify(|n| *n += 1);
                 InFlight(self.clone())
             });
+            let generation = self.generation.load(Ordering::Relaxed);
             tokio::spawn(async move {
-                let _in_flight = in_flight;
-                match probe(&upstream, chain, &setup).await {
-                    Some(intro) => {
-                        tracing::info!(upstream = %upstream.name, "upstream probed");
-                        let mut probes = me.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        probes.insert(upstream.name.clone(), (upstream, intro));
+                let mut in_flight = in_flight;
+                let mut pause = RETRY_FIRST;
+                loop {
+                    match probe(&upstream, chain.clone(), &setup).await {
+                        Some(intro) => {
+                            tracing::info!(upstream = %upstream.name, "upstream probed");
+                            HEALTH.upstream(&upstream.name, None);
+                            let mut probes = me.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            probes.insert(upstream.name.clone(), (upstream, intro));
+                            return;
+                        }
+                        None => {
+                            tracing::warn!(
+                                upstream = %upstream.name,
+                                "upstream could not be probed (sessions start it at once); probing it again in {}",
+                                humantime::format_duration(pause)
+                            );
+                            HEALTH.upstream(&upstream.name, Some("did not answer the probe's initialize".into()));
+                        }
                     }
-                    None => {
-                        tracing::warn!(upstream = %upstream.name, "upstream could not be probed; sessions start it at once")
+                    // The gateway's first sessions wait for the first try only.
+                    drop(in_flight.take());
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                    // A reload since probes what it names itself.
+                    if me.generation.load(Ordering::Relaxed) != generation {
+                        return;
                     }
                 }
             });

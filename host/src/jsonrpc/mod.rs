@@ -67,6 +67,8 @@ pub mod method {
     pub const CANCELLED: &str = "notifications/cancelled";
     /// Calls a tool: the one method whose `params.name` routing reads.
     pub const TOOLS_CALL: &str = "tools/call";
+    /// The tool listing.
+    pub const TOOLS_LIST: &str = "tools/list";
     /// The client's word that the handshake is complete.
     pub const INITIALIZED: &str = "notifications/initialized";
 }

@@ -4,6 +4,7 @@
 //! from the plugin's `InterceptorPre`. No store is shared and none sits behind
 //! a lock. An instance that fails is dropped and made afresh for the next message.
 
+use crate::telemetry::metrics::{self, FailureLabels, HookLabels, VerdictLabels, METRICS};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +146,30 @@ pub struct Instances {
 }
 
 /// A verdict's name in audit records.
+/// Counts one hook call in the metrics: its time, and its verdict or failure.
+fn count_hook(plugin: &Arc<str>, hook: Hook, started: std::time::Instant, called: &Result<Verdict, FaultKind>) {
+    let hook = match hook {
+        Hook::Request => "request",
+        Hook::Response => "response",
+    };
+    let labels = HookLabels { plugin: plugin.clone(), hook };
+    METRICS.hook_duration.get_or_create(&labels).observe(metrics::seconds(started.elapsed()));
+    match called {
+        Ok(verdict) => {
+            let labels = VerdictLabels { plugin: plugin.clone(), hook, verdict: verdict_name(verdict) };
+            METRICS.verdicts.get_or_create(&labels).inc();
+        }
+        Err(kind) => {
+            let kind = match kind {
+                FaultKind::Timeout(_) => "deadline",
+                FaultKind::MemoryCap(_) => "memory",
+                other => other.tag(),
+            };
+            METRICS.plugin_failures.get_or_create(&FailureLabels { plugin: plugin.clone(), kind }).inc();
+        }
+    }
+}
+
 fn verdict_name(verdict: &Verdict) -> &'static str {
     match verdict {
         Verdict::Forward => "forward",
@@ -243,7 +268,12 @@ impl Instances {
             // Built from the message as it is now: after a `modify`, the next
             // plugin's context (an error's message, say) is the modified one's.
             let context = shared_context.get_or_insert_with(|| self.context(cx, &message.head));
-            let verdict = match self.call(index, &plugin, hook, context, message, interests.body).await {
+            let timed = metrics::enabled().then(std::time::Instant::now);
+            let called = self.call(index, &plugin, hook, context, message, interests.body).await;
+            if let Some(started) = timed {
+                count_hook(&plugin.name, hook, started, &called);
+            }
+            let verdict = match called {
                 Ok(verdict) => {
                     self.seen.push((index, verdict_name(&verdict)));
                     verdict

@@ -146,6 +146,7 @@ impl Plugins {
     fn audit(&self, why: &str, changes: &[Change], refused: Option<&str>) {
         let plugins: Vec<_> =
             changes.iter().map(|c| json!({"plugin": c.name, "old_digest": c.old, "new_digest": c.new})).collect();
+        crate::telemetry::metrics::reloaded("plugins", refused.is_none());
         let event = match refused {
             None => json!({"event": "reload", "why": why, "result": "ok", "plugins": plugins}),
             Some(reason) => json!({"event": "reload", "why": why, "result": "refused", "reason": reason}),

@@ -49,7 +49,7 @@ impl Relay {
         let mut record =
             if message.head.kind == Kind::Request { Opened::start(self, from, &message, started) } else { None };
         if let (Some(record), true) = (record.as_mut(), walked) {
-            record.verdicts(&self.instances, "request");
+            record.verdicts(self.audit.enabled(), &self.instances, "request");
         }
         let id = head.raw_id.clone();
         let reply = match self.onward(outcome, &message, id.as_deref(), None) {
@@ -64,6 +64,9 @@ impl Relay {
                     }
                 }
                 if let (Some(id), Some(raw_id)) = (&message.head.id, raw_id) {
+                    if let Some(record) = record.as_mut() {
+                        record.sent = Some(std::time::Instant::now());
+                    }
                     let pending = Pending {
                         raw_id,
                         method: message.head.method.clone().unwrap_or_default(),
@@ -141,6 +144,11 @@ impl Relay {
             _ => message,
         };
         let (method, tool, mut record) = pending.map(|p| (p.method, p.tool, p.record)).unwrap_or_default();
+        if let Some(record) = record.as_mut() {
+            record.answered();
+        }
+        let audited = self.audit.enabled();
+        self.learn_tools(&method, from, &message);
         if method == jsonrpc::method::INITIALIZE && from == Direction::ServerToClient {
             self.note_protocol_version(&message);
         }
@@ -160,7 +168,7 @@ impl Relay {
             let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
             let walked = instances.on_response(cx, &message).await;
             if let Some(record) = record.as_mut() {
-                record.verdicts(instances, "response");
+                record.verdicts(audited, instances, "response");
             }
             walked
         };

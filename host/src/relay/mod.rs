@@ -24,12 +24,14 @@ use crate::transport::framing::{Frame, Outgoing};
 
 mod batch;
 mod exchange;
+mod measure;
 mod pending;
 mod record;
 mod reply;
 mod stream;
 
 use batch::Batches;
+use measure::Role;
 use pending::Pending;
 use stream::Partial;
 
@@ -60,6 +62,8 @@ pub struct Relay {
     batches: Batches,
     audit: AuditSink,
     max_message_bytes: usize,
+    /// Which metrics it counts.
+    role: Role,
 }
 
 impl Relay {
@@ -86,7 +90,15 @@ impl Relay {
             batches: Batches::default(),
             audit,
             max_message_bytes,
+            role: Role { front: true, upstream: true },
         }
+    }
+
+    /// In a gateway: the session's relay (`front`, its upstream the router)
+    /// or a lane's (facing its upstream); the metrics each counts differ.
+    pub fn in_gateway(mut self, front: bool) -> Relay {
+        self.role = Role { front, upstream: !front };
+        self
     }
 
     /// Follows reloads: each new message uses the chain in force when it arrives.

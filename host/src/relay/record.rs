@@ -25,15 +25,23 @@ use crate::audit::{At, Source};
 use crate::jsonrpc::{Message, Reply};
 use crate::plugin::instances::{Direction, Transport};
 use crate::plugin::Instances;
+use crate::telemetry::metrics;
 
-/// What a request's record keeps until its answer.
+/// What a request's record keeps until its answer (for the audit trail and the metrics).
 #[derive(Debug)]
 pub(super) struct Opened {
-    started: Instant,
+    pub(super) started: Instant,
+    /// When it was sent on to the peer, after the chain.
+    pub(super) sent: Option<Instant>,
+    /// How long the peer took to answer.
+    pub(super) peer_took: Option<std::time::Duration>,
     direction: Direction,
     id: String,
     arguments: Option<String>,
+    /// What the plugins said (kept only for the audit trail).
     verdicts: Vec<Value>,
+    /// Whether a plugin rejected it.
+    pub(super) denied: bool,
 }
 
 /// How a request ended.
@@ -50,37 +58,59 @@ pub(super) enum Ended<'a> {
 
 impl Opened {
     /// Starts the record of `request`, going `from` one side (`None` when
-    /// nothing is audited).
+    /// nothing is audited or counted).
     pub(super) fn start(relay: &Relay, from: Direction, request: &Message, started: Instant) -> Option<Box<Opened>> {
-        if !relay.audit.enabled() {
+        let audited = relay.audit.enabled();
+        if !audited && !metrics::enabled() {
             return None;
         }
         Some(Box::new(Opened {
             started,
+            sent: None,
+            peer_took: None,
             direction: from,
             id: request.head.raw_id.clone().unwrap_or_default(),
-            arguments: arguments_digest(request),
+            arguments: if audited { arguments_digest(request) } else { None },
             verdicts: Vec::new(),
+            denied: false,
         }))
     }
 
     /// Starts the record of a request streamed on as it arrives (too long to
     /// be read whole, wanted by no plugin): its arguments are not digested.
     pub(super) fn streamed(relay: &Relay, from: Direction, raw_id: &str) -> Option<Box<Opened>> {
-        relay.audit.enabled().then(|| {
+        (relay.audit.enabled() || metrics::enabled()).then(|| {
+            let now = Instant::now();
             Box::new(Opened {
-                started: Instant::now(),
+                started: now,
+                sent: Some(now),
+                peer_took: None,
                 direction: from,
                 id: raw_id.to_owned(),
                 arguments: None,
                 verdicts: Vec::new(),
+                denied: false,
             })
         })
     }
 
+    /// Which way the request went.
+    pub(super) fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Its peer's answer arrived now.
+    pub(super) fn answered(&mut self) {
+        self.peer_took = self.sent.map(|sent| sent.elapsed());
+    }
+
     /// Adds what the plugins the last walk of `instances` called said.
-    pub(super) fn verdicts(&mut self, instances: &Instances, hook: &str) {
+    pub(super) fn verdicts(&mut self, audited: bool, instances: &Instances, hook: &str) {
         for (plugin, verdict) in instances.verdicts() {
+            self.denied |= verdict == "reject";
+            if !audited {
+                continue;
+            }
             self.verdicts.push(json!({
                 "plugin": &*plugin.name,
                 "component": format!("sha256:{}", plugin.digest),
@@ -94,6 +124,12 @@ impl Opened {
 impl Relay {
     /// Writes the record of a request `method` (`tool`) that ended so.
     pub(super) fn close_record(&self, opened: Opened, method: &str, tool: Option<&str>, ended: Ended<'_>) {
+        if metrics::enabled() {
+            self.measure(&opened, method, tool, &ended);
+        }
+        if !self.audit.enabled() {
+            return;
+        }
         let outcome = match ended {
             Ended::Answer(message) => match &message.head.reply {
                 Some(Reply::Result { tool_error: false }) => json!({"result": "success"}),

@@ -79,6 +79,11 @@ fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
     authority_host(rest).is_some_and(is_loopback_name)
 }
 
+/// Whether a `Host` header's value names a loopback host (any port).
+pub fn names_loopback(host: &str) -> bool {
+    authority_host(host).is_some_and(is_loopback_name)
+}
+
 /// `localhost` (with or without the root's trailing dot) or a loopback
 /// address, IPv4-mapped ones (`::ffff:127.0.0.1`) included.
 fn is_loopback_name(name: &str) -> bool {

@@ -48,6 +48,7 @@ use crate::plugin::{Instances, Plugins, Runtime, RuntimeOptions};
 use crate::relay::Relay;
 use crate::session;
 use crate::start::StartError;
+use crate::telemetry::metrics::SessionGauge;
 use crate::transport::framing::Frame;
 use crate::transport::QUEUE;
 use crate::upstream::exchange::SubjectToken;
@@ -145,6 +146,15 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> R
     run_on(listener, options, shutdown).await
 }
 
+/// The metrics' name of a transport.
+fn transport_label(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Stdio => "stdio",
+        Transport::StreamableHttp => "streamable-http",
+        Transport::HttpSse => "http-sse",
+    }
+}
+
 /// [`run`] on a listener already bound (tests bind port 0 and pass it in).
 pub async fn run_on(
     listener: TcpListener,
@@ -169,6 +179,7 @@ pub async fn run_on(
     let options = ServeOptions { upstream, ..options };
     let plugins = Plugins::load(runtime, options.plugins.clone()).await?;
     tracing::info!(plugins = plugins.current().plugins().len(), "chain ready");
+    crate::telemetry::health::HEALTH.plugins_loaded();
     let _watching = plugins.watch(options.watch)?;
     let address = listener.local_addr()?;
     // The address bound (a port of 0 is a real one now): endpoint URLs are made from it.
@@ -410,6 +421,8 @@ impl Gateway {
             Relay::new(instances, to_client, to_upstream, self.options.audit.clone(), self.options.max_message_bytes)
                 .follow(self.plugins.subscribe())
                 .stream_to_upstream(upstream.takes_pieces());
+        let relay = if matches!(target, Target::Virtual(_)) { relay.in_gateway(true) } else { relay };
+        let gauge = SessionGauge::open(transport_label(transport), if legacy { "handshake" } else { era::MODERN });
         let client = futures::stream::poll_fn(move |cx| input_rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::Line(b)))));
         let session = Arc::new(HttpSession {
             id: id.clone(),
@@ -423,6 +436,8 @@ impl Gateway {
         });
         let log_id = id.clone();
         tokio::spawn(async move {
+            // Counted open while its relay runs.
+            let _gauge = gauge;
             let end =
                 session::drive(relay, upstream, client, std::future::pending(), crate::upstream::child::EXIT_GRACE)
                     .await;

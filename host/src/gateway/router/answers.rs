@@ -3,6 +3,7 @@
 //! upstream's answer under the client's id.
 
 use super::*;
+use crate::telemetry::health::HEALTH;
 
 impl Router {
     /// A request for one upstream; `sent` is the message as it receives it
@@ -99,9 +100,11 @@ impl Router {
                 let Some(result) = result_of(&answer) else {
                     tracing::warn!(upstream = %self.upstreams[lane].name, "upstream did not initialize; starting it again later");
                     self.upstreams[lane].failure = error_message(&answer);
+                    HEALTH.upstream(&self.upstreams[lane].name, Some("did not initialize".into()));
                     return self.restart_later(lane).await;
                 };
                 self.upstreams[lane].failure = None;
+                HEALTH.upstream(&self.upstreams[lane].name, None);
                 let intro = Introduced::read(&result);
                 if self.initialized {
                     let note = json!({"jsonrpc": "2.0", "method": jsonrpc::method::INITIALIZED});
@@ -125,12 +128,14 @@ impl Router {
                         Some(result) => {
                             let intro = Introduced::read(&result);
                             self.upstreams[*lane].failure = None;
+                            HEALTH.upstream(&self.upstreams[*lane].name, None);
                             self.upstreams[*lane].introduced = Some(intro);
                             introduced.push(*lane);
                         }
                         None => {
                             tracing::warn!(upstream = %self.upstreams[*lane].name, "upstream did not initialize; starting it again later");
                             self.upstreams[*lane].failure = error_message(answer);
+                            HEALTH.upstream(&self.upstreams[*lane].name, Some("did not initialize".into()));
                             failed.push(*lane);
                         }
                     }

@@ -3,6 +3,8 @@
 //! reload; what they send the client.
 
 use super::*;
+use crate::telemetry::health::HEALTH;
+use crate::telemetry::metrics;
 
 impl Router {
     /// Closes every lane's input (no restarts follow).
@@ -34,6 +36,7 @@ impl Router {
             }
             Err(e) => {
                 tracing::error!(upstream = %u.name, "upstream could not be started: {e}");
+                HEALTH.upstream(&u.name, Some(format!("could not be started: {e}")));
                 self.schedule_restart(index);
             }
         }
@@ -63,6 +66,10 @@ impl Router {
             return;
         }
         let delay = u.config.restart_delay.saturating_mul(1 << u.failures.min(16)).min(MAX_RESTART_DELAY);
+        if metrics::enabled() {
+            let labels = metrics::UpstreamLabels { upstream: std::sync::Arc::from(u.name.as_str()) };
+            metrics::METRICS.upstream_restarts.get_or_create(&labels).inc();
+        }
         u.failures = u.failures.saturating_add(1);
         tracing::info!(upstream = %u.name, "starting it again in {}", humantime::format_duration(delay));
         self.restarts.push(Reverse((Instant::now() + delay, index)));
@@ -218,6 +225,10 @@ impl Router {
             }
             LaneEvent::Ended(end) => {
                 self.live = self.live.saturating_sub(1);
+                // An upstream that ended while its session still wanted it is down.
+                if !matches!(end, crate::session::SessionEnd::Clean) && self.upstreams[lane].lane.is_some() {
+                    HEALTH.upstream(&self.upstreams[lane].name, Some(format!("ended: {end:?}")));
+                }
                 self.lane_ended(lane, &format!("{end:?}")).await
             }
         }

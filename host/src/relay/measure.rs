@@ -1,0 +1,97 @@
+//! What a request counts in the metrics when it ends. The relay the client
+//! talks to (the front) times it end to end; the relay that sends it to its
+//! upstream counts it under that upstream's name (and its tools' names as the
+//! upstream listed them) and times the upstream. A single-upstream relay is
+//! both; in a gateway the session's relay is the front, each lane faces its
+//! upstream, and what the front decided itself (the shared chain denied or
+//! answered it) is counted by the front, as `upstream="gateway"`.
+
+use std::sync::Arc;
+
+use super::record::{Ended, Opened};
+use super::Relay;
+use crate::jsonrpc::{method, Message, Reply};
+use crate::plugin::instances::{Direction, Transport};
+use crate::telemetry::metrics::{self, ClientLabels, RequestLabels, ServerLabels, METRICS};
+
+/// Which metrics a relay counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Role {
+    /// It is the relay the client talks to.
+    pub(super) front: bool,
+    /// It sends to the upstream itself.
+    pub(super) upstream: bool,
+}
+
+impl Relay {
+    /// Learns the tools an upstream lists from its answer to `tools/list`, as
+    /// it sent it (before the chain hides any): they may be label values.
+    pub(super) fn learn_tools(&self, answered: &str, from: Direction, answer: &Message) {
+        if answered != method::TOOLS_LIST || from != Direction::ServerToClient || !metrics::enabled() {
+            return;
+        }
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&answer.raw) else { return };
+        if let Some(result) = value.get_mut("result") {
+            metrics::learn_tools(&self.instances.session().upstream, result);
+        }
+    }
+
+    /// Counts a request `method` (`tool`) that ended so.
+    pub(super) fn measure(&self, opened: &Opened, method_name: &str, tool: Option<&str>, ended: &Ended<'_>) {
+        // Requests the server asked the client are not what operators count here.
+        if opened.direction() != Direction::ClientToServer {
+            return;
+        }
+        let facts = self.instances.session();
+        let upstream = &facts.upstream;
+        let (outcome, error_type): (&'static str, Arc<str>) = match ended {
+            Ended::Answer(message) => match &message.head.reply {
+                Some(Reply::Result { .. }) if opened.denied => ("denied", Arc::from("")),
+                Some(Reply::Result { tool_error: false }) => ("success", Arc::from("")),
+                Some(Reply::Result { tool_error: true }) => ("tool-error", Arc::from("")),
+                Some(Reply::Error { code, .. }) => (
+                    if opened.denied { "denied" } else { "error" },
+                    Arc::from(code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())),
+                ),
+                None => ("error", Arc::from("unread")),
+            },
+            Ended::Error(code) => ("error", Arc::from(code.to_string())),
+            Ended::Cancelled => ("cancelled", Arc::from("cancelled")),
+            Ended::Streamed => ("streamed", Arc::from("")),
+        };
+        let mcp_method_name = metrics::method_label(method_name);
+        let gen_ai_tool_name = match tool {
+            Some(name) => METRICS.tool_label(upstream, name),
+            None => Arc::from(""),
+        };
+        if self.role.upstream || opened.sent.is_none() {
+            let labels = RequestLabels {
+                upstream: upstream.clone(),
+                mcp_method_name,
+                gen_ai_tool_name: gen_ai_tool_name.clone(),
+                outcome,
+                error_type: error_type.clone(),
+            };
+            METRICS.requests.get_or_create(&labels).inc();
+        }
+        if self.role.front {
+            let labels = ServerLabels {
+                mcp_method_name,
+                network_transport: match facts.transport {
+                    Transport::Stdio => "pipe",
+                    Transport::StreamableHttp | Transport::HttpSse => "tcp",
+                },
+                mcp_protocol_version: Arc::from(facts.protocol_version.as_deref().unwrap_or("")),
+                error_type: error_type.clone(),
+            };
+            METRICS.server_duration.get_or_create(&labels).observe(metrics::seconds(opened.started.elapsed()));
+        }
+        if self.role.upstream {
+            let took = opened.peer_took.or_else(|| opened.sent.map(|sent| sent.elapsed()));
+            if let Some(took) = took {
+                let labels = ClientLabels { upstream: upstream.clone(), mcp_method_name, error_type };
+                METRICS.client_duration.get_or_create(&labels).observe(metrics::seconds(took));
+            }
+        }
+    }
+}
