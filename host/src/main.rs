@@ -154,6 +154,16 @@ struct Common {
     /// required off loopback, and for anything that changes state.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// `batch` (records written within 10 ms; the default) or `always`: an
+    /// answer is released only once its record is on disk.
+    #[arg(long, value_name = "batch|always")]
+    audit_sync: Option<SyncArg>,
+    /// Refuse calls while the audit trail cannot be written, rather than serve them unrecorded.
+    #[arg(long)]
+    audit_required: bool,
+    /// Put each call's arguments in its record (as the chain passed them on: after redaction).
+    #[arg(long)]
+    audit_include_arguments: bool,
     /// Largest JSON-RPC message accepted, in bytes.
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -183,6 +193,13 @@ struct Common {
     /// A header for a remote upstream whose value is read from a file, `Name=PATH` (trailing newline dropped).
     #[arg(long = "header-from-file", value_name = "NAME=PATH")]
     headers_from_file: Vec<String>,
+}
+
+/// `--audit-sync`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SyncArg {
+    Batch,
+    Always,
 }
 
 #[derive(clap::Args)]
@@ -524,8 +541,8 @@ fn open_audit(common: &Common, upstream: &Target) -> anyhow::Result<AuditTrail> 
         _ => Default::default(),
     };
     let Some(path) = common.audit.clone().or(configured.file) else {
-        if common.audit_key.is_some() {
-            anyhow::bail!("--audit-key needs an audit file (--audit FILE, or [audit] file)");
+        if common.audit_key.is_some() || common.audit_required {
+            anyhow::bail!("--audit-key and --audit-required need an audit file (--audit FILE, or [audit] file)");
         }
         return Ok(AuditTrail::open(None)?);
     };
@@ -543,6 +560,13 @@ fn open_audit(common: &Common, upstream: &Target) -> anyhow::Result<AuditTrail> 
     }
     options.max_bytes = common.audit_max_bytes.or(configured.max_bytes);
     options.max_age = common.audit_max_age.or(configured.max_age);
+    options.sync_always = match common.audit_sync {
+        Some(SyncArg::Always) => true,
+        Some(SyncArg::Batch) => false,
+        None => configured.sync == warden::config::gateway::AuditSync::Always,
+    };
+    options.required = common.audit_required || configured.required;
+    options.include_arguments = common.audit_include_arguments || configured.include_arguments;
     AuditTrail::open(Some(options)).with_context(|| format!("--audit {}", path.display()))
 }
 

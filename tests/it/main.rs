@@ -3,6 +3,7 @@
 mod common;
 
 mod audit_chain;
+mod audit_durable;
 mod chain;
 mod conformance;
 mod contract;

@@ -11,6 +11,7 @@
 //! to sign what is unsigned. The buffer is also written whenever it fills, and
 //! on shutdown (after a last checkpoint).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -43,6 +44,43 @@ struct Shared {
     trail: Mutex<Trail>,
     /// Wakes the flushing task; `None` outside a runtime (flushes happen inline).
     kick: Option<Arc<Notify>>,
+    /// The last write failed (and none has succeeded since).
+    failing: AtomicBool,
+    /// See [`TrailOptions::sync_always`].
+    sync_always: bool,
+    /// See [`TrailOptions::required`].
+    required: bool,
+    /// See [`TrailOptions::include_arguments`].
+    include_arguments: bool,
+}
+
+impl Shared {
+    /// Notes how the last write went: a failure is said loudly once (and
+    /// counted every time), the recovery too.
+    fn wrote(&self, path: &std::path::Path, result: std::io::Result<()>) -> bool {
+        match result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(file = %path.display(), "audit: the trail is written again");
+                }
+                true
+            }
+            Err(e) => {
+                METRICS.audit_failures.inc();
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    let then = if self.required {
+                        "calls are refused until it can be written ([audit] required = true)"
+                    } else {
+                        "records are being LOST; calls go on unrecorded (set [audit] required = true to refuse them)"
+                    };
+                    tracing::error!(file = %path.display(), "audit: the trail cannot be written: {e}; {then}");
+                } else {
+                    tracing::debug!(file = %path.display(), "audit: write failed again: {e}");
+                }
+                false
+            }
+        }
+    }
 }
 
 /// Flushes what is buffered when the run is over.
@@ -63,9 +101,18 @@ pub enum Source<'a> {
 impl AuditSink {
     /// Opens (appends to, continuing its chain) the trail `options` name.
     pub fn open(options: TrailOptions) -> std::io::Result<(AuditSink, AuditWriter)> {
+        let (sync_always, required, include_arguments) =
+            (options.sync_always, options.required, options.include_arguments);
         let trail = Trail::open(options)?;
         let kick = tokio::runtime::Handle::try_current().ok().map(|_| Arc::new(Notify::new()));
-        let shared = Arc::new(Shared { trail: Mutex::new(trail), kick: kick.clone() });
+        let shared = Arc::new(Shared {
+            trail: Mutex::new(trail),
+            kick: kick.clone(),
+            failing: AtomicBool::new(false),
+            sync_always,
+            required,
+            include_arguments,
+        });
         if let Some(kick) = kick {
             let weak = Arc::downgrade(&shared);
             tokio::spawn(async move {
@@ -85,10 +132,10 @@ impl AuditSink {
                     }
                     let Some(shared) = weak.upgrade() else { break };
                     let mut trail = lock(&shared.trail);
-                    if let Err(e) = trail.tick() {
-                        tracing::error!(file = %trail.path().display(), "audit: checkpoint failed: {e}");
-                    }
-                    flush_locked(&mut trail);
+                    let ticked = trail.tick();
+                    let path = trail.path().to_owned();
+                    shared.wrote(&path, ticked);
+                    flush_locked(&shared, &mut trail);
                     signing = trail.unsigned().then(|| trail.checkpoint_after());
                 }
             });
@@ -110,8 +157,40 @@ impl AuditSink {
     /// Records one event with the time, its source, the session and the upstream.
     pub fn record(&self, source: Source<'_>, at: At<'_>, event: &Value) {
         if let Some(shared) = &self.file {
-            write_record(&shared.trail, source, at, &event.to_string());
+            write_record(shared, source, at, &event.to_string());
         }
+    }
+
+    /// Records a request's end; with `sync = "always"` it is on disk when this
+    /// returns. `false`: it could not be (the answer must not go out
+    /// unrecorded when the trail is required).
+    pub fn record_request(&self, at: At<'_>, event: &Value) -> bool {
+        let Some(shared) = &self.file else { return true };
+        if !write_record(shared, Source::Host, at, &event.to_string()) {
+            return false;
+        }
+        if !shared.sync_always {
+            return true;
+        }
+        let mut trail = lock(&shared.trail);
+        let synced = trail.sync();
+        let path = trail.path().to_owned();
+        shared.wrote(&path, synced)
+    }
+
+    /// Whether calls must be refused: the trail is required and cannot be written.
+    pub fn refusing(&self) -> bool {
+        self.file.as_ref().is_some_and(|s| s.required && s.failing.load(Ordering::Relaxed))
+    }
+
+    /// Whether a record that could not be written must stop its answer.
+    pub fn required(&self) -> bool {
+        self.file.as_ref().is_some_and(|s| s.required)
+    }
+
+    /// Whether request records carry the arguments themselves.
+    pub fn includes_arguments(&self) -> bool {
+        self.file.as_ref().is_some_and(|s| s.include_arguments)
     }
 
     /// Records an event given as JSON text (as plugins hand it over); text that
@@ -119,9 +198,9 @@ impl AuditSink {
     pub fn record_text(&self, source: Source<'_>, at: At<'_>, event: &str) {
         let Some(shared) = &self.file else { return };
         match serde_json::from_str::<&RawValue>(event) {
-            Ok(raw) => write_record(&shared.trail, source, at, raw.get()),
-            Err(_) => write_record(&shared.trail, source, at, &Value::String(event.to_owned()).to_string()),
-        }
+            Ok(raw) => write_record(shared, source, at, raw.get()),
+            Err(_) => write_record(shared, source, at, &Value::String(event.to_owned()).to_string()),
+        };
     }
 
     /// Has buffered records written within [`FLUSH_DELAY`]. The relay calls
@@ -130,14 +209,14 @@ impl AuditSink {
         let Some(shared) = &self.file else { return };
         match &shared.kick {
             Some(kick) => kick.notify_one(),
-            None => flush(&shared.trail),
+            None => flush(shared),
         }
     }
 
     /// Writes buffered records to the file now.
     pub fn flush(&self) {
         if let Some(shared) = &self.file {
-            flush(&shared.trail);
+            flush(shared);
         }
     }
 
@@ -145,10 +224,10 @@ impl AuditSink {
     pub fn seal(&self) {
         if let Some(shared) = &self.file {
             let mut trail = lock(&shared.trail);
-            if let Err(e) = trail.checkpoint() {
-                tracing::error!(file = %trail.path().display(), "audit: checkpoint failed: {e}");
-            }
-            flush_locked(&mut trail);
+            let signed = trail.checkpoint();
+            let path = trail.path().to_owned();
+            shared.wrote(&path, signed);
+            flush_locked(shared, &mut trail);
         }
     }
 }
@@ -157,15 +236,14 @@ fn lock(trail: &Mutex<Trail>) -> std::sync::MutexGuard<'_, Trail> {
     trail.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn flush(trail: &Mutex<Trail>) {
-    flush_locked(&mut lock(trail));
+fn flush(shared: &Shared) {
+    flush_locked(shared, &mut lock(&shared.trail));
 }
 
-fn flush_locked(trail: &mut Trail) {
-    if let Err(e) = trail.flush() {
-        tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
-        METRICS.audit_failures.inc();
-    }
+fn flush_locked(shared: &Shared, trail: &mut Trail) {
+    let flushed = trail.flush();
+    let path = trail.path().to_owned();
+    shared.wrote(&path, flushed);
 }
 
 /// Where an event happened: the session and the upstream, where there are ones.
@@ -184,7 +262,8 @@ impl At<'static> {
     pub const WARDEN: At<'static> = At { session: None, upstream: None, caller: None };
 }
 
-fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str) {
+/// Appends one record; `false` if it could not be.
+fn write_record(shared: &Shared, source: Source<'_>, at: At<'_>, event: &str) -> bool {
     let (source, plugin) = match source {
         Source::Host => ("host", Value::Null),
         Source::Plugin(name) => ("plugin", Value::from(name)),
@@ -196,16 +275,17 @@ fn write_record(file: &Mutex<Trail>, source: Source<'_>, at: At<'_>, event: &str
     let body = format!(
         "\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"caller\":{caller},\"event\":{event}"
     );
-    let mut trail = lock(file);
-    match trail.append(&body) {
-        Ok(()) => {
-            if metrics::enabled() {
-                METRICS.audit_records.inc();
-            }
-        }
+    let mut trail = lock(&shared.trail);
+    let appended = trail.append(&body);
+    if appended.is_ok() && metrics::enabled() {
+        METRICS.audit_records.inc();
+    }
+    // A failed append is said by `wrote`; a good one says nothing until its flush.
+    match appended {
+        Ok(()) => true,
         Err(e) => {
-            tracing::error!(file = %trail.path().display(), "audit: write failed: {e}");
-            METRICS.audit_failures.inc();
+            let path = trail.path().to_owned();
+            shared.wrote(&path, Err(e))
         }
     }
 }

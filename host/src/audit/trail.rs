@@ -41,6 +41,12 @@ pub struct TrailOptions {
     pub max_bytes: Option<u64>,
     /// A new file once this one is this old.
     pub max_age: Option<Duration>,
+    /// Each request's record is on disk (written and synced) before its answer is released.
+    pub sync_always: bool,
+    /// Calls are refused while the trail cannot be written.
+    pub required: bool,
+    /// Request records carry the arguments (as the chain passed them on).
+    pub include_arguments: bool,
 }
 
 impl TrailOptions {
@@ -53,6 +59,9 @@ impl TrailOptions {
             checkpoint_after: Duration::from_secs(10),
             max_bytes: None,
             max_age: None,
+            sync_always: false,
+            required: false,
+            include_arguments: false,
         }
     }
 }
@@ -183,6 +192,17 @@ impl Trail {
     /// Writes buffered records out.
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+
+    /// Writes buffered records out and has the disk keep them (`fdatasync`).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &TrailOptions {
+        &self.options
     }
 
     /// Closes this file (signed) under its rotated name and starts the next.

@@ -44,6 +44,8 @@ pub mod code {
     pub const SHUTTING_DOWN: i32 = -31054;
     /// The gateway refuses a tool whose definition changed since it was pinned.
     pub const TOOL_CHANGED: i32 = -31055;
+    /// The audit trail cannot be written and `[audit] required = true`.
+    pub const AUDIT_UNAVAILABLE: i32 = -31056;
 
     /// The `data.warden` tag of one of Warden's own codes.
     pub fn tag(code: i32) -> Option<&'static str> {
@@ -54,6 +56,7 @@ pub mod code {
             MESSAGE_TOO_LARGE => "too-large",
             SHUTTING_DOWN => "shutting-down",
             TOOL_CHANGED => "tool-changed",
+            AUDIT_UNAVAILABLE => "audit-unavailable",
             _ => return None,
         })
     }

@@ -20,21 +20,26 @@ impl Relay {
         if head.kind == Kind::Request {
             let refused = match &head.id {
                 _ if self.pending(from).len() >= MAX_PENDING => {
-                    Some(format!("too many requests in flight (limit {MAX_PENDING})"))
+                    Some((code::INVALID_REQUEST, format!("too many requests in flight (limit {MAX_PENDING})")))
                 }
+                // Nothing is served unrecorded when the trail is required.
+                _ if from == Direction::ClientToServer && self.audit.refusing() => Some((
+                    code::AUDIT_UNAVAILABLE,
+                    "the audit trail cannot be written, and it is required: calls are refused until it can".to_owned(),
+                )),
                 // Its answer could not be told from the first one's.
                 Some(id) if self.pending(from).contains_key(id) => {
-                    Some("a request with this id is already in flight".to_owned())
+                    Some((code::INVALID_REQUEST, "a request with this id is already in flight".to_owned()))
                 }
                 _ => None,
             };
-            if let Some(text) = refused {
+            if let Some((refusal, text)) = refused {
                 tracing::warn!(
                     from = side(from),
                     id = head.raw_id.as_deref().unwrap_or("-"),
                     "request refused: {text}"
                 );
-                let reply = jsonrpc::error_response(head.raw_id.as_deref(), code::INVALID_REQUEST, &text, None);
+                let reply = jsonrpc::error_response(head.raw_id.as_deref(), refusal, &text, None);
                 return self.send_back(from, reply).await;
             }
         }
@@ -55,7 +60,13 @@ impl Relay {
         let reply = match self.onward(outcome, &message, id.as_deref(), None) {
             Onward::Pass(replacement) => {
                 let raw_id = message.head.raw_id.clone();
-                let message = replacement.unwrap_or(message);
+                let message = match (replacement, record.as_mut()) {
+                    (Some(replacement), Some(record)) => {
+                        record.passed_as(self, &replacement);
+                        replacement
+                    }
+                    (replacement, _) => replacement.unwrap_or(message),
+                };
                 // A cancellation the chain let through: the request is no longer
                 // waited for. One it stopped never reached the peer: it still is.
                 if message.head.method.as_deref() == Some(jsonrpc::method::CANCELLED) {
@@ -82,10 +93,12 @@ impl Relay {
             Onward::Answer(reply) => reply.filter(|_| id.is_some()),
         };
         if let Some(reply) = reply {
-            let reply = self.unwind(from, stopped_at, &message, reply).await;
+            let mut reply = self.unwind(from, stopped_at, &message, reply).await;
             if let (Some(record), Ok(answer)) = (record, Message::parse(reply.clone())) {
                 let method = message.head.method.as_deref().unwrap_or_default();
-                self.close_record(*record, method, message.head.tool.as_deref(), Ended::Answer(&answer));
+                if !self.close_record(*record, method, message.head.tool.as_deref(), Ended::Answer(&answer)) {
+                    reply = withheld(message.head.raw_id.as_deref());
+                }
             }
             self.send_back(from, reply).await;
         }
@@ -161,7 +174,9 @@ impl Relay {
                     self.release_retired();
                 }
                 if let Some(record) = record {
-                    self.close_record(*record, &method, tool.as_deref(), Ended::Answer(&message));
+                    if !self.close_record(*record, &method, tool.as_deref(), Ended::Answer(&message)) {
+                        return self.send_on(from, withheld(message.head.raw_id.as_deref())).await;
+                    }
                 }
                 return self.send_on(from, message.raw).await;
             }
@@ -173,7 +188,7 @@ impl Relay {
             walked
         };
         let id = message.head.raw_id.as_deref();
-        let onward = match self.onward(outcome, &message, id, Some(&method)) {
+        let mut onward = match self.onward(outcome, &message, id, Some(&method)) {
             Onward::Pass(replacement) => replacement.map_or(message.raw.clone(), |m| m.raw),
             Onward::Answer(answer) => {
                 // What a plugin made of the answer goes on through the plugins it
@@ -190,9 +205,18 @@ impl Relay {
         if let Some(record) = record {
             let answered = if onward == message.raw { Some(message) } else { Message::parse(onward.clone()).ok() };
             if let Some(answered) = answered {
-                self.close_record(*record, &method, tool.as_deref(), Ended::Answer(&answered));
+                if !self.close_record(*record, &method, tool.as_deref(), Ended::Answer(&answered)) {
+                    onward = withheld(answered.head.raw_id.as_deref());
+                }
             }
         }
         self.send_on(from, onward).await;
     }
+}
+
+/// The answer instead of one whose audit record could not be written while
+/// the trail is required: the call's outcome is not released unrecorded.
+fn withheld(id: Option<&str>) -> Bytes {
+    let text = "the answer is withheld: its audit record could not be written, and the trail is required";
+    jsonrpc::error_response(id, code::AUDIT_UNAVAILABLE, text, None)
 }

@@ -181,7 +181,8 @@ impl Relay {
         }
         for mut pending in std::mem::take(&mut self.upstream_pending).into_values() {
             if let Some(record) = pending.record.take() {
-                self.close_record(
+                // An error either way: nothing to withhold.
+                let _ = self.close_record(
                     *record,
                     &pending.method,
                     pending.tool.as_deref(),

@@ -87,7 +87,8 @@ impl Relay {
     pub(super) fn settled(&self, pending: Option<&mut Pending>, ended: Ended<'_>) {
         if let Some(pending) = pending {
             if let Some(record) = pending.record.take() {
-                self.close_record(*record, &pending.method, pending.tool.as_deref(), ended);
+                // Cancelled, refused or cut off: an error or nothing, either way.
+                let _ = self.close_record(*record, &pending.method, pending.tool.as_deref(), ended);
             }
         }
     }

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::Relay;
-use crate::audit::{At, Source};
+use crate::audit::At;
 use crate::jsonrpc::{Message, Reply};
 use crate::plugin::instances::{Direction, Transport};
 use crate::plugin::Instances;
@@ -37,7 +37,8 @@ pub(super) struct Opened {
     pub(super) peer_took: Option<std::time::Duration>,
     direction: Direction,
     id: String,
-    arguments: Option<String>,
+    /// The digest of the arguments, and (with `include-arguments`) their canonical form.
+    arguments: Option<(String, Option<String>)>,
     /// What the plugins said (kept only for the audit trail).
     verdicts: Vec<Value>,
     /// Whether a plugin rejected it.
@@ -70,7 +71,7 @@ impl Opened {
             peer_took: None,
             direction: from,
             id: request.head.raw_id.clone().unwrap_or_default(),
-            arguments: if audited { arguments_digest(request) } else { None },
+            arguments: if audited { arguments_of(request, relay.audit.includes_arguments()) } else { None },
             verdicts: Vec::new(),
             denied: false,
         }))
@@ -99,6 +100,14 @@ impl Opened {
         self.direction
     }
 
+    /// The request went on as `passed` (a plugin changed it): its arguments are
+    /// what the upstream runs, and what the record says.
+    pub(super) fn passed_as(&mut self, relay: &Relay, passed: &Message) {
+        if relay.audit.enabled() {
+            self.arguments = arguments_of(passed, relay.audit.includes_arguments());
+        }
+    }
+
     /// Its peer's answer arrived now.
     pub(super) fn answered(&mut self) {
         self.peer_took = self.sent.map(|sent| sent.elapsed());
@@ -123,12 +132,15 @@ impl Opened {
 
 impl Relay {
     /// Writes the record of a request `method` (`tool`) that ended so.
-    pub(super) fn close_record(&self, opened: Opened, method: &str, tool: Option<&str>, ended: Ended<'_>) {
+    /// `false`: the record could not be written and the trail is required, so
+    /// its answer must not be released.
+    #[must_use = "an answer whose record failed must not go out when the trail is required"]
+    pub(super) fn close_record(&self, opened: Opened, method: &str, tool: Option<&str>, ended: Ended<'_>) -> bool {
         if metrics::enabled() {
             self.measure(&opened, method, tool, &ended);
         }
         if !self.audit.enabled() {
-            return;
+            return true;
         }
         let outcome = match ended {
             Ended::Answer(message) => match &message.head.reply {
@@ -150,23 +162,30 @@ impl Relay {
             "id": opened.id,
             "method": method,
             "tool": tool,
-            "arguments_sha256": opened.arguments,
+            "arguments_sha256": opened.arguments.as_ref().map(|(digest, _)| digest),
             "verdicts": opened.verdicts,
             "outcome": outcome,
             "latency_us": u64::try_from(opened.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
+        let mut event = event;
+        if let (Some((_, Some(canonical))), Some(map)) = (&opened.arguments, event.as_object_mut()) {
+            let arguments = serde_json::from_str::<Value>(canonical).unwrap_or(Value::Null);
+            map.insert("arguments".into(), arguments);
+        }
         let caller = facts.caller.as_ref().map(|c| c.subject.as_str());
         let at = At { session: facts.id.as_deref(), upstream: Some(&facts.upstream), caller };
-        self.audit.record(Source::Host, at, &event);
+        self.audit.record_request(at, &event) || !self.audit.required()
     }
 }
 
-/// sha256 (hex) of the RFC 8785 form of `params.arguments`, when there are any.
-fn arguments_digest(request: &Message) -> Option<String> {
+/// sha256 (hex) of the RFC 8785 form of `params.arguments`, when there are
+/// any, and that form itself when it is to be `kept`.
+fn arguments_of(request: &Message, kept: bool) -> Option<(String, Option<String>)> {
     let value: Value = serde_json::from_slice(&request.raw).ok()?;
     let arguments = value.get("params")?.get("arguments")?;
     let canonical = serde_json_canonicalizer::to_string(arguments).ok()?;
-    Some(hex::encode(Sha256::digest(canonical.as_bytes())))
+    let digest = hex::encode(Sha256::digest(canonical.as_bytes()));
+    Some((digest, kept.then_some(canonical)))
 }
 
 fn direction_name(direction: Direction) -> &'static str {

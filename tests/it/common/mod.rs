@@ -123,6 +123,29 @@ impl Warden {
         if !upstream.is_empty() {
             cmd.arg("--").args(upstream);
         }
+        Warden::spawn(cmd, audit, audit_dir)
+    }
+
+    /// The `wrap` command line `start_with` would run (audit into `audit`),
+    /// for a test that runs it some other way (under a shell's limits, say).
+    pub fn command_line(plugins: Option<&Path>, audit: &Path, flags: &[&str], upstream: &[&str]) -> Vec<String> {
+        let p = paths();
+        let mut line =
+            vec![p.warden.display().to_string(), "wrap".into(), "--audit".into(), audit.display().to_string()];
+        line.extend(["--cache-dir".into(), p.cache.display().to_string()]);
+        if let Some(dir) = plugins {
+            line.extend(["--plugins".into(), dir.display().to_string()]);
+        }
+        line.extend(flags.iter().map(|f| f.to_string()));
+        if !upstream.is_empty() {
+            line.push("--".into());
+            line.extend(upstream.iter().map(|u| u.to_string()));
+        }
+        line
+    }
+
+    /// Runs `cmd` as the Warden under test (its audit file `audit`, in `audit_dir`).
+    pub fn spawn(mut cmd: Command, audit: PathBuf, audit_dir: tempfile::TempDir) -> Warden {
         cmd.env("WARDEN_LOG", std::env::var("WARDEN_TEST_LOG").unwrap_or_else(|_| "info".to_owned()));
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn warden");
