@@ -12,6 +12,7 @@ use warden::plugin::{versions, Runtime, RuntimeOptions};
 use warden::serve::auth::Clients;
 use warden::serve::{self, ServeOptions};
 use warden::session::SessionEnd;
+use warden::telemetry::traces;
 use warden::upstream::http::{RemoteError, RemoteOptions};
 use warden::upstream::Target;
 use warden::wrap::{self, WrapOptions};
@@ -164,6 +165,9 @@ struct Common {
     /// Put each call's arguments in its record (as the chain passed them on: after redaction).
     #[arg(long)]
     audit_include_arguments: bool,
+    /// Send OpenTelemetry traces to this OTLP/HTTP receiver (`http://127.0.0.1:4318`); off by default.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Largest JSON-RPC message accepted, in bytes.
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -370,14 +374,33 @@ async fn check_main(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Logs on stderr (`WARDEN_LOG`), and trace spans to an OTLP receiver when one is given.
+fn start_logging(otlp: Option<&str>, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Option<traces::Exporter>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "warden=info,info".into());
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "warden=info,info".into()),
-        )
-        .init();
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() != traces::TARGET));
+    let (exporter, spans) = match otlp {
+        Some(endpoint) => {
+            let (exporter, tracer) = traces::start(endpoint, runtime.handle().clone())?;
+            let spans = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == traces::TARGET));
+            (Some(exporter), Some(spans))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    Ok(exporter)
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // One session needs one thread: in `wrap` every hop between the two pipes
     // stays on it, with no cross-thread wake-ups on the hot path. The gateway
@@ -400,6 +423,18 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warden: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let otlp = match &cli.command {
+        Command::Wrap(args) => args.common.otlp_endpoint.clone(),
+        Command::Serve(args) => args.common.otlp_endpoint.clone(),
+        _ => None,
+    };
+    let exporter = match start_logging(otlp.as_deref(), &runtime) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
             return ExitCode::FAILURE;
         }
     };
@@ -465,6 +500,12 @@ fn main() -> ExitCode {
             }
         }
     };
+    // The last spans go out while the runtime still runs their client.
+    if let Some(exporter) = exporter {
+        runtime.block_on(async {
+            let _ = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
+        });
+    }
     // A read of a terminal stdin may still be parked on a blocking thread: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {

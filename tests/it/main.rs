@@ -30,5 +30,6 @@ mod remote;
 mod sandbox;
 mod server_everything;
 mod tls;
+mod traces;
 mod upstreams;
 mod upstreams_hostile;

@@ -15,7 +15,7 @@ pub mod lane;
 pub mod merge;
 pub mod pins;
 pub mod probe;
-pub mod rewrite;
+pub use crate::jsonrpc::rewrite;
 pub mod router;
 pub mod shared;
 

@@ -11,6 +11,7 @@ mod compose;
 mod peek;
 mod prefix;
 mod reader;
+pub mod rewrite;
 pub mod stream;
 
 pub use batch::{batch_refused, is_batch, join_batch, split_batch, BATCHED_INITIALIZE, BATCH_VERSION};

@@ -5,9 +5,11 @@
 //! a lock. An instance that fails is dropped and made afresh for the next message.
 
 use crate::telemetry::metrics::{self, FailureLabels, HookLabels, VerdictLabels, METRICS};
+use crate::telemetry::traces;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use serde_json::value::RawValue;
 use wasmtime::Store;
@@ -146,6 +148,28 @@ pub struct Instances {
 }
 
 /// A verdict's name in audit records.
+/// The span of one hook call, under the request's (none while tracing is
+/// off, or outside a request's span).
+fn hook_span(plugin: &Plugin, hook: Hook) -> Option<tracing::Span> {
+    if !traces::on() || tracing::Span::current().is_none() {
+        return None;
+    }
+    let hook = match hook {
+        Hook::Request => "request",
+        Hook::Response => "response",
+    };
+    Some(tracing::info_span!(
+        target: traces::TARGET,
+        "warden.plugin",
+        otel.name = %format!("{} {hook}", plugin.name),
+        otel.status_code = tracing::field::Empty,
+        warden.plugin = %plugin.name,
+        warden.plugin.component = %format!("sha256:{}", plugin.digest),
+        warden.hook = hook,
+        warden.verdict = tracing::field::Empty,
+    ))
+}
+
 /// Counts one hook call in the metrics: its time, and its verdict or failure.
 fn count_hook(plugin: &Arc<str>, hook: Hook, started: std::time::Instant, called: &Result<Verdict, FaultKind>) {
     let hook = match hook {
@@ -269,9 +293,24 @@ impl Instances {
             // plugin's context (an error's message, say) is the modified one's.
             let context = shared_context.get_or_insert_with(|| self.context(cx, &message.head));
             let timed = metrics::enabled().then(std::time::Instant::now);
-            let called = self.call(index, &plugin, hook, context, message, interests.body).await;
+            let traced = hook_span(&plugin, hook);
+            let call = self.call(index, &plugin, hook, context, message, interests.body);
+            let called = match &traced {
+                Some(span) => call.instrument(span.clone()).await,
+                None => call.await,
+            };
             if let Some(started) = timed {
                 count_hook(&plugin.name, hook, started, &called);
+            }
+            if let Some(span) = traced {
+                let said = match &called {
+                    Ok(verdict) => verdict_name(verdict),
+                    Err(kind) => kind.tag(),
+                };
+                span.record("warden.verdict", said);
+                if called.is_err() {
+                    span.record("otel.status_code", "ERROR");
+                }
             }
             let verdict = match called {
                 Ok(verdict) => {

@@ -10,6 +10,8 @@ use super::{opposite, side, Relay};
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::plugin::instances::Direction;
 use crate::plugin::{ChainOutcome, MessageContext};
+use crate::telemetry::traces;
+use tracing::Instrument as _;
 
 impl Relay {
     /// A request or notification travelling `from` one side to the other.
@@ -45,14 +47,21 @@ impl Relay {
         }
         self.refresh();
         let walked = self.instances.chain().wants_request(method, from);
+        let span = (head.kind == Kind::Request && traces::on()).then(|| self.request_span(&message));
         let (outcome, stopped_at) = if walked {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
-            self.instances.on_request(cx, &message).await
+            let walk = self.instances.on_request(cx, &message);
+            match &span {
+                Some(span) => walk.instrument(span.clone()).await,
+                None => walk.await,
+            }
         } else {
             (ChainOutcome::Forward(None), 0)
         };
-        let mut record =
-            if message.head.kind == Kind::Request { Opened::start(self, from, &message, started) } else { None };
+        let mut record = match message.head.kind {
+            Kind::Request => Opened::start(self, from, &message, started, span),
+            _ => None,
+        };
         if let (Some(record), true) = (record.as_mut(), walked) {
             record.verdicts(self.audit.enabled(), &self.instances, "request");
         }
@@ -74,9 +83,11 @@ impl Relay {
                         self.send_back(from, answers).await;
                     }
                 }
+                let mut stamped = None;
                 if let (Some(id), Some(raw_id)) = (&message.head.id, raw_id) {
                     if let Some(record) = record.as_mut() {
                         record.sent = Some(std::time::Instant::now());
+                        stamped = record.sending(self, &message);
                     }
                     let pending = Pending {
                         raw_id,
@@ -87,7 +98,7 @@ impl Relay {
                     };
                     self.pending(from).insert(id.clone(), pending);
                 }
-                return self.send_on(from, message.raw).await;
+                return self.send_on(from, stamped.unwrap_or(message.raw)).await;
             }
             // Notifications that were stopped are simply dropped; there is nobody to answer.
             Onward::Answer(reply) => reply.filter(|_| id.is_some()),
@@ -181,7 +192,11 @@ impl Relay {
                 return self.send_on(from, message.raw).await;
             }
             let cx = MessageContext { direction: from, method: &method, tool: tool.as_deref() };
-            let walked = instances.on_response(cx, &message).await;
+            let walk = instances.on_response(cx, &message);
+            let walked = match record.as_ref().and_then(|r| r.span.clone()) {
+                Some(span) => walk.instrument(span).await,
+                None => walk.await,
+            };
             if let Some(record) = record.as_mut() {
                 record.verdicts(audited, instances, "response");
             }

@@ -28,6 +28,7 @@ mod measure;
 mod pending;
 mod record;
 mod reply;
+mod spans;
 mod stream;
 
 use batch::Batches;

@@ -43,6 +43,12 @@ pub(super) struct Opened {
     verdicts: Vec<Value>,
     /// Whether a plugin rejected it.
     pub(super) denied: bool,
+    /// Its trace span, while tracing is on.
+    pub(super) span: Option<tracing::Span>,
+    /// The span of its call to the upstream.
+    pub(super) upstream_span: Option<tracing::Span>,
+    /// `plugin=verdict, …` for the span.
+    pub(super) trace_verdicts: String,
 }
 
 /// How a request ended.
@@ -60,9 +66,15 @@ pub(super) enum Ended<'a> {
 impl Opened {
     /// Starts the record of `request`, going `from` one side (`None` when
     /// nothing is audited or counted).
-    pub(super) fn start(relay: &Relay, from: Direction, request: &Message, started: Instant) -> Option<Box<Opened>> {
+    pub(super) fn start(
+        relay: &Relay,
+        from: Direction,
+        request: &Message,
+        started: Instant,
+        span: Option<tracing::Span>,
+    ) -> Option<Box<Opened>> {
         let audited = relay.audit.enabled();
-        if !audited && !metrics::enabled() {
+        if !audited && !metrics::enabled() && span.is_none() {
             return None;
         }
         Some(Box::new(Opened {
@@ -74,6 +86,9 @@ impl Opened {
             arguments: if audited { arguments_of(request, relay.audit.includes_arguments()) } else { None },
             verdicts: Vec::new(),
             denied: false,
+            span,
+            upstream_span: None,
+            trace_verdicts: String::new(),
         }))
     }
 
@@ -91,6 +106,9 @@ impl Opened {
                 arguments: None,
                 verdicts: Vec::new(),
                 denied: false,
+                span: None,
+                upstream_span: None,
+                trace_verdicts: String::new(),
             })
         })
     }
@@ -111,12 +129,19 @@ impl Opened {
     /// Its peer's answer arrived now.
     pub(super) fn answered(&mut self) {
         self.peer_took = self.sent.map(|sent| sent.elapsed());
+        self.upstream_span = None;
     }
 
     /// Adds what the plugins the last walk of `instances` called said.
     pub(super) fn verdicts(&mut self, audited: bool, instances: &Instances, hook: &str) {
         for (plugin, verdict) in instances.verdicts() {
             self.denied |= verdict == "reject";
+            if self.span.is_some() {
+                if !self.trace_verdicts.is_empty() {
+                    self.trace_verdicts.push_str(", ");
+                }
+                self.trace_verdicts.push_str(&format!("{}={verdict}", plugin.name));
+            }
             if !audited {
                 continue;
             }
@@ -135,7 +160,8 @@ impl Relay {
     /// `false`: the record could not be written and the trail is required, so
     /// its answer must not be released.
     #[must_use = "an answer whose record failed must not go out when the trail is required"]
-    pub(super) fn close_record(&self, opened: Opened, method: &str, tool: Option<&str>, ended: Ended<'_>) -> bool {
+    pub(super) fn close_record(&self, mut opened: Opened, method: &str, tool: Option<&str>, ended: Ended<'_>) -> bool {
+        opened.end_span(&ended);
         if metrics::enabled() {
             self.measure(&opened, method, tool, &ended);
         }

@@ -147,6 +147,21 @@ pub(super) async fn read_body(gateway: &Gateway, body: Incoming) -> Result<Bytes
     }
 }
 
+/// A request whose HTTP `traceparent` header (W3C trace context) its body
+/// does not carry gets it in `params._meta.traceparent`, where the relay
+/// reads a request's parent span and passes it on.
+fn with_trace_context(headers: &HeaderMap, message: Message) -> Message {
+    let mut given = headers.get_all("traceparent").iter();
+    let (Some(value), None) = (given.next(), given.next()) else { return message };
+    let Some(value) = value.to_str().ok().filter(|v| crate::telemetry::traces::is_traceparent(v)) else {
+        return message;
+    };
+    if message.head.kind != Kind::Request || jsonrpc::rewrite::traceparent(&message.raw).is_some() {
+        return message;
+    }
+    jsonrpc::rewrite::with_traceparent(&message.raw, value).and_then(|raw| Message::parse(raw).ok()).unwrap_or(message)
+}
+
 async fn post(
     gateway: &Gateway,
     request: Request<Incoming>,
@@ -186,7 +201,7 @@ async fn post(
         return http_batch::post(gateway, headers, body, accepts, caller.as_deref()).await;
     }
     let message = match Message::parse(body) {
-        Ok(message) => message,
+        Ok(message) => with_trace_context(headers, message),
         Err(e) => {
             let body = jsonrpc::error_response(e.id(), e.code(), &e.to_string(), None);
             return json(StatusCode::BAD_REQUEST, body);

@@ -277,8 +277,15 @@ impl Shared {
             headers.insert(name, value);
         }
         headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if body.is_some() {
+        if let Some(body) = &body {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            // The trace context the message carries goes in the header too (W3C trace context).
+            let traceparent = crate::jsonrpc::rewrite::traceparent(body)
+                .filter(|t| crate::telemetry::traces::is_traceparent(t))
+                .and_then(|t| HeaderValue::from_str(&t).ok());
+            if let Some(value) = traceparent {
+                headers.insert("traceparent", value);
+            }
         }
         if let Some(session) = lock(&self.session).clone() {
             headers.insert(SESSION_ID, session);

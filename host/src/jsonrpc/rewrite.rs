@@ -113,6 +113,33 @@ pub fn string_at(f: &Fields, path: &[&str]) -> Option<String> {
     }
 }
 
+/// `params._meta.traceparent` of a message, if it has a string there.
+pub fn traceparent(raw: &[u8]) -> Option<String> {
+    memchr::memmem::find(raw, b"traceparent")?;
+    let f = fields(raw)?;
+    let params = nested(&f, "params")?;
+    let meta = nested(&params, "_meta")?;
+    string(&meta, "traceparent")
+}
+
+/// The message with `params._meta.traceparent` set to `value` (`params` and
+/// `_meta` made when missing); `None` when `params` is there but not an object.
+pub fn with_traceparent(raw: &[u8], value: &str) -> Option<Bytes> {
+    let mut f = fields(raw)?;
+    let mut params = match f.get("params") {
+        Some(_) => nested(&f, "params")?,
+        None => Fields::new(),
+    };
+    let mut meta = match params.get("_meta") {
+        Some(_) => nested(&params, "_meta")?,
+        None => Fields::new(),
+    };
+    set(&mut meta, "traceparent", &value);
+    set_object(&mut params, "_meta", &meta);
+    set_object(&mut f, "params", &params);
+    Some(to_bytes(&f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +164,17 @@ mod tests {
             "y"
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_traceparent_goes_in_without_touching_the_rest() {
+        let raw = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"n":1e400}}}"#;
+        let out = with_traceparent(raw, "00-aa-bb-01").expect("stamped");
+        assert_eq!(traceparent(&out).as_deref(), Some("00-aa-bb-01"));
+        assert!(std::str::from_utf8(&out).unwrap().contains(r#""n":1e400"#));
+        let again = with_traceparent(&out, "00-cc-dd-01").expect("replaced");
+        assert_eq!(traceparent(&again).as_deref(), Some("00-cc-dd-01"));
+        assert!(with_traceparent(br#"{"id":1,"method":"m","params":[1]}"#, "t").is_none());
+        assert!(traceparent(br#"{"id":1,"method":"m","params":{"_meta":{"traceparent":7}}}"#).is_none());
     }
 }
