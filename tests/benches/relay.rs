@@ -273,6 +273,17 @@ fn main() {
         name: "warden+audit-signed",
         command: wrap(&["--audit", &signed_audit.display().to_string(), "--audit-key", &key]),
     });
+    // Operations: metrics (counted once an admin listener is up), metrics with
+    // the host's trail (everything the audit issue asks for with tracing off),
+    // and spans sent to an OTLP receiver (a sink here).
+    setups.push(Setup { name: "warden+metrics", command: wrap(&["--admin-listen", "127.0.0.1:0"]) });
+    let ops_audit = std::env::temp_dir().join(format!("warden-bench-{}.ops.audit", std::process::id()));
+    setups.push(Setup {
+        name: "warden+ops",
+        command: wrap(&["--admin-listen", "127.0.0.1:0", "--audit", &ops_audit.display().to_string()]),
+    });
+    let otlp = otlp_sink();
+    setups.push(Setup { name: "warden+traces", command: wrap(&["--otlp-endpoint", &otlp]) });
     // `cargo bench --bench relay -- NAME...` runs only the named setups.
     let only: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
     // Every setup runs at once, idle but for its turn, and the rounds take them in
@@ -328,4 +339,49 @@ fn main() {
         let _ = std::fs::remove_dir_all(dir);
     }
     let _ = std::fs::remove_file(audit);
+}
+
+/// An OTLP/HTTP receiver that takes every export and answers 200; its URL.
+fn otlp_sink() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(read) = stream.try_clone() else { return };
+                let mut reader = BufReader::new(read);
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let header = line.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
 }

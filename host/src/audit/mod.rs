@@ -164,9 +164,9 @@ impl AuditSink {
     /// Records a request's end; with `sync = "always"` it is on disk when this
     /// returns. `false`: it could not be (the answer must not go out
     /// unrecorded when the trail is required).
-    pub fn record_request(&self, at: At<'_>, event: &Value) -> bool {
+    pub fn record_request(&self, at: At<'_>, event: &str) -> bool {
         let Some(shared) = &self.file else { return true };
-        if !write_record(shared, Source::Host, at, &event.to_string()) {
+        if !write_record(shared, Source::Host, at, event) {
             return false;
         }
         if !shared.sync_always {

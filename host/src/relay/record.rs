@@ -17,7 +17,9 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Relay;
@@ -38,9 +40,9 @@ pub(super) struct Opened {
     direction: Direction,
     id: String,
     /// The digest of the arguments, and (with `include-arguments`) their canonical form.
-    arguments: Option<(String, Option<String>)>,
+    arguments: Option<(String, Option<Box<RawValue>>)>,
     /// What the plugins said (kept only for the audit trail).
-    verdicts: Vec<Value>,
+    verdicts: Vec<Said>,
     /// Whether a plugin rejected it.
     pub(super) denied: bool,
     /// Its trace span, while tracing is on.
@@ -133,7 +135,7 @@ impl Opened {
     }
 
     /// Adds what the plugins the last walk of `instances` called said.
-    pub(super) fn verdicts(&mut self, audited: bool, instances: &Instances, hook: &str) {
+    pub(super) fn verdicts(&mut self, audited: bool, instances: &Instances, hook: &'static str) {
         for (plugin, verdict) in instances.verdicts() {
             self.denied |= verdict == "reject";
             if self.span.is_some() {
@@ -145,12 +147,12 @@ impl Opened {
             if !audited {
                 continue;
             }
-            self.verdicts.push(json!({
-                "plugin": &*plugin.name,
-                "component": format!("sha256:{}", plugin.digest),
-                "hook": hook,
-                "verdict": verdict,
-            }));
+            self.verdicts.push(Said {
+                plugin: plugin.name.clone(),
+                component: Component(plugin.digest.clone()),
+                hook,
+                verdict,
+            });
         }
     }
 }
@@ -170,48 +172,108 @@ impl Relay {
         }
         let outcome = match ended {
             Ended::Answer(message) => match &message.head.reply {
-                Some(Reply::Result { tool_error: false }) => json!({"result": "success"}),
-                Some(Reply::Result { tool_error: true }) => json!({"result": "tool-error"}),
-                Some(Reply::Error { code, .. }) => json!({"error": code}),
-                None => json!({"result": "unread"}),
+                Some(Reply::Result { tool_error: false }) => Outcome::Result { result: "success" },
+                Some(Reply::Result { tool_error: true }) => Outcome::Result { result: "tool-error" },
+                Some(Reply::Error { code, .. }) => Outcome::Error { error: code.map(i64::from) },
+                None => Outcome::Result { result: "unread" },
             },
-            Ended::Error(code) => json!({"error": code}),
-            Ended::Cancelled => json!({"cancelled": true}),
-            Ended::Streamed => json!({"result": "streamed"}),
+            Ended::Error(code) => Outcome::Error { error: Some(code) },
+            Ended::Cancelled => Outcome::Cancelled { cancelled: true },
+            Ended::Streamed => Outcome::Result { result: "streamed" },
         };
         let facts = self.instances.session();
-        let event = json!({
-            "type": "request",
-            "direction": direction_name(opened.direction),
-            "transport": transport_name(facts.transport),
-            "protocol": facts.protocol_version,
-            "id": opened.id,
-            "method": method,
-            "tool": tool,
-            "arguments_sha256": opened.arguments.as_ref().map(|(digest, _)| digest),
-            "verdicts": opened.verdicts,
-            "outcome": outcome,
-            "latency_us": u64::try_from(opened.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        });
-        let mut event = event;
-        if let (Some((_, Some(canonical))), Some(map)) = (&opened.arguments, event.as_object_mut()) {
-            let arguments = serde_json::from_str::<Value>(canonical).unwrap_or(Value::Null);
-            map.insert("arguments".into(), arguments);
-        }
+        let event = RequestEvent {
+            kind: "request",
+            direction: direction_name(opened.direction),
+            transport: transport_name(facts.transport),
+            protocol: facts.protocol_version.as_deref(),
+            id: &opened.id,
+            method,
+            tool,
+            arguments_sha256: opened.arguments.as_ref().map(|(digest, _)| digest.as_str()),
+            arguments: opened.arguments.as_ref().and_then(|(_, kept)| kept.as_deref()),
+            verdicts: &opened.verdicts,
+            outcome,
+            latency_us: u64::try_from(opened.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        let Ok(event) = serde_json::to_string(&event) else { return !self.audit.required() };
         let caller = facts.caller.as_ref().map(|c| c.subject.as_str());
         let at = At { session: facts.id.as_deref(), upstream: Some(&facts.upstream), caller };
         self.audit.record_request(at, &event) || !self.audit.required()
     }
 }
 
+/// The record's `event`, written as it is declared (members in this order).
+#[derive(Serialize)]
+struct RequestEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    direction: &'static str,
+    transport: &'static str,
+    protocol: Option<&'a str>,
+    id: &'a str,
+    method: &'a str,
+    tool: Option<&'a str>,
+    arguments_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a RawValue>,
+    verdicts: &'a [Said],
+    outcome: Outcome,
+    latency_us: u64,
+}
+
+/// One plugin's verdict on one hook.
+#[derive(Debug, Serialize)]
+pub(super) struct Said {
+    #[serde(serialize_with = "as_str")]
+    plugin: std::sync::Arc<str>,
+    component: Component,
+    hook: &'static str,
+    verdict: &'static str,
+}
+
+fn as_str<S: serde::Serializer>(name: &std::sync::Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(name)
+}
+
+/// A component digest, written `sha256:<hex>`.
+#[derive(Debug)]
+struct Component(String);
+
+impl Serialize for Component {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("sha256:{}", self.0))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Result { result: &'static str },
+    Error { error: Option<i64> },
+    Cancelled { cancelled: bool },
+}
+
 /// sha256 (hex) of the RFC 8785 form of `params.arguments`, when there are
 /// any, and that form itself when it is to be `kept`.
-fn arguments_of(request: &Message, kept: bool) -> Option<(String, Option<String>)> {
-    let value: Value = serde_json::from_slice(&request.raw).ok()?;
-    let arguments = value.get("params")?.get("arguments")?;
-    let canonical = serde_json_canonicalizer::to_string(arguments).ok()?;
+fn arguments_of(request: &Message, kept: bool) -> Option<(String, Option<Box<RawValue>>)> {
+    // Only `params.arguments` is read into values; the rest is skipped over.
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        arguments: Option<&'a RawValue>,
+    }
+    let request: Request<'_> = serde_json::from_slice(&request.raw).ok()?;
+    let arguments: Value = serde_json::from_str(request.params?.arguments?.get()).ok()?;
+    let canonical = serde_json_canonicalizer::to_string(&arguments).ok()?;
     let digest = hex::encode(Sha256::digest(canonical.as_bytes()));
-    Some((digest, kept.then_some(canonical)))
+    let kept = if kept { RawValue::from_string(canonical).ok() } else { None };
+    Some((digest, kept))
 }
 
 fn direction_name(direction: Direction) -> &'static str {
