@@ -254,3 +254,49 @@ fn a_real_prometheus_scrapes_the_counters() {
     let sessions = r#"sum(warden_sessions{transport="streamable-http"})"#;
     assert_eq!(prometheus.value(sessions, 1.0), 1.0);
 }
+
+#[test]
+fn readyz_is_false_while_the_plugins_load() {
+    // A JavaScript plugin compiled afresh (no cache) takes seconds to load.
+    let js = paths().wasm.join("pii_redact_js.wasm");
+    if !js.exists() {
+        assert!(std::env::var_os("WARDEN_REQUIRE_NPM").is_none(), "{} is not built", js.display());
+        eprintln!("the JavaScript plugin is not built: skipped");
+        return;
+    }
+    let plugins = crate::common::PluginDir::new().add("30-pii", "pii_redact_js", "");
+    let fixture = paths().fixture.display().to_string();
+    let mut child = Command::new(paths().warden)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--no-cache", "--plugins"])
+        .arg(plugins.path())
+        .args(["--", &fixture])
+        .env("WARDEN_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("warden serve");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let address = admin_address(|| log.lock().unwrap().clone());
+    // The listener is up before the chain (which compiles for seconds).
+    let (status, body) = get(&address, "/readyz", &[]);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["plugins"], "loading");
+    assert_eq!(get(&address, "/healthz", &[]).0, 200, "alive while it loads");
+    let deadline = Instant::now() + PATIENCE * 3;
+    while get(&address, "/readyz", &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

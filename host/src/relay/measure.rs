@@ -6,13 +6,11 @@
 //! upstream, and what the front decided itself (the shared chain denied or
 //! answered it) is counted by the front, as `upstream="gateway"`.
 
-use std::sync::Arc;
-
 use super::record::{Ended, Opened};
 use super::Relay;
 use crate::jsonrpc::{method, Message, Reply};
 use crate::plugin::instances::{Direction, Transport};
-use crate::telemetry::metrics::{self, ClientLabels, RequestLabels, ServerLabels, METRICS};
+use crate::telemetry::metrics::{self, ClientLabels, Code, RequestLabels, ServerLabels, METRICS};
 
 /// Which metrics a relay counts.
 #[derive(Debug, Clone, Copy)]
@@ -44,25 +42,24 @@ impl Relay {
         }
         let facts = self.instances.session();
         let upstream = &facts.upstream;
-        let (outcome, error_type): (&'static str, Arc<str>) = match ended {
+        let (outcome, error_type) = match ended {
             Ended::Answer(message) => match &message.head.reply {
-                Some(Reply::Result { .. }) if opened.denied => ("denied", Arc::from("")),
-                Some(Reply::Result { tool_error: false }) => ("success", Arc::from("")),
-                Some(Reply::Result { tool_error: true }) => ("tool-error", Arc::from("")),
-                Some(Reply::Error { code, .. }) => (
-                    if opened.denied { "denied" } else { "error" },
-                    Arc::from(code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())),
-                ),
-                None => ("error", Arc::from("unread")),
+                Some(Reply::Result { .. }) if opened.denied => ("denied", Code(None)),
+                Some(Reply::Result { tool_error: false }) => ("success", Code(None)),
+                Some(Reply::Result { tool_error: true }) => ("tool-error", Code(None)),
+                Some(Reply::Error { code, .. }) => {
+                    (if opened.denied { "denied" } else { "error" }, Code(code.map(i64::from)))
+                }
+                None => ("error", Code(None)),
             },
-            Ended::Error(code) => ("error", Arc::from(code.to_string())),
-            Ended::Cancelled => ("cancelled", Arc::from("cancelled")),
-            Ended::Streamed => ("streamed", Arc::from("")),
+            Ended::Error(code) => ("error", Code(Some(*code))),
+            Ended::Cancelled => ("cancelled", Code(None)),
+            Ended::Streamed => ("streamed", Code(None)),
         };
         let mcp_method_name = metrics::method_label(method_name);
         let gen_ai_tool_name = match tool {
             Some(name) => METRICS.tool_label(upstream, name),
-            None => Arc::from(""),
+            None => metrics::no_label(),
         };
         if self.role.upstream || opened.sent.is_none() {
             let labels = RequestLabels {
@@ -70,7 +67,7 @@ impl Relay {
                 mcp_method_name,
                 gen_ai_tool_name: gen_ai_tool_name.clone(),
                 outcome,
-                error_type: error_type.clone(),
+                error_type,
             };
             METRICS.requests.get_or_create(&labels).inc();
         }
@@ -81,8 +78,8 @@ impl Relay {
                     Transport::Stdio => "pipe",
                     Transport::StreamableHttp | Transport::HttpSse => "tcp",
                 },
-                mcp_protocol_version: Arc::from(facts.protocol_version.as_deref().unwrap_or("")),
-                error_type: error_type.clone(),
+                mcp_protocol_version: metrics::version_label(facts.protocol_version.as_deref()),
+                error_type,
             };
             METRICS.server_duration.get_or_create(&labels).observe(metrics::seconds(opened.started.elapsed()));
         }

@@ -50,7 +50,21 @@ pub struct RequestLabels {
     /// `success`, `tool-error`, `error`, `denied`, `cancelled`, `streamed`.
     pub outcome: &'static str,
     /// `error.type`: the JSON-RPC error code, or empty.
-    pub error_type: Arc<str>,
+    pub error_type: Code,
+}
+
+/// `error.type`: a JSON-RPC error code, or empty (no allocation per request).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Code(pub Option<i64>);
+
+impl prometheus_client::encoding::EncodeLabelValue for Code {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        match self.0 {
+            Some(code) => write!(encoder, "{code}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The end-to-end latency's labels.
@@ -60,10 +74,10 @@ pub struct ServerLabels {
     pub mcp_method_name: &'static str,
     /// `network.transport` (`pipe` for stdio, `tcp` for HTTP).
     pub network_transport: &'static str,
-    /// `mcp.protocol.version`.
-    pub mcp_protocol_version: Arc<str>,
+    /// `mcp.protocol.version` (one the protocol has, or `other`).
+    pub mcp_protocol_version: &'static str,
     /// `error.type`.
-    pub error_type: Arc<str>,
+    pub error_type: Code,
 }
 
 /// An upstream call's labels.
@@ -74,7 +88,7 @@ pub struct ClientLabels {
     /// `mcp.method.name`.
     pub mcp_method_name: &'static str,
     /// `error.type`.
-    pub error_type: Arc<str>,
+    pub error_type: Code,
 }
 
 /// A plugin hook's labels.
@@ -269,13 +283,29 @@ impl Metrics {
         let tools = self.tools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match tools.get(upstream).and_then(|names| names.get(name)) {
             Some(known) => known.clone(),
-            None => Arc::from(OTHER),
+            None => LABEL_OTHER.clone(),
         }
     }
 }
 
 /// The metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// `other` and the empty value, made once.
+static LABEL_OTHER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(OTHER));
+static LABEL_NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+
+/// The empty label value (a request that names no tool).
+pub fn no_label() -> Arc<str> {
+    LABEL_NONE.clone()
+}
+
+/// A protocol version as a label value: one the protocol has, or `other`.
+pub fn version_label(version: Option<&str>) -> &'static str {
+    let Some(version) = version else { return "" };
+    let known = crate::era::LEGACY_VERSIONS.iter().chain(crate::era::MODERN_VERSIONS);
+    known.into_iter().find(|v| **v == version).copied().unwrap_or(OTHER)
+}
 
 /// Remembers the tool names `upstream` listed (a `tools/list` result), so
 /// they may be label values; at most [`MAX_TOOLS`] in all.
