@@ -20,7 +20,7 @@ fn records(audit: &Path) -> Vec<Value> {
 fn answered_ids(audit: &Path) -> Vec<String> {
     records(audit)
         .iter()
-        .filter(|r| r["event"]["type"] == "request" && r["event"]["method"] == "tools/call")
+        .filter(|r| r["source"] == "host" && r["event"]["type"] == "request" && r["event"]["method"] == "tools/call")
         .filter(|r| r["event"]["outcome"]["result"] == "success")
         .filter_map(|r| r["event"]["id"].as_str().map(str::to_owned))
         .collect()
@@ -99,6 +99,10 @@ fn a_required_trail_that_cannot_be_written_refuses_calls() {
     }
     assert!(refused.is_some(), "the trail filled up and calls were refused");
     assert!(w.log_contains("audit: the trail cannot be written"), "said loudly: {}", w.stderr());
+    w.call_tool("echo", json!({"text": "and again"}));
+    let log = w.stderr();
+    assert_eq!(log.matches("audit: the trail cannot be written").count(), 1, "said once, not per call:\n{log}");
+    assert!(!log.contains("the trail is written again"), "it is not:\n{log}");
     // And so they stay while it cannot be written.
     let again = w.call_tool("echo", json!({"text": "still?"}));
     assert_eq!(again["error"]["code"], -31056, "{again}");
@@ -164,6 +168,34 @@ fn no_secret_enters_the_trail() {
         assert!(!trail.contains(secret), "{secret} is in the trail:\n{trail}");
     }
     assert!(!g.stderr().contains(client_token) && !g.stderr().contains(argument_secret), "nor in the log");
+}
+
+#[test]
+fn a_denied_calls_arguments_are_not_kept_nor_numbers_merged() {
+    let plugins = examples();
+    let fixture = paths().fixture.display().to_string();
+    let flags = ["--audit-include-arguments", "--audit-sync", "always"];
+    let mut w = Warden::start_with(Some(plugins.path()), &flags, &[&fixture]);
+    w.initialize();
+    // tool-policy stops it before secret-redact could see it: its arguments stay out.
+    let denied = w.call_tool("delete_everything", json!({"why": "sk-proj-DENIEDSECRETabcdefghijklmnop"}));
+    assert!(denied.get("error").is_some());
+    w.send_raw(r#"{"jsonrpc":"2.0","id":"n1","method":"tools/call","params":{"name":"echo","arguments":{"text":"a","n":9007199254740993}}}"#);
+    w.answer_to(&json!("n1"));
+    w.send_raw(r#"{"jsonrpc":"2.0","id":"n2","method":"tools/call","params":{"name":"echo","arguments":{"text":"a","n":9007199254740992}}}"#);
+    w.answer_to(&json!("n2"));
+    let trail = std::fs::read_to_string(&w.audit).unwrap();
+    assert!(!trail.contains("DENIEDSECRET"), "{trail}");
+    let calls: Vec<Value> = records(&w.audit)
+        .into_iter()
+        .filter(|r| r["source"] == "host" && r["event"]["type"] == "request" && r["event"]["method"] == "tools/call")
+        .map(|r| r["event"].clone())
+        .collect();
+    assert!(calls[0]["arguments_sha256"].is_string() && calls[0].get("arguments").is_none(), "{:?}", calls[0]);
+    // Two numbers one double cannot tell apart: digests of the text as sent, kept as sent.
+    assert_eq!(calls[1]["arguments_form"], "as-sent");
+    assert_ne!(calls[1]["arguments_sha256"], calls[2]["arguments_sha256"]);
+    assert!(trail.contains("9007199254740993"), "{trail}");
 }
 
 #[test]

@@ -32,6 +32,12 @@ use crate::telemetry::metrics::{self, METRICS};
 /// Shortest admin token accepted.
 const MIN_TOKEN: usize = 16;
 
+/// Most admin connections open at once.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a connection may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How the admin listener is set up.
 #[derive(Debug, Clone)]
 pub struct AdminOptions {
@@ -75,6 +81,13 @@ impl AdminToken {
     pub fn load(path: &Path) -> Result<AdminToken, AdminError> {
         let bad = |why: String| AdminError::Token { path: path.to_owned(), why };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "the admin token file is readable by others: chmod 600 it");
+            }
+        }
         let token = text.lines().next().unwrap_or_default().trim();
         if token.len() < MIN_TOKEN {
             return Err(bad(format!("the token must be at least {MIN_TOKEN} characters")));
@@ -82,11 +95,13 @@ impl AdminToken {
         Ok(AdminToken(Sha256::digest(token.as_bytes()).into()))
     }
 
-    /// Whether `authorization` is `Bearer <the token>`.
+    /// Whether `authorization` is `Bearer <the token>` (the scheme in any case, RFC 9110).
     pub fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
-        let Some(presented) = authorization.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else {
+        let Some(value) = authorization.map(HeaderValue::as_bytes) else { return false };
+        let Some((scheme, presented)) = value.split_at_checked(7) else { return false };
+        if !scheme.eq_ignore_ascii_case(b"bearer ") {
             return false;
-        };
+        }
         let digest: [u8; 32] = Sha256::digest(presented).into();
         digest.ct_eq(&self.0).into()
     }
@@ -117,10 +132,11 @@ pub async fn start(options: &AdminOptions) -> Result<Admin, AdminError> {
     metrics::enable();
     let door = Arc::new(Door { loopback, token });
     let (stop, stopping) = watch::channel(false);
+    // Probes and scrapes are quick: a connection that sends no request soon is let go.
     let limits = ConnectionLimits {
-        max_connections: 64,
-        header_timeout: Duration::from_secs(10),
-        body_timeout: Duration::from_secs(10),
+        max_connections: MAX_CONNECTIONS,
+        header_timeout: HEADER_TIMEOUT,
+        body_timeout: HEADER_TIMEOUT,
         drain: Duration::ZERO,
     };
     tokio::spawn(async move {
@@ -145,7 +161,7 @@ async fn serve_connection(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let ended = tokio::select! {
@@ -162,10 +178,16 @@ async fn serve_connection(
 
 fn handle(door: &Door, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let headers = request.headers();
+    if request.uri().authority().is_some() || request.uri().scheme().is_some() {
+        return text(StatusCode::BAD_REQUEST, "absolute-form request target\n");
+    }
     let mut hosts = headers.get_all(HOST).iter();
     let (host, again) = (hosts.next(), hosts.next());
     if again.is_some() {
         return text(StatusCode::BAD_REQUEST, "Host given twice\n");
+    }
+    if host.is_none() {
+        return text(StatusCode::BAD_REQUEST, "no Host header\n");
     }
     if door.loopback && host.is_some_and(|h| !h.to_str().is_ok_and(names_loopback)) {
         return text(StatusCode::FORBIDDEN, "host not allowed\n");
@@ -225,6 +247,8 @@ mod tests {
         std::fs::write(&path, "0123456789abcdef-admin\n").unwrap();
         let token = AdminToken::load(&path).unwrap();
         assert!(token.admits(Some(&HeaderValue::from_static("Bearer 0123456789abcdef-admin"))));
+        assert!(token.admits(Some(&HeaderValue::from_static("bearer 0123456789abcdef-admin"))));
+        assert!(!token.admits(Some(&HeaderValue::from_static("Basic 0123456789abcdef-admin"))));
         assert!(!token.admits(Some(&HeaderValue::from_static("Bearer 0123456789abcdef-admin "))));
         assert!(!token.admits(Some(&HeaderValue::from_static("Bearer 0123456789abcdef"))));
         assert!(!token.admits(Some(&HeaderValue::from_static("0123456789abcdef-admin"))));

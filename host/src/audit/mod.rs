@@ -132,9 +132,11 @@ impl AuditSink {
                     }
                     let Some(shared) = weak.upgrade() else { break };
                     let mut trail = lock(&shared.trail);
-                    let ticked = trail.tick();
-                    let path = trail.path().to_owned();
-                    shared.wrote(&path, ticked);
+                    // A tick that wrote nothing says nothing of the file.
+                    if let Err(e) = trail.tick() {
+                        let path = trail.path().to_owned();
+                        shared.wrote(&path, Err(e));
+                    }
                     flush_locked(&shared, &mut trail);
                     signing = trail.unsigned().then(|| trail.checkpoint_after());
                 }

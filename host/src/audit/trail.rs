@@ -93,7 +93,7 @@ pub fn host_body(event: &Value) -> String {
 impl Trail {
     /// Opens `options.path`: continues the chain of what is there, or starts one.
     pub fn open(options: TrailOptions) -> std::io::Result<Trail> {
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&options.path)?;
+        let mut file = private().create(true).read(true).append(true).open(&options.path)?;
         let size = file.metadata()?.len();
         let (chain, first, torn) = if size == 0 { (Chain::default(), 1, false) } else { resume(&mut file, size)? };
         let key = options.signer.as_ref().map(Signer::fingerprint);
@@ -161,12 +161,14 @@ impl Trail {
         self.options.signer.is_some() && self.unsigned > 0
     }
 
-    /// Signs what is unsigned if [`TrailOptions::checkpoint_after`] passed.
-    pub fn tick(&mut self) -> std::io::Result<()> {
+    /// Signs what is unsigned if [`TrailOptions::checkpoint_after`] passed;
+    /// `Ok(false)` when it was not time (nothing written).
+    pub fn tick(&mut self) -> std::io::Result<bool> {
         if self.unsigned() && self.checkpointed.elapsed() >= self.options.checkpoint_after {
             self.checkpoint()?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Writes a signed checkpoint over every record so far (none without a key or records to sign).
@@ -213,7 +215,7 @@ impl Trail {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let rotated = path.with_file_name(format!("{name}.{:012}", self.first));
         std::fs::rename(&path, &rotated)?;
-        let file = OpenOptions::new().create_new(true).read(true).append(true).open(&path)?;
+        let file = private().create_new(true).read(true).append(true).open(&path)?;
         self.out = BufWriter::with_capacity(64 * 1024, file);
         self.first = self.chain.next;
         self.size = 0;
@@ -222,6 +224,15 @@ impl Trail {
         let previous = rotated.file_name().map(|n| n.to_string_lossy().into_owned());
         self.write(&host_body(&json!({"type": "audit-file", "key": key, "previous": previous})))
     }
+}
+
+/// Options that make a new audit file readable by its owner alone (a
+/// trail may carry arguments; who called what is nobody else's business).
+fn private() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// The chain after an existing file's last record, the file's first `seq`,

@@ -639,6 +639,15 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
                 }
                 None => None,
             };
+            if let (Some(address), None, Some(l)) = (listen, &token_file, &a.listen) {
+                if !address.ip().to_canonical().is_loopback() {
+                    let fix =
+                        "add token-file = \"admin.token\" (one line, at least 16 characters), or listen on loopback"
+                            .to_owned();
+                    let message = "is not a loopback address, and no token-file guards it".to_owned();
+                    return Err(at.error(Some(l.span().start), "admin.listen", message, Some(fix)));
+                }
+            }
             AdminSettings { listen, token_file }
         }
     };

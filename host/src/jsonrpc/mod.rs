@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 mod batch;
 mod compose;
+mod numbers;
 mod peek;
 mod prefix;
 mod reader;
@@ -16,6 +17,7 @@ pub mod stream;
 
 pub use batch::{batch_refused, is_batch, join_batch, split_batch, BATCHED_INITIALIZE, BATCH_VERSION};
 pub use compose::{error_response, result_response, set_in};
+pub use numbers::numbers_are_exact;
 pub use peek::{cancelled_request, error_code, negotiated_version, progress_token};
 pub use prefix::{prefix_head, sniff_id, PrefixHead};
 pub use reader::MAX_DEPTH;

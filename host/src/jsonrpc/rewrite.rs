@@ -123,21 +123,68 @@ pub fn traceparent(raw: &[u8]) -> Option<String> {
 }
 
 /// The message with `params._meta.traceparent` set to `value` (`params` and
-/// `_meta` made when missing); `None` when `params` is there but not an object.
+/// `_meta` made when missing), every other byte as it was: the value is
+/// spliced in. `None` when `params` or `_meta` is there but not an object.
 pub fn with_traceparent(raw: &[u8], value: &str) -> Option<Bytes> {
-    let mut f = fields(raw)?;
-    let mut params = match f.get("params") {
-        Some(_) => nested(&f, "params")?,
-        None => Fields::new(),
+    let quoted = serde_json::to_string(value).ok()?;
+    let top = object_span(raw, raw)?;
+    let edit = match member(raw, top, "params") {
+        None => {
+            // `…}` becomes `…,"params":{"_meta":{"traceparent":…}}}`.
+            let close = top.1 - 1;
+            let comma = if raw.get(top.0..top.1).is_some_and(is_empty_object) { "" } else { "," };
+            (close, close, format!("{comma}\"params\":{{\"_meta\":{{\"traceparent\":{quoted}}}}}"))
+        }
+        Some(params) => {
+            let params = object_span(raw, raw.get(params.0..params.1)?)?;
+            match member(raw, params, "_meta") {
+                None => insert_first(raw, params, &format!("\"_meta\":{{\"traceparent\":{quoted}}}")),
+                Some(meta) => {
+                    let meta = object_span(raw, raw.get(meta.0..meta.1)?)?;
+                    match member(raw, meta, "traceparent") {
+                        Some(old) => (old.0, old.1, quoted),
+                        None => insert_first(raw, meta, &format!("\"traceparent\":{quoted}")),
+                    }
+                }
+            }
+        }
     };
-    let mut meta = match params.get("_meta") {
-        Some(_) => nested(&params, "_meta")?,
-        None => Fields::new(),
-    };
-    set(&mut meta, "traceparent", &value);
-    set_object(&mut params, "_meta", &meta);
-    set_object(&mut f, "params", &params);
-    Some(to_bytes(&f))
+    let (from, to, text) = edit;
+    let mut out = Vec::with_capacity(raw.len() + text.len());
+    out.extend_from_slice(raw.get(..from)?);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(raw.get(to..)?);
+    Some(Bytes::from(out))
+}
+
+/// Where `part` (a slice of `whole`) sits in it, if it is an object: start and end offsets.
+fn object_span(whole: &[u8], part: &[u8]) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let text = std::str::from_utf8(part).ok()?;
+    let lead = text.len() - text.trim_start().len();
+    let trimmed = text.trim();
+    (trimmed.starts_with('{') && trimmed.ends_with('}')).then_some((start + lead, start + lead + trimmed.len()))
+}
+
+fn is_empty_object(object: &[u8]) -> bool {
+    object.get(1..object.len().saturating_sub(1)).is_some_and(|inner| inner.iter().all(u8::is_ascii_whitespace))
+}
+
+/// The span of member `key`'s value in the object at `object` (offsets in `raw`).
+fn member(raw: &[u8], object: (usize, usize), key: &str) -> Option<(usize, usize)> {
+    let text = raw.get(object.0..object.1)?;
+    let members: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
+        serde_json::from_slice(text).ok()?;
+    let value = members.get(key)?.get().as_bytes();
+    let start = (value.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    Some((start, start + value.len()))
+}
+
+/// Inserts `member` as the first member of the object at `object`.
+fn insert_first(raw: &[u8], object: (usize, usize), member: &str) -> (usize, usize, String) {
+    let open = object.0 + 1;
+    let comma = if raw.get(object.0..object.1).is_some_and(is_empty_object) { "" } else { "," };
+    (open, open, format!("{member}{comma}"))
 }
 
 #[cfg(test)]
@@ -168,13 +215,27 @@ mod tests {
 
     #[test]
     fn a_traceparent_goes_in_without_touching_the_rest() {
-        let raw = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"n":1e400}}}"#;
+        let raw = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"n":1E5, "z":[1, 2]}}}"#;
         let out = with_traceparent(raw, "00-aa-bb-01").expect("stamped");
-        assert_eq!(traceparent(&out).as_deref(), Some("00-aa-bb-01"));
-        assert!(std::str::from_utf8(&out).unwrap().contains(r#""n":1e400"#));
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"traceparent":"00-aa-bb-01"},"name":"x","arguments":{"n":1E5, "z":[1, 2]}}}"#
+        );
         let again = with_traceparent(&out, "00-cc-dd-01").expect("replaced");
-        assert_eq!(traceparent(&again).as_deref(), Some("00-cc-dd-01"));
+        assert_eq!(
+            std::str::from_utf8(&again).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"traceparent":"00-cc-dd-01"},"name":"x","arguments":{"n":1E5, "z":[1, 2]}}}"#
+        );
+        let meta = with_traceparent(br#"{"id":1,"method":"m","params":{"_meta":{"k":1}}}"#, "t").unwrap();
+        assert_eq!(&meta[..], br#"{"id":1,"method":"m","params":{"_meta":{"traceparent":"t","k":1}}}"#);
+        let bare = with_traceparent(br#"{"id":1,"method":"ping"}"#, "t").unwrap();
+        assert_eq!(&bare[..], br#"{"id":1,"method":"ping","params":{"_meta":{"traceparent":"t"}}}"#);
+        let empty = with_traceparent(br#"{"id":1,"method":"m","params":{ }}"#, "t").unwrap();
+        assert_eq!(&empty[..], br#"{"id":1,"method":"m","params":{"_meta":{"traceparent":"t"} }}"#);
+        let escaped = with_traceparent(br#"{"id":1,"method":"m","params":{"_meta":{}}}"#, "t").unwrap();
+        assert_eq!(&escaped[..], br#"{"id":1,"method":"m","params":{"_meta":{"traceparent":"t"}}}"#);
         assert!(with_traceparent(br#"{"id":1,"method":"m","params":[1]}"#, "t").is_none());
+        assert!(with_traceparent(br#"{"id":1,"method":"m","params":{"_meta":3}}"#, "t").is_none());
         assert!(traceparent(br#"{"id":1,"method":"m","params":{"_meta":{"traceparent":7}}}"#).is_none());
     }
 }

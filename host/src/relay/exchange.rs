@@ -47,7 +47,8 @@ impl Relay {
         }
         self.refresh();
         let walked = self.instances.chain().wants_request(method, from);
-        let span = (head.kind == Kind::Request && traces::on()).then(|| self.request_span(&message));
+        let traced = head.kind == Kind::Request && from == Direction::ClientToServer && traces::on();
+        let span = traced.then(|| self.request_span(&message));
         let (outcome, stopped_at) = if walked {
             let cx = MessageContext { direction: from, method, tool: head.tool.as_deref() };
             let walk = self.instances.on_request(cx, &message);

@@ -44,17 +44,17 @@ impl Relay {
         let upstream = &facts.upstream;
         let (outcome, error_type) = match ended {
             Ended::Answer(message) => match &message.head.reply {
-                Some(Reply::Result { .. }) if opened.denied => ("denied", Code(None)),
-                Some(Reply::Result { tool_error: false }) => ("success", Code(None)),
-                Some(Reply::Result { tool_error: true }) => ("tool-error", Code(None)),
+                Some(Reply::Result { .. }) if opened.denied => ("denied", Code::None),
+                Some(Reply::Result { tool_error: false }) => ("success", Code::None),
+                Some(Reply::Result { tool_error: true }) => ("tool-error", Code::None),
                 Some(Reply::Error { code, .. }) => {
-                    (if opened.denied { "denied" } else { "error" }, Code(code.map(i64::from)))
+                    (if opened.denied { "denied" } else { "error" }, Code::of(code.map(i64::from)))
                 }
-                None => ("error", Code(None)),
+                None => ("error", Code::None),
             },
-            Ended::Error(code) => ("error", Code(Some(*code))),
-            Ended::Cancelled => ("cancelled", Code(None)),
-            Ended::Streamed => ("streamed", Code(None)),
+            Ended::Error(code) => ("error", Code::of(Some(*code))),
+            Ended::Cancelled => ("cancelled", Code::None),
+            Ended::Streamed => ("streamed", Code::None),
         };
         let mcp_method_name = metrics::method_label(method_name);
         let gen_ai_tool_name = match tool {

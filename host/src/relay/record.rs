@@ -39,8 +39,8 @@ pub(super) struct Opened {
     pub(super) peer_took: Option<std::time::Duration>,
     direction: Direction,
     id: String,
-    /// The digest of the arguments, and (with `include-arguments`) their canonical form.
-    arguments: Option<(String, Option<Box<RawValue>>)>,
+    /// The arguments' digest, what it is of, and (with `include-arguments`) the arguments.
+    arguments: Option<Arguments>,
     /// What the plugins said (kept only for the audit trail).
     verdicts: Vec<Said>,
     /// Whether a plugin rejected it.
@@ -190,8 +190,10 @@ impl Relay {
             id: &opened.id,
             method,
             tool,
-            arguments_sha256: opened.arguments.as_ref().map(|(digest, _)| digest.as_str()),
-            arguments: opened.arguments.as_ref().and_then(|(_, kept)| kept.as_deref()),
+            arguments_sha256: opened.arguments.as_ref().map(|a| a.digest.as_str()),
+            arguments_form: opened.arguments.as_ref().and_then(|a| (!a.canonical).then_some("as-sent")),
+            // Only what passed the whole chain (and so its redaction) is kept.
+            arguments: opened.arguments.as_ref().and_then(|a| a.kept.as_deref()).filter(|_| opened.sent.is_some()),
             verdicts: &opened.verdicts,
             outcome,
             latency_us: u64::try_from(opened.started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -215,6 +217,10 @@ struct RequestEvent<'a> {
     method: &'a str,
     tool: Option<&'a str>,
     arguments_sha256: Option<&'a str>,
+    /// `as-sent` when the digest is of the arguments' text as sent: their
+    /// numbers are not all ones a double holds, and RFC 8785 would merge them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments_form: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     arguments: Option<&'a RawValue>,
     verdicts: &'a [Said],
@@ -254,9 +260,22 @@ enum Outcome {
     Cancelled { cancelled: bool },
 }
 
-/// sha256 (hex) of the RFC 8785 form of `params.arguments`, when there are
-/// any, and that form itself when it is to be `kept`.
-fn arguments_of(request: &Message, kept: bool) -> Option<(String, Option<Box<RawValue>>)> {
+/// A request's arguments, as its record says them.
+#[derive(Debug)]
+struct Arguments {
+    /// sha256 (hex) of their RFC 8785 form, or of their text as sent.
+    digest: String,
+    /// Whether the digest is of the RFC 8785 form.
+    canonical: bool,
+    /// The arguments themselves, when records carry them.
+    kept: Option<Box<RawValue>>,
+}
+
+/// The digest of `params.arguments`, when there are any: of their RFC 8785
+/// form, unless a number in them is not one a double holds exactly (RFC 8785
+/// would write two different arguments alike), then of their text as sent.
+/// With `kept`, the arguments themselves in the same form.
+fn arguments_of(request: &Message, kept: bool) -> Option<Arguments> {
     // Only `params.arguments` is read into values; the rest is skipped over.
     #[derive(serde::Deserialize)]
     struct Request<'a> {
@@ -269,11 +288,17 @@ fn arguments_of(request: &Message, kept: bool) -> Option<(String, Option<Box<Raw
         arguments: Option<&'a RawValue>,
     }
     let request: Request<'_> = serde_json::from_slice(&request.raw).ok()?;
-    let arguments: Value = serde_json::from_str(request.params?.arguments?.get()).ok()?;
+    let raw = request.params?.arguments?.get();
+    if !crate::jsonrpc::numbers_are_exact(raw) {
+        let digest = hex::encode(Sha256::digest(raw.as_bytes()));
+        let kept = if kept { RawValue::from_string(raw.to_owned()).ok() } else { None };
+        return Some(Arguments { digest, canonical: false, kept });
+    }
+    let arguments: Value = serde_json::from_str(raw).ok()?;
     let canonical = serde_json_canonicalizer::to_string(&arguments).ok()?;
     let digest = hex::encode(Sha256::digest(canonical.as_bytes()));
     let kept = if kept { RawValue::from_string(canonical).ok() } else { None };
-    Some((digest, kept))
+    Some(Arguments { digest, canonical: true, kept })
 }
 
 fn direction_name(direction: Direction) -> &'static str {

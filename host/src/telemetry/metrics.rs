@@ -53,16 +53,38 @@ pub struct RequestLabels {
     pub error_type: Code,
 }
 
-/// `error.type`: a JSON-RPC error code, or empty (no allocation per request).
+/// `error.type`: a JSON-RPC error code JSON-RPC, MCP or Warden defines, any
+/// other as `other`, or empty (no allocation per request, a bounded set).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct Code(pub Option<i64>);
+pub enum Code {
+    /// No error.
+    None,
+    /// A code from the known set.
+    Known(i64),
+    /// A code from elsewhere (an upstream's own).
+    Other,
+}
+
+impl Code {
+    /// `code` as a label value.
+    pub fn of(code: Option<i64>) -> Code {
+        // JSON-RPC's, MCP's (resource not found, URL elicitation required, …), the SDK's denial, Warden's.
+        const KNOWN: &[i64] = &[-32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002, -32042];
+        match code {
+            None => Code::None,
+            Some(c) if KNOWN.contains(&c) || (-31099..=-31000).contains(&c) => Code::Known(c),
+            Some(_) => Code::Other,
+        }
+    }
+}
 
 impl prometheus_client::encoding::EncodeLabelValue for Code {
     fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
         use std::fmt::Write as _;
-        match self.0 {
-            Some(code) => write!(encoder, "{code}"),
-            None => Ok(()),
+        match self {
+            Code::Known(code) => write!(encoder, "{code}"),
+            Code::Other => encoder.write_str(OTHER),
+            Code::None => Ok(()),
         }
     }
 }
@@ -318,7 +340,8 @@ pub fn learn_tools(upstream: &Arc<str>, result: &serde_json::Value) {
         if total >= MAX_TOOLS {
             break;
         }
-        if name.len() <= 128 && !names.contains(name) {
+        // A label value is text a person reads: no control characters, a tool name's length.
+        if name.len() <= 128 && !name.chars().any(char::is_control) && !names.contains(name) {
             names.insert(Arc::from(name));
             total += 1;
         }
@@ -405,6 +428,18 @@ mod tests {
         assert_eq!(&*METRICS.tool_label(&upstream, "read"), "read");
         assert_eq!(&*METRICS.tool_label(&upstream, "write"), OTHER);
         assert_eq!(&*METRICS.tool_label(&Arc::from("elsewhere"), "read"), OTHER);
+    }
+
+    #[test]
+    fn error_codes_are_a_bounded_set() {
+        assert_eq!(Code::of(Some(-32601)), Code::Known(-32601));
+        assert_eq!(Code::of(Some(-31056)), Code::Known(-31056));
+        assert_eq!(Code::of(Some(-1_000_007)), Code::Other);
+        assert_eq!(Code::of(Some(42)), Code::Other);
+        assert_eq!(Code::of(None), Code::None);
+        let upstream: Arc<str> = Arc::from("ctl-test");
+        learn_tools(&upstream, &serde_json::json!({"tools": [{"name": "a\rb"}, {"name": "a\u{0}"}]}));
+        assert_eq!(&*METRICS.tool_label(&upstream, "a\rb"), OTHER);
     }
 
     #[test]

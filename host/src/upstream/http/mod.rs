@@ -225,7 +225,8 @@ pub fn connect(name: Arc<str>, options: RemoteOptions, max_message_bytes: usize)
     let client = Client::builder(TokioExecutor::new()).build(https);
     let (to_upstream, input) = mpsc::channel(QUEUE);
     let (output_tx, mut output_rx) = mpsc::channel(QUEUE);
-    tracing::info!(upstream = %name, url = %options.url, "upstream is remote (Streamable HTTP)");
+    let shown = crate::config::gateway::shown_url(&options.url.to_string());
+    tracing::info!(upstream = %name, url = %shown, "upstream is remote (Streamable HTTP)");
     let shared = Arc::new(Shared {
         client,
         options,
@@ -352,6 +353,30 @@ async fn read_limited(response: http::Response<hyper::body::Incoming>, max: usiz
     }
 }
 
+impl Shared {
+    /// The start of an error body, with Warden's own credentials for this
+    /// upstream taken out: a server may echo the request it refused.
+    pub(super) fn snippet(&self, body: &[u8]) -> String {
+        let dynamic = self.options.dynamic.as_ref().and_then(|d| d.current());
+        let values = self.options.headers.iter().chain(dynamic.as_ref()).map(|(_, v)| v);
+        scrubbed(snippet(body), values)
+    }
+}
+
+/// `text` without any of `secrets` (whole, or after a scheme such as `Bearer `).
+fn scrubbed<'a>(mut text: String, secrets: impl Iterator<Item = &'a HeaderValue>) -> String {
+    for value in secrets {
+        let Ok(value) = value.to_str() else { continue };
+        let bare = value.split_once(' ').map_or(value, |(_, rest)| rest);
+        for secret in [value, bare] {
+            if secret.len() >= 8 && text.contains(secret) {
+                text = text.replace(secret, "[redacted]");
+            }
+        }
+    }
+    text
+}
+
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)]).trim().to_owned();
     if text.is_empty() {
@@ -368,6 +393,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_credential_is_taken_out_of_an_error_body() {
+        let secrets = [HeaderValue::from_static("Bearer sek-remote-token-123"), HeaderValue::from_static("short")];
+        let body =
+            "401: you sent authorization: Bearer sek-remote-token-123 and x: sek-remote-token-123, short".to_owned();
+        let text = scrubbed(body, secrets.iter());
+        assert!(!text.contains("sek-remote-token-123"), "{text}");
+        assert!(text.contains("[redacted]") && text.contains("short"), "{text}");
+    }
 
     #[test]
     fn bodies_become_single_lines() {

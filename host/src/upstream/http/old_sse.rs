@@ -8,9 +8,7 @@ use http::header::{HeaderValue, ACCEPT};
 use http::{Method, Uri};
 use http_body_util::BodyExt;
 
-use super::{
-    content_type, lock, read_limited, snippet, sse, Shared, UpstreamError, ERROR_BODY_LIMIT, OLD_SSE_ENDPOINT_WAIT,
-};
+use super::{content_type, lock, read_limited, sse, Shared, UpstreamError, ERROR_BODY_LIMIT, OLD_SSE_ENDPOINT_WAIT};
 
 /// Posts a message to an HTTP+SSE (2024-11-05) server's endpoint; the answer comes on its event stream.
 pub(super) async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id: Option<&str>) {
@@ -26,7 +24,7 @@ pub(super) async fn post_old(shared: &Shared, endpoint: Uri, message: Bytes, id:
         Ok(response) => {
             let status = response.status();
             let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
-            shared.fail(id, &UpstreamError::Status { status, body: snippet(&body) }).await;
+            shared.fail(id, &UpstreamError::Status { status, body: shared.snippet(&body) }).await;
         }
         Err(e) => {
             let why = UpstreamError::Unreachable {

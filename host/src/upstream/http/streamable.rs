@@ -11,8 +11,8 @@ use http_body_util::{BodyExt, Full};
 
 use super::old_sse::post_old;
 use super::{
-    answers, content_type, lock, read_limited, snippet, sse, Shared, UpstreamError, BACKOFF, CONNECT_ATTEMPTS,
-    ERROR_BODY_LIMIT, LAST_EVENT_ID, MCP_METHOD, MCP_NAME, PROTOCOL_VERSION, SESSION_ID,
+    answers, content_type, lock, read_limited, sse, Shared, UpstreamError, BACKOFF, CONNECT_ATTEMPTS, ERROR_BODY_LIMIT,
+    LAST_EVENT_ID, MCP_METHOD, MCP_NAME, PROTOCOL_VERSION, SESSION_ID,
 };
 use crate::era;
 
@@ -73,7 +73,7 @@ pub(super) async fn post(
                 Err(why) => tracing::debug!("no HTTP+SSE transport there either: {why}"),
             }
         }
-        return shared.fail(id.as_deref(), &UpstreamError::Status { status, body: snippet(&body) }).await;
+        return shared.fail(id.as_deref(), &UpstreamError::Status { status, body: shared.snippet(&body) }).await;
     }
     let answered = match content_type(&response).as_str() {
         "text/event-stream" => shared.events(response, id.as_deref(), initialize).await,
