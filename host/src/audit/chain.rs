@@ -14,6 +14,36 @@ pub fn checkpoint_message(seq: u64, prev: &str, time: &str) -> Vec<u8> {
     format!("warden-audit-checkpoint/v1\n{seq}\n{prev}\n{time}").into_bytes()
 }
 
+/// Lowercase hex of `bytes` (a table, not a char iterator: it runs per record).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The time a record says, to the millisecond (RFC 3339, UTC). Formatted
+/// once per millisecond and thread: many records share one.
+pub fn now_rfc3339() -> std::rc::Rc<str> {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static LAST: RefCell<(u128, std::rc::Rc<str>)> = RefCell::new((0, std::rc::Rc::from("")));
+    }
+    let now = SystemTime::now();
+    let millis = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != millis || last.1.is_empty() {
+            *last = (millis, std::rc::Rc::from(humantime::format_rfc3339_millis(now).to_string()));
+        }
+        last.1.clone()
+    })
+}
+
 /// The sha256 of a record's line.
 pub fn digest(line: &[u8]) -> [u8; 32] {
     Sha256::digest(line).into()
@@ -44,7 +74,7 @@ impl Chain {
 
     /// The `prev` to write, as hex.
     pub fn prev_hex(&self) -> String {
-        hex::encode(self.prev)
+        to_hex(&self.prev)
     }
 
     /// The line of the next record, whose other members are `body`
@@ -68,6 +98,7 @@ mod tests {
         let second = chain.seal(r#""event":2"#);
         assert!(first.starts_with(&format!(r#"{{"seq":1,"prev":"{}""#, "0".repeat(64))));
         assert!(second.contains(&hex::encode(digest(first.as_bytes()))));
+        assert_eq!(to_hex(&[0, 0xab, 0x7f]), "00ab7f");
         assert_eq!(Chain::after(second.as_bytes()), Some(chain));
         assert_eq!(Chain::after(b"{\"seq\": \"x\"}"), None);
     }

@@ -13,7 +13,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -267,16 +266,29 @@ impl At<'static> {
 /// Appends one record; `false` if it could not be.
 fn write_record(shared: &Shared, source: Source<'_>, at: At<'_>, event: &str) -> bool {
     let (source, plugin) = match source {
-        Source::Host => ("host", Value::Null),
-        Source::Plugin(name) => ("plugin", Value::from(name)),
+        Source::Host => ("host", None),
+        Source::Plugin(name) => ("plugin", Some(name)),
     };
-    let time = humantime::format_rfc3339_millis(SystemTime::now());
-    let session = at.session.map_or(Value::Null, Value::from);
-    let upstream = at.upstream.map_or(Value::Null, Value::from);
-    let caller = at.caller.map_or(Value::Null, Value::from);
-    let body = format!(
-        "\"time\":\"{time}\",\"source\":\"{source}\",\"plugin\":{plugin},\"session\":{session},\"upstream\":{upstream},\"caller\":{caller},\"event\":{event}"
-    );
+    // Written member by member: no JSON values are built on a message's way.
+    let mut body = Vec::with_capacity(event.len() + 200);
+    body.extend_from_slice(b"\"time\":\"");
+    body.extend_from_slice(chain::now_rfc3339().as_bytes());
+    body.extend_from_slice(b"\",\"source\":\"");
+    body.extend_from_slice(source.as_bytes());
+    body.push(b'"');
+    for (name, value) in [("plugin", plugin), ("session", at.session), ("upstream", at.upstream), ("caller", at.caller)]
+    {
+        body.extend_from_slice(b",\"");
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(b"\":");
+        match value.map(|text| serde_json::to_writer(&mut body, text)) {
+            Some(Ok(())) => {}
+            Some(Err(_)) | None => body.extend_from_slice(b"null"),
+        }
+    }
+    body.extend_from_slice(b",\"event\":");
+    body.extend_from_slice(event.as_bytes());
+    let Ok(body) = String::from_utf8(body) else { return false };
     let mut trail = lock(&shared.trail);
     let appended = trail.append(&body);
     if appended.is_ok() && metrics::enabled() {

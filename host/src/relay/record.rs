@@ -23,6 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Relay;
+use crate::audit::chain::to_hex;
 use crate::audit::At;
 use crate::jsonrpc::{Message, Reply};
 use crate::plugin::instances::{Direction, Transport};
@@ -290,13 +291,13 @@ fn arguments_of(request: &Message, kept: bool) -> Option<Arguments> {
     let request: Request<'_> = serde_json::from_slice(&request.raw).ok()?;
     let raw = request.params?.arguments?.get();
     if !crate::jsonrpc::numbers_are_exact(raw) {
-        let digest = hex::encode(Sha256::digest(raw.as_bytes()));
+        let digest = to_hex(&Sha256::digest(raw.as_bytes()));
         let kept = if kept { RawValue::from_string(raw.to_owned()).ok() } else { None };
         return Some(Arguments { digest, canonical: false, kept });
     }
     let arguments: Value = serde_json::from_str(raw).ok()?;
     let canonical = serde_json_canonicalizer::to_string(&arguments).ok()?;
-    let digest = hex::encode(Sha256::digest(canonical.as_bytes()));
+    let digest = to_hex(&Sha256::digest(canonical.as_bytes()));
     let kept = if kept { RawValue::from_string(canonical).ok() } else { None };
     Some(Arguments { digest, canonical: true, kept })
 }
