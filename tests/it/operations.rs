@@ -304,3 +304,43 @@ fn readyz_is_false_while_the_plugins_load() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_gateway_counts_each_upstreams_calls_under_its_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = paths().fixture.display().to_string();
+    let shared = examples();
+    let config = dir.path().join("warden.toml");
+    let toml = format!(
+        "plugins = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.alpha]\ncommand = [{fixture:?}]\n\n[upstreams.beta]\ncommand = [{fixture:?}]\n",
+        shared.path().display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let g = Gateway::start_with(None, &["--config", &config.display().to_string()], &[]);
+    let address = admin_address(|| g.stderr());
+    let session = g.open();
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    assert_eq!(g.post(Some(&session), &list.to_string(), &[("mcp-protocol-version", "2025-06-18")]).status, 200);
+    g.call(&session, 2, "alpha__echo", json!({"text": "a"}));
+    g.call(&session, 3, "beta__echo", json!({"text": "b"}));
+    g.call(&session, 4, "beta__echo", json!({"text": "b"}));
+    // Denied by the shared chain, which runs in each upstream's lane: counted under it.
+    g.call(&session, 5, "alpha__delete_everything", json!({}));
+    let text = get(&address, "/metrics", &[]).1;
+    let calls = |upstream: &str| {
+        sample(
+            &text,
+            &format!(
+                r#"warden_requests_total{{upstream="{upstream}",mcp_method_name="tools/call",gen_ai_tool_name="echo",outcome="success",error_type=""}}"#
+            ),
+        )
+    };
+    assert_eq!(calls("alpha"), Some(1.0), "{text}");
+    assert_eq!(calls("beta"), Some(2.0), "{text}");
+    let denied = format!(
+        r#"warden_requests_total{{upstream="alpha",mcp_method_name="tools/call",gen_ai_tool_name="delete_everything",outcome="denied",error_type="{DENIED}"}}"#
+    );
+    assert_eq!(sample(&text, &denied), Some(1.0), "{text}");
+    assert!(text.contains(r#"mcp_client_operation_duration_seconds_count{upstream="beta",mcp_method_name="tools/call""#));
+    assert_eq!(sample(&text, r#"warden_upstream_up{upstream="alpha"}"#), Some(1.0), "{text}");
+}

@@ -2,9 +2,9 @@
 //! talks to (the front) times it end to end; the relay that sends it to its
 //! upstream counts it under that upstream's name (and its tools' names as the
 //! upstream listed them) and times the upstream. A single-upstream relay is
-//! both; in a gateway the session's relay is the front, each lane faces its
-//! upstream, and what the front decided itself (the shared chain denied or
-//! answered it) is counted by the front, as `upstream="gateway"`.
+//! both; in a gateway the session's relay is the front and each lane faces
+//! its upstream (the shared chain runs in the lanes). A request the front
+//! answers without sending it on is counted by the front.
 
 use super::record::{Ended, Opened};
 use super::Relay;
