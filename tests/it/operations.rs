@@ -341,6 +341,8 @@ fn a_gateway_counts_each_upstreams_calls_under_its_own_name() {
         r#"warden_requests_total{{upstream="alpha",mcp_method_name="tools/call",gen_ai_tool_name="delete_everything",outcome="denied",error_type="{DENIED}"}}"#
     );
     assert_eq!(sample(&text, &denied), Some(1.0), "{text}");
-    assert!(text.contains(r#"mcp_client_operation_duration_seconds_count{upstream="beta",mcp_method_name="tools/call""#));
+    assert!(
+        text.contains(r#"mcp_client_operation_duration_seconds_count{upstream="beta",mcp_method_name="tools/call""#)
+    );
     assert_eq!(sample(&text, r#"warden_upstream_up{upstream="alpha"}"#), Some(1.0), "{text}");
 }

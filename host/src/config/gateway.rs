@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::operations::{self, Problem};
+pub use super::operations::{AdminSettings, AuditSettings, AuditSync, RawAdmin, RawAudit};
 use super::secret::read_credential;
 pub use super::secret::{Credential, RawSecret, Secret};
 
@@ -114,85 +116,6 @@ pub struct RawEndpoint {
     pub plugins: Option<String>,
     /// Scopes its tokens must carry, instead of `[auth]`'s.
     pub required_scopes: Option<Vec<String>>,
-}
-
-/// `[audit]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawAudit {
-    /// The audit file (JSON lines).
-    pub file: Option<Spanned<String>>,
-    /// The Ed25519 key that signs checkpoints (`warden audit keygen`).
-    pub key: Option<String>,
-    /// A checkpoint after this many records.
-    pub checkpoint_every: Option<u64>,
-    /// A checkpoint once this long passed with records unsigned (`"10s"`).
-    pub checkpoint_interval: Option<String>,
-    /// A new file once the current one is this large, in bytes.
-    pub max_bytes: Option<u64>,
-    /// A new file once the current one is this old (`"1d"`).
-    pub max_age: Option<String>,
-    /// `"batch"` (the default) or `"always"`: an answer waits until its record is on disk.
-    pub sync: Option<AuditSync>,
-    /// Refuse calls while the trail cannot be written.
-    #[serde(default)]
-    pub required: bool,
-    /// Put the arguments themselves in records (after the chain's redaction).
-    #[serde(default)]
-    pub include_arguments: bool,
-}
-
-/// When audit records reach the disk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuditSync {
-    /// Written within 10 ms, in batches.
-    #[default]
-    Batch,
-    /// Written and synced before the answer is released.
-    Always,
-}
-
-/// How the audit trail is kept, as `[audit]` says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditSettings {
-    /// The file.
-    pub file: Option<PathBuf>,
-    /// The signing key's file.
-    pub key: Option<PathBuf>,
-    /// Records between checkpoints.
-    pub checkpoint_every: Option<u64>,
-    /// Time between checkpoints while records wait.
-    pub checkpoint_interval: Option<Duration>,
-    /// Rotation by size.
-    pub max_bytes: Option<u64>,
-    /// Rotation by age.
-    pub max_age: Option<Duration>,
-    /// See [`AuditSync`].
-    pub sync: AuditSync,
-    /// Calls are refused while the trail cannot be written.
-    pub required: bool,
-    /// Records carry the arguments (after redaction).
-    pub include_arguments: bool,
-}
-
-/// `[admin]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawAdmin {
-    /// Its address (loopback by default).
-    pub listen: Option<Spanned<String>>,
-    /// The file holding the admin token.
-    pub token_file: Option<Spanned<String>>,
-}
-
-/// `[admin]`, checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AdminSettings {
-    /// The admin listener's address.
-    pub listen: Option<SocketAddr>,
-    /// The admin token's file.
-    pub token_file: Option<PathBuf>,
 }
 
 /// `[serve]`.
@@ -573,84 +496,9 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         None => DEFAULT_SEPARATOR.to_owned(),
     };
     let plugins = raw.plugins.as_ref().map(|p| folder(p, "plugins")).transpose()?;
-    let audit = match &raw.audit {
-        None => AuditSettings::default(),
-        Some(a) => {
-            let line = a.file.as_ref().map(|f| f.span().start);
-            let duration = |value: &Option<String>, name: &str| -> Result<Option<Duration>, GatewayError> {
-                value
-                    .as_deref()
-                    .map(|t| {
-                        humantime::parse_duration(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                            let fix = "write a duration such as \"10s\", \"1h\" or \"1d\"".to_owned();
-                            at.error(line, &format!("audit.{name}"), "is not a duration".into(), Some(fix))
-                        })
-                    })
-                    .transpose()
-            };
-            for (name, value) in [("checkpoint-every", a.checkpoint_every), ("max-bytes", a.max_bytes)] {
-                if value == Some(0) {
-                    return Err(at.error(
-                        line,
-                        &format!("audit.{name}"),
-                        "is 0".into(),
-                        Some("give at least 1".into()),
-                    ));
-                }
-            }
-            let key = a.key.as_deref().map(resolve);
-            if let Some(key) = key.as_ref().filter(|k| !k.is_file()) {
-                let fix = "make one with `warden audit keygen DIR`, or correct the path".to_owned();
-                let message = format!("key file {} does not exist", key.display());
-                return Err(at.error(line, "audit.key", message, Some(fix)));
-            }
-            AuditSettings {
-                file: a.file.as_ref().map(|f| resolve(f.get_ref())),
-                key,
-                checkpoint_every: a.checkpoint_every,
-                checkpoint_interval: duration(&a.checkpoint_interval, "checkpoint-interval")?,
-                max_bytes: a.max_bytes,
-                max_age: duration(&a.max_age, "max-age")?,
-                sync: a.sync.unwrap_or_default(),
-                required: a.required,
-                include_arguments: a.include_arguments,
-            }
-        }
-    };
-    let admin = match &raw.admin {
-        None => AdminSettings::default(),
-        Some(a) => {
-            let listen = match &a.listen {
-                Some(l) => Some(l.get_ref().parse::<SocketAddr>().map_err(|_| {
-                    let fix = "write an address and port, such as \"127.0.0.1:9090\"".to_owned();
-                    at.error(Some(l.span().start), "admin.listen", "is not an address".into(), Some(fix))
-                })?),
-                None => None,
-            };
-            let token_file = match &a.token_file {
-                Some(t) => {
-                    let path = resolve(t.get_ref());
-                    if !path.is_file() {
-                        let message = format!("file {} does not exist", path.display());
-                        let fix = "give a file holding the token (one line, at least 16 characters)".to_owned();
-                        return Err(at.error(Some(t.span().start), "admin.token-file", message, Some(fix)));
-                    }
-                    Some(path)
-                }
-                None => None,
-            };
-            if let (Some(address), None, Some(l)) = (listen, &token_file, &a.listen) {
-                if !address.ip().to_canonical().is_loopback() {
-                    let fix =
-                        "add token-file = \"admin.token\" (one line, at least 16 characters), or listen on loopback"
-                            .to_owned();
-                    let message = "is not a loopback address, and no token-file guards it".to_owned();
-                    return Err(at.error(Some(l.span().start), "admin.listen", message, Some(fix)));
-                }
-            }
-            AdminSettings { listen, token_file }
-        }
-    };
+    let locate = |p: Problem| at.error(p.offset, &p.key, p.message, p.fix);
+    let audit = operations::audit(raw.audit.as_ref(), &resolve).map_err(locate)?;
+    let admin = operations::admin(raw.admin.as_ref(), &resolve).map_err(locate)?;
     let (listen, tls) = match &raw.serve {
         None => (None, None),
         Some(serve) => {

@@ -5,6 +5,7 @@
 //! file) and validated into a [`Manifest`].
 
 pub mod gateway;
+pub mod operations;
 mod secret;
 
 use std::path::{Path, PathBuf};
