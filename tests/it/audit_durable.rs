@@ -184,8 +184,10 @@ fn a_denied_calls_arguments_are_not_kept_nor_numbers_merged() {
     w.answer_to(&json!("n1"));
     w.send_raw(r#"{"jsonrpc":"2.0","id":"n2","method":"tools/call","params":{"name":"echo","arguments":{"text":"a","n":9007199254740992}}}"#);
     w.answer_to(&json!("n2"));
+    // Only a tool call's arguments are kept: no plugin is bound to redact another method's.
+    w.request("prompts/get", json!({"name": "greet", "arguments": {"t": "ghp_PROMPTSECRETabcdefghijklmnopqrstu"}}));
     let trail = std::fs::read_to_string(&w.audit).unwrap();
-    assert!(!trail.contains("DENIEDSECRET"), "{trail}");
+    assert!(!trail.contains("DENIEDSECRET") && !trail.contains("PROMPTSECRET"), "{trail}");
     let calls: Vec<Value> = records(&w.audit)
         .into_iter()
         .filter(|r| r["source"] == "host" && r["event"]["type"] == "request" && r["event"]["method"] == "tools/call")

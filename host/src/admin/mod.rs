@@ -38,6 +38,10 @@ const MAX_CONNECTIONS: usize = 256;
 /// How long a connection may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a connection may stay, however it is used (one that never
+/// reads its answers is let go too).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
 /// How the admin listener is set up.
 #[derive(Debug, Clone)]
 pub struct AdminOptions {
@@ -165,14 +169,17 @@ async fn serve_connection(
         .serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
+        ended = connection.as_mut() => Some(ended),
         () = stopped(&mut stop) => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            Some(connection.await)
         }
+        () = tokio::time::sleep(CONNECTION_LIFETIME) => None,
     };
-    if let Err(e) = ended {
-        tracing::debug!(%peer, "admin connection ended: {e}");
+    match ended {
+        Some(Err(e)) => tracing::debug!(%peer, "admin connection ended: {e}"),
+        None => tracing::debug!(%peer, "admin connection closed: open too long"),
+        Some(Ok(())) => {}
     }
 }
 

@@ -193,8 +193,12 @@ impl Relay {
             tool,
             arguments_sha256: opened.arguments.as_ref().map(|a| a.digest.as_str()),
             arguments_form: opened.arguments.as_ref().and_then(|a| (!a.canonical).then_some("as-sent")),
-            // Only what passed the whole chain (and so its redaction) is kept.
-            arguments: opened.arguments.as_ref().and_then(|a| a.kept.as_deref()).filter(|_| opened.sent.is_some()),
+            // Only a tool call's, and only once it passed the whole chain (and so its redaction).
+            arguments: opened
+                .arguments
+                .as_ref()
+                .and_then(|a| a.kept.as_deref())
+                .filter(|_| opened.sent.is_some() && method == crate::jsonrpc::method::TOOLS_CALL),
             verdicts: &opened.verdicts,
             outcome,
             latency_us: u64::try_from(opened.started.elapsed().as_micros()).unwrap_or(u64::MAX),

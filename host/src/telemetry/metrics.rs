@@ -23,8 +23,9 @@ use prometheus_client::registry::Registry;
 /// Label value of anything outside a label's known set.
 pub const OTHER: &str = "other";
 
-/// Most tool names kept as label values, over all upstreams.
+/// Most tool names kept as label values, over all upstreams, and for one.
 const MAX_TOOLS: usize = 4096;
+const MAX_TOOLS_PER_UPSTREAM: usize = 1024;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -72,7 +73,7 @@ impl Code {
         const KNOWN: &[i64] = &[-32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002, -32042];
         match code {
             None => Code::None,
-            Some(c) if KNOWN.contains(&c) || (-31099..=-31000).contains(&c) => Code::Known(c),
+            Some(c) if KNOWN.contains(&c) || (-31056..=-31050).contains(&c) => Code::Known(c),
             Some(_) => Code::Other,
         }
     }
@@ -337,11 +338,13 @@ pub fn learn_tools(upstream: &Arc<str>, result: &serde_json::Value) {
     let mut total: usize = tools.values().map(HashSet::len).sum();
     let names = tools.entry(upstream.clone()).or_default();
     for name in listed.iter().filter_map(|t| t.get("name")?.as_str()) {
-        if total >= MAX_TOOLS {
+        if total >= MAX_TOOLS || names.len() >= MAX_TOOLS_PER_UPSTREAM {
             break;
         }
-        // A label value is text a person reads: no control characters, a tool name's length.
-        if name.len() <= 128 && !name.chars().any(char::is_control) && !names.contains(name) {
+        // Only what a tool name may be (SEP-986: A-Z a-z 0-9 _ . - /, at most
+        // 128): no control, zero-width or bidi characters reach a label.
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'));
+        if !name.is_empty() && name.len() <= 128 && plain && !names.contains(name) {
             names.insert(Arc::from(name));
             total += 1;
         }

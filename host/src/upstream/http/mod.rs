@@ -357,21 +357,55 @@ impl Shared {
     /// The start of an error body, with Warden's own credentials for this
     /// upstream taken out: a server may echo the request it refused.
     pub(super) fn snippet(&self, body: &[u8]) -> String {
+        // Taken out of the whole body first: a cut could leave most of a secret behind.
+        let text = scrubbed(String::from_utf8_lossy(body).into_owned(), &self.secrets());
+        snippet(text.as_bytes())
+    }
+
+    /// A JSON-RPC answer in an HTTP error's body, with Warden's own
+    /// credentials for this upstream taken out (inside its strings).
+    pub(super) fn scrubbed_answer(&self, body: Bytes) -> Bytes {
+        let secrets = self.secrets();
+        if !secrets.iter().any(|s| memchr::memmem::find(&body, s.as_bytes()).is_some()) {
+            return body;
+        }
+        Bytes::from(scrubbed(String::from_utf8_lossy(&body).into_owned(), &secrets))
+    }
+
+    /// The credentials Warden sends this upstream, as an echo may write them.
+    fn secrets(&self) -> Vec<String> {
         let dynamic = self.options.dynamic.as_ref().and_then(|d| d.current());
         let values = self.options.headers.iter().chain(dynamic.as_ref()).map(|(_, v)| v);
-        scrubbed(snippet(body), values)
+        echoes(values)
     }
 }
 
-/// `text` without any of `secrets` (whole, or after a scheme such as `Bearer `).
-fn scrubbed<'a>(mut text: String, secrets: impl Iterator<Item = &'a HeaderValue>) -> String {
-    for value in secrets {
+/// Each value (whole, or after a scheme such as `Bearer `) as an echo may
+/// write it: as is, JSON-escaped (`\/`), percent-encoded. At least 8 bytes.
+fn echoes<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in values {
         let Ok(value) = value.to_str() else { continue };
         let bare = value.split_once(' ').map_or(value, |(_, rest)| rest);
         for secret in [value, bare] {
-            if secret.len() >= 8 && text.contains(secret) {
-                text = text.replace(secret, "[redacted]");
+            let percent: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            for form in [secret.to_owned(), secret.replace('/', "\\/"), percent.replace('+', "%20")] {
+                if form.len() >= 8 && !out.contains(&form) {
+                    out.push(form);
+                }
             }
+        }
+    }
+    // The longest first: a whole value goes before the part after its scheme.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// `text` without any of `secrets`.
+fn scrubbed(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "[redacted]");
         }
     }
     text
@@ -396,12 +430,17 @@ mod tests {
 
     #[test]
     fn an_echoed_credential_is_taken_out_of_an_error_body() {
-        let secrets = [HeaderValue::from_static("Bearer sek-remote-token-123"), HeaderValue::from_static("short")];
-        let body =
-            "401: you sent authorization: Bearer sek-remote-token-123 and x: sek-remote-token-123, short".to_owned();
-        let text = scrubbed(body, secrets.iter());
-        assert!(!text.contains("sek-remote-token-123"), "{text}");
+        let values = [HeaderValue::from_static("Bearer sek-remote/token+123="), HeaderValue::from_static("short")];
+        let secrets = echoes(values.iter());
+        let body = "401: you sent authorization: Bearer sek-remote/token+123= and x: sek-remote/token+123=, short, \
+                    as JSON Bearer sek-remote\\/token+123=, in a URL Bearer%20sek-remote%2Ftoken%2B123%3D"
+            .to_owned();
+        let text = scrubbed(body, &secrets);
+        assert!(!text.contains("sek-remote"), "{text}");
         assert!(text.contains("[redacted]") && text.contains("short"), "{text}");
+        // Past the cut a snippet makes: still taken out first.
+        let long = format!("{}Bearer sek-remote/token+123=", "x".repeat(ERROR_BODY_BYTES - 20));
+        assert!(!snippet(scrubbed(long, &secrets).as_bytes()).contains("sek-remote/tok"));
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub(super) async fn post(
         let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
         if json_body && id.as_deref().is_some_and(|id| answers(&body, id)) {
             // A JSON-RPC error answering the request (e.g. 404 + -32601, 400 + -32020): pass it on.
-            return shared.deliver(body, false).await;
+            return shared.deliver(shared.scrubbed_answer(body), false).await;
         }
         let refused =
             matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED);
